@@ -1,0 +1,104 @@
+"""chattrain's wire contract: msgpack messages over ZeroMQ, and the client library.
+
+Pure Python on pyzmq and msgpack; it never imports TensorFlow. The only code that both the trainer
+and the sidecar import. PROTOCOL.md at the repository root is the specification.
+"""
+
+from __future__ import annotations
+
+from protocol.client import ControlClient
+from protocol.endpoints import (
+    ConnectionInfo,
+    check_bind_address,
+    default_connection_file,
+    default_endpoints,
+    default_runtime_dir,
+)
+from protocol.errors import (
+    EndpointInUse,
+    ErrorCode,
+    ProtocolError,
+    RemoteError,
+    RequestError,
+    TrainerUnavailable,
+)
+from protocol.feed_events import (
+    Data,
+    FeedEvent,
+    Gap,
+    SessionChanged,
+    Snapshot,
+    Stalled,
+    TrainerBack,
+    TrainerDown,
+    Unstalled,
+)
+from protocol.message import (
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    Message,
+    new_id,
+    new_session_id,
+)
+from protocol.params import ParamSpec, coerce_params, resolve_param
+from protocol.publisher import Publisher
+from protocol.security import ClientCurve, ServerCurve, generate_keypair
+from protocol.server import ControlServer
+from protocol.subscriber import Subscriber
+
+OPERATIONS = (
+    "describe",
+    "status",
+    "start",
+    "stop",
+    "pause",
+    "resume",
+    "get_params",
+    "set_params",
+    "history",
+    "checkpoint",
+    "evaluate",
+)
+STATES = ("loading", "idle", "running", "paused", "stopping", "finished", "failed")
+TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "event.", "log", "heartbeat")
+
+__all__ = [
+    "OPERATIONS",
+    "PROTOCOL_VERSION",
+    "STATES",
+    "SUPPORTED_VERSIONS",
+    "TOPICS",
+    "ClientCurve",
+    "ConnectionInfo",
+    "ControlClient",
+    "ControlServer",
+    "Data",
+    "EndpointInUse",
+    "ErrorCode",
+    "FeedEvent",
+    "Gap",
+    "Message",
+    "ParamSpec",
+    "ProtocolError",
+    "Publisher",
+    "RemoteError",
+    "RequestError",
+    "ServerCurve",
+    "SessionChanged",
+    "Snapshot",
+    "Stalled",
+    "Subscriber",
+    "TrainerBack",
+    "TrainerDown",
+    "TrainerUnavailable",
+    "Unstalled",
+    "check_bind_address",
+    "coerce_params",
+    "default_connection_file",
+    "default_endpoints",
+    "default_runtime_dir",
+    "generate_keypair",
+    "new_id",
+    "new_session_id",
+    "resolve_param",
+]

@@ -1,0 +1,149 @@
+"""The control client: Lazy Pirate over REQ, so a caller never hangs and never acts late.
+
+Each attempt waits for a connected peer (IMMEDIATE + POLLOUT) before queueing the request, then
+polls for the reply with a timeout. On a timeout the socket is closed with linger 0 and reopened,
+so nothing queued can reach a trainer that starts later; the request also carries an `expires`
+deadline that the server honours. Retries reuse the request id, so a retried `stop` whose first
+reply was lost returns the cached reply instead of acting twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+
+from protocol import message as msg
+from protocol.errors import ProtocolError, RemoteError, TrainerUnavailable
+from protocol.security import ClientCurve
+
+REQUEST_TIMEOUT_MS = 1500
+REQUEST_RETRIES = 2
+
+
+class ControlClient:
+    """Sends control requests to one trainer. Not thread-safe: one client per thread."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout_ms: int = REQUEST_TIMEOUT_MS,
+        retries: int = REQUEST_RETRIES,
+        curve: ClientCurve | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.last_session: str | None = None
+        self._curve = curve
+        self._own_context = context is None
+        self._context: zmq.Context[zmq.Socket[bytes]] = context or zmq.Context()
+        self._socket: zmq.Socket[bytes] | None = None
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send `op` with `args`; the reply's body, or RemoteError / TrainerUnavailable."""
+        budget_s = self.timeout_ms * (self.retries + 1) / 1000
+        request = msg.request(op, args, expires=time.time() + budget_s)
+        frames = request.to_frames()
+        for _ in range(self.retries + 1):
+            answer = self._attempt(frames, request.id)
+            if answer is not None:
+                return self._result(answer)
+        raise TrainerUnavailable(
+            f"trainer unavailable: no reply from {self.endpoint} to {op!r} "
+            f"within {budget_s:.1f} s ({self.retries + 1} attempts)"
+        )
+
+    def _attempt(self, frames: list[bytes], request_id: str | None) -> msg.Message | None:
+        socket = self._connected_socket()
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        if not socket.poll(self.timeout_ms, zmq.POLLOUT):
+            self._reset()  # nothing connected: the request was never queued
+            return None
+        socket.send_multipart(frames, zmq.NOBLOCK)
+        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            if not socket.poll(left_ms, zmq.POLLIN):
+                break
+            try:
+                answer = msg.Message.from_frames(socket.recv_multipart())
+            except ProtocolError:
+                break  # a broken reply counts as no reply; the retry gets the cached one
+            if answer.id == request_id or answer.id is None:
+                return answer
+        self._reset()
+        return None
+
+    def _result(self, answer: msg.Message) -> dict[str, Any]:
+        self.last_session = answer.session
+        if answer.ok:
+            return answer.body
+        error = answer.error or {}
+        raise RemoteError(
+            str(error.get("code", "internal")),
+            str(error.get("message", "no message")),
+            error.get("details") if isinstance(error.get("details"), dict) else None,
+        )
+
+    def _connected_socket(self) -> zmq.Socket[bytes]:
+        if self._socket is None:
+            socket = self._context.socket(zmq.REQ)
+            socket.linger = 0
+            socket.immediate = True  # queue only on a completed connection
+            if self._curve is not None:
+                self._curve.apply(socket)
+            socket.connect(self.endpoint)
+            self._socket = socket
+        return self._socket
+
+    def _reset(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def close(self) -> None:
+        self._reset()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # One method per operation, all of the same shape (see PROTOCOL.md for their bodies).
+    def describe(self) -> dict[str, Any]:
+        return self.request("describe")
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def start(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("start", **({"params": params} if params else {}))
+
+    def stop(self) -> dict[str, Any]:
+        return self.request("stop")
+
+    def pause(self) -> dict[str, Any]:
+        return self.request("pause")
+
+    def resume(self) -> dict[str, Any]:
+        return self.request("resume")
+
+    def get_params(self) -> dict[str, Any]:
+        return self.request("get_params")
+
+    def set_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.request("set_params", params=params)
+
+    def history(self, since: int, limit: int | None = None) -> dict[str, Any]:
+        return self.request("history", since=since, **({"limit": limit} if limit is not None else {}))
+
+    def checkpoint(self) -> dict[str, Any]:
+        return self.request("checkpoint")
+
+    def evaluate(self) -> dict[str, Any]:
+        return self.request("evaluate")

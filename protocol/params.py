@@ -1,0 +1,135 @@
+"""Parameter declarations: one `ParamSpec` per parameter drives validation, `describe`, help and CLIs.
+
+The trainer declares its parameters once; `describe` sends them as maps (`to_dict`), and clients
+rebuild them (`from_dict`) to parse what a person typed ("lr 0.01") before sending it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+PARAM_TYPES = ("float", "int", "bool", "str")
+# When a change takes effect: at the next training step, at once, or at the next epoch / restart.
+APPLIES = ("next_step", "now", "next_epoch")
+_TRUE_WORDS = {"true", "1", "yes", "on"}
+_FALSE_WORDS = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its name, aliases, type, allowed range and when a change applies."""
+
+    name: str
+    type: str
+    default: Any
+    aliases: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    applies: str = "next_step"
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"param {self.name!r}: type must be one of {PARAM_TYPES}")
+        if self.applies not in APPLIES:
+            raise ValueError(f"param {self.name!r}: applies must be one of {APPLIES}")
+
+    def coerce(self, value: Any) -> Any:
+        """Return `value` as this parameter's type, or raise ValueError naming the param and value."""
+        converted = self._convert(value)
+        if isinstance(converted, (int, float)) and not isinstance(converted, bool):
+            if self.minimum is not None and converted < self.minimum:
+                raise ValueError(f"{self.name} must be >= {self.minimum}, received {value!r}")
+            if self.maximum is not None and converted > self.maximum:
+                raise ValueError(f"{self.name} must be <= {self.maximum}, received {value!r}")
+        return converted
+
+    def _convert(self, value: Any) -> Any:
+        received = f"{self.name} must be {self._article()}, received {value!r:.60}"
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+            raise ValueError(received)
+        if self.type == "str":
+            if isinstance(value, str):
+                return value
+            raise ValueError(received)
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(received)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(received) from None
+        if not math.isfinite(number):
+            raise ValueError(f"{self.name} must be finite, received {value!r:.60}")
+        if self.type == "float":
+            return number
+        if not number.is_integer():
+            raise ValueError(received)
+        return int(number)
+
+    def _article(self) -> str:
+        return {"float": "a number", "int": "a whole number", "bool": "true or false"}.get(self.type, "text")
+
+    def describe_range(self) -> str:
+        """Human text for the allowed range, e.g. '1e-06 .. 1.0'."""
+        if self.minimum is None and self.maximum is None:
+            return "any"
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        return f"{low} .. {high}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "aliases": list(self.aliases),
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "applies": self.applies,
+            "help": self.help,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ParamSpec:
+        """Rebuild a spec from `describe`; unknown keys are ignored."""
+        return cls(
+            name=str(data["name"]),
+            type=str(data["type"]),
+            default=data.get("default"),
+            aliases=tuple(str(alias) for alias in data.get("aliases") or ()),
+            minimum=data.get("minimum"),
+            maximum=data.get("maximum"),
+            applies=str(data.get("applies", "next_step")),
+            help=str(data.get("help", "")),
+        )
+
+
+def resolve_param(specs: Iterable[ParamSpec], name: str) -> ParamSpec:
+    """The spec whose name or alias is `name` (case-insensitive); KeyError with the known names."""
+    wanted = name.strip().lower()
+    specs = list(specs)
+    for spec in specs:
+        if wanted == spec.name.lower() or wanted in (alias.lower() for alias in spec.aliases):
+            return spec
+    known = ", ".join(spec.name for spec in specs)
+    raise KeyError(f"unknown parameter {name!r:.40}; known: {known}")
+
+
+def coerce_params(specs: Iterable[ParamSpec], values: dict[str, Any]) -> dict[str, Any]:
+    """Validate a whole update; all or nothing: the first bad entry raises ValueError or KeyError."""
+    specs = list(specs)
+    coerced: dict[str, Any] = {}
+    for name, value in values.items():
+        spec = resolve_param(specs, str(name))
+        coerced[spec.name] = spec.coerce(value)
+    return coerced

@@ -1,0 +1,171 @@
+"""The metrics feed: a PUB socket owned by one thread, sequence numbers, heartbeats and history.
+
+Any thread may call `publish()`: it only puts (topic, body) on a queue, so the training loop never
+touches a socket or waits. The publisher thread numbers each data message (contiguous from 1 within a
+session), sends it, and keeps it in a bounded ring that the `history` op serves, so a subscriber
+that lost messages (PUB drops past the high-water mark, and the slow joiner loses the first ones) can
+catch up. Heartbeats carry the last seq without consuming one, so a lost tail is noticed too.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from protocol import message as msg
+from protocol.errors import ErrorCode, ProtocolError, RequestError
+from protocol.security import ServerCurve
+from protocol.serving import ServerSocket
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TOPIC = "heartbeat"
+DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
+DEFAULT_HISTORY_SIZE = 10_000
+HISTORY_PAGE_MAX = 2_000
+SEND_HWM = 10_000
+_STOP = object()
+
+
+class Publisher:
+    """Publishes data messages and heartbeats for one trainer process (one `session`)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        session: str,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        heartbeat_body: Callable[[], dict[str, Any]] | None = None,
+        curve: ServerCurve | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        allow_remote: bool = False,
+        send_hwm: int = SEND_HWM,
+    ) -> None:
+        self.endpoint = endpoint
+        self.session = session
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_body = heartbeat_body or dict
+        self._server_options = {
+            "curve": curve,
+            "context": context,
+            "allow_remote": allow_remote,
+            "send_hwm": send_hwm,
+        }
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._ring: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self._ring_lock = threading.Lock()
+        self._last_seq = 0
+        self._thread: threading.Thread | None = None
+        self._server: ServerSocket | None = None
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last data message sent (0 before the first)."""
+        return self._last_seq
+
+    def start(self) -> None:
+        """Bind now (raises EndpointInUse or ValueError) and publish from a daemon thread."""
+        self._server = ServerSocket(zmq.PUB, self.endpoint, **self._server_options)  # type: ignore[arg-type]
+        self._thread = threading.Thread(target=self._run, name="metrics-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, topic: str, body: dict[str, Any]) -> None:
+        """Queue a data message; never blocks. `body` must not be mutated afterwards."""
+        self._queue.put((topic, body))
+
+    def close(self) -> None:
+        """Send what is queued, then close."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def history_handler(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The `history` op: data messages with seq > `since`, oldest first, at most `limit`."""
+        since, limit = args.get("since", 0), args.get("limit", HISTORY_PAGE_MAX)
+        for name, value in (("since", since), ("limit", limit)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, f"{name} must be a non-negative integer, received {value!r:.40}"
+                )
+        limit = min(limit, HISTORY_PAGE_MAX)
+        with self._ring_lock:
+            last_seq = self._last_seq
+            oldest = self._ring[0]["seq"] if self._ring else last_seq + 1
+            if since + 1 < oldest and since < last_seq:
+                raise RequestError(
+                    ErrorCode.TOO_OLD,
+                    f"history starts at seq {oldest}; seq {since + 1} is gone",
+                    {"oldest_seq": oldest, "last_seq": last_seq},
+                )
+            start = max(0, since + 1 - oldest)
+            messages = [self._ring[index] for index in range(start, min(len(self._ring), start + limit))]
+        more = bool(messages) and messages[-1]["seq"] < last_seq
+        return {"session": self.session, "last_seq": last_seq, "messages": messages, "more": more}
+
+    def _run(self) -> None:
+        assert self._server is not None
+        socket = self._server.socket
+        next_heartbeat = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._send_frames(socket, self._heartbeat())
+                next_heartbeat = now + self.heartbeat_interval_s
+            try:
+                item = self._queue.get(timeout=max(0.0, next_heartbeat - time.monotonic()))
+            except queue.Empty:
+                continue
+            if item is _STOP:
+                return
+            frames = self._data(*item)
+            if frames is not None:
+                self._send_frames(socket, frames)
+
+    def _data(self, topic: str, body: dict[str, Any]) -> list[bytes] | None:
+        """Number, encode and remember one data message; a body that cannot be encoded is dropped
+        before it takes a seq, so the sequence stays contiguous."""
+        seq = self._last_seq + 1
+        message = msg.Message(type=msg.DATA, topic=topic, session=self.session, seq=seq, body=body)
+        try:
+            frames = message.to_frames()
+        except ProtocolError:
+            logger.exception("dropped an unencodable message on topic %r", topic)
+            return None
+        with self._ring_lock:
+            self._ring.append(message.to_map())
+            self._last_seq = seq
+        return frames
+
+    def _heartbeat(self) -> list[bytes]:
+        try:
+            body = dict(self._heartbeat_body())
+        except Exception:  # a broken status source must not silence the heartbeat
+            logger.exception("heartbeat body failed")
+            body = {}
+        body["interval_s"] = self.heartbeat_interval_s
+        message = msg.Message(
+            type=msg.HEARTBEAT, topic=HEARTBEAT_TOPIC, session=self.session, seq=self._last_seq, body=body
+        )
+        try:
+            return message.to_frames()
+        except ProtocolError:
+            logger.exception("heartbeat body cannot be encoded; sending a bare heartbeat")
+            message.body = {"interval_s": self.heartbeat_interval_s}
+            return message.to_frames()
+
+    def _send_frames(self, socket: zmq.Socket[bytes], frames: list[bytes]) -> None:
+        # PUB never blocks: past the high-water mark it drops for that subscriber, which then
+        # notices the gap by seq and catches up through `history`.
+        socket.send_multipart(frames)

@@ -1,0 +1,58 @@
+"""What the control server and the publisher share: one bound server socket with its safeguards."""
+
+from __future__ import annotations
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from protocol.codec import MAX_MESSAGE_BYTES
+from protocol.endpoints import BoundEndpoint, check_bind_address
+from protocol.security import ServerCurve
+
+
+class ServerSocket:
+    """A socket of `kind` bound to `endpoint`, owning its context unless one is given.
+
+    Bound in the constructor (the caller's thread) so that a taken endpoint fails loudly at start;
+    after that, exactly one serving thread uses `.socket`.
+    """
+
+    def __init__(
+        self,
+        kind: int,
+        endpoint: str,
+        *,
+        curve: ServerCurve | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        allow_remote: bool = False,
+        send_hwm: int | None = None,
+    ) -> None:
+        check_bind_address(endpoint, allow_remote=allow_remote)
+        self._own_context = context is None
+        self.context: zmq.Context[zmq.Socket[bytes]] = context or zmq.Context()
+        self._authenticator: ThreadAuthenticator | None = None
+        self.socket: zmq.Socket[bytes] = self.context.socket(kind)
+        self.socket.linger = 0
+        # A peer that sends an oversized frame is disconnected by libzmq; nobody else notices.
+        self.socket.maxmsgsize = MAX_MESSAGE_BYTES
+        if send_hwm is not None:
+            self.socket.sndhwm = send_hwm
+        try:
+            if curve is not None:
+                self._authenticator = curve.start_authenticator(self.context)
+                curve.apply(self.socket)
+            self._bound = BoundEndpoint(self.socket, endpoint)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        bound = getattr(self, "_bound", None)
+        if bound is not None:
+            bound.release()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+        if self._own_context:
+            self.context.term()
