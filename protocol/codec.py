@@ -35,6 +35,9 @@ def _check_plain(value: Any) -> None:
         if isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, dict):
+            # strict_map_key still lets bin keys through; the contract allows only str keys.
+            if not all(isinstance(key, str) for key in item):
+                raise ProtocolError("map keys must be strings")
             stack.extend((child, depth + 1) for child in item.values())
         else:
             raise ProtocolError(f"value of type {type(item).__name__} is not allowed")

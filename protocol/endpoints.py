@@ -31,7 +31,11 @@ _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def default_runtime_dir() -> Path:
-    """A private (0700) directory for ipc sockets and the connection file."""
+    """A private (0700) directory for ipc sockets and the connection file.
+
+    A directory we create is made 0700; an existing one must already be private and ours, since
+    chmod-ing whatever a variable names (say /tmp) would be worse than refusing.
+    """
     override = os.environ.get(ENV_RUNTIME_DIR)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if override:
@@ -40,8 +44,16 @@ def default_runtime_dir() -> Path:
         path = Path(xdg) / "chattrain"
     else:
         path = Path(tempfile.gettempdir()) / f"chattrain-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise PermissionError(
+                f"runtime directory {path} must belong to you and have mode 0700 "
+                f"(it has {oct(info.st_mode & 0o777)}); fix it or set {ENV_RUNTIME_DIR}"
+            ) from None
     return path
 
 

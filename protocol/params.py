@@ -64,6 +64,13 @@ class ParamSpec:
             raise ValueError(received)
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(received)
+        if self.type == "int" and isinstance(value, int):
+            return value  # exact: a detour through float rounds integers beyond 2**53
+        if self.type == "int" and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass  # "1e3" and "7.0" still count, through float below
         try:
             number = float(value)
         except ValueError:

@@ -9,6 +9,7 @@ catch up. Heartbeats carry the last seq without consuming one, so a lost tail is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import zmq
 
 from protocol import message as msg
+from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.errors import ErrorCode, ProtocolError, RequestError
 from protocol.security import ServerCurve
 from protocol.serving import ServerSocket
@@ -30,6 +32,7 @@ HEARTBEAT_TOPIC = "heartbeat"
 DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
 DEFAULT_HISTORY_SIZE = 10_000
 HISTORY_PAGE_MAX = 2_000
+HISTORY_PAGE_BYTES = MAX_MESSAGE_BYTES // 2
 SEND_HWM = 10_000
 _STOP = object()
 
@@ -61,7 +64,8 @@ class Publisher:
             "send_hwm": send_hwm,
         }
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._ring: deque[dict[str, Any]] = deque(maxlen=history_size)
+        # (message map, encoded size): the size keeps history pages under the frame limit.
+        self._ring: deque[tuple[dict[str, Any], int]] = deque(maxlen=history_size)
         self._ring_lock = threading.Lock()
         self._last_seq = 0
         self._thread: threading.Thread | None = None
@@ -102,15 +106,20 @@ class Publisher:
         limit = min(limit, HISTORY_PAGE_MAX)
         with self._ring_lock:
             last_seq = self._last_seq
-            oldest = self._ring[0]["seq"] if self._ring else last_seq + 1
+            oldest = self._ring[0][0]["seq"] if self._ring else last_seq + 1
             if since + 1 < oldest and since < last_seq:
                 raise RequestError(
                     ErrorCode.TOO_OLD,
                     f"history starts at seq {oldest}; seq {since + 1} is gone",
                     {"oldest_seq": oldest, "last_seq": last_seq},
                 )
-            start = max(0, since + 1 - oldest)
-            messages = [self._ring[index] for index in range(start, min(len(self._ring), start + limit))]
+            messages: list[dict[str, Any]] = []
+            page_bytes = 0
+            for item, size in itertools.islice(self._ring, max(0, since + 1 - oldest), None):
+                if len(messages) >= limit or (messages and page_bytes + size > HISTORY_PAGE_BYTES):
+                    break  # a page must fit in one reply frame
+                messages.append(item)
+                page_bytes += size
         more = bool(messages) and messages[-1]["seq"] < last_seq
         return {"session": self.session, "last_seq": last_seq, "messages": messages, "more": more}
 
@@ -144,7 +153,7 @@ class Publisher:
             logger.exception("dropped an unencodable message on topic %r", topic)
             return None
         with self._ring_lock:
-            self._ring.append(message.to_map())
+            self._ring.append((message.to_map(), len(frames[1])))
             self._last_seq = seq
         return frames
 

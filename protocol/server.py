@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 POLL_INTERVAL_MS = 100
 REPLY_CACHE_SIZE = 1024
+UNCACHED_OPS = frozenset({"history", "status", "describe", "get_params"})
 
 
 class ControlServer:
@@ -93,14 +94,22 @@ class ControlServer:
     def answer(self, frames: list[bytes]) -> list[bytes]:
         """The reply frames for one request's frames; never raises."""
         try:
+            if len(frames) != 1:  # from_frames would take two frames as a feed message
+                raise ProtocolError(f"a control request is one frame, received {len(frames)}")
             request = msg.Message.from_frames(frames)
         except ProtocolError as exc:
             return self._error(None, None, ErrorCode.BAD_REQUEST, str(exc))
         if request.id is not None and request.id in self._replies:
             self._replies.move_to_end(request.id)
             return self._replies[request.id]
-        frames_out = self._answer_new(request)
-        if request.id is not None:
+        try:
+            frames_out = self._answer_new(request)
+        except ProtocolError as exc:  # the reply cannot be encoded: too big, or odd details
+            logger.error("reply to %r cannot be encoded: %s", request.op, exc)
+            text = f"the reply could not be encoded: {exc}"
+            frames_out = self._error(request.id, None, ErrorCode.INTERNAL, text)
+        # `history` only reads, and its pages are the big replies: caching them would only cost memory.
+        if request.id is not None and request.op not in UNCACHED_OPS:
             self._replies[request.id] = frames_out
             if len(self._replies) > REPLY_CACHE_SIZE:
                 self._replies.popitem(last=False)

@@ -179,7 +179,7 @@ class Subscriber:
                 self.last_seq = lost_to
                 continue
             except TrainerUnavailable:
-                break
+                return  # history may still hold them: the next message or heartbeat retries
             if page.get("session") != self.session:
                 self._synced = False  # restarted meanwhile: the next message re-syncs
                 return

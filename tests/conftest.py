@@ -1,0 +1,19 @@
+"""Fixtures every test package shares: where the test data is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# CI and developers have the real MNIST beside the clone, in ../shared/data; CHATTRAIN_TEST_MNIST
+# points elsewhere. Without it, tests that need data use small generated arrays instead.
+MNIST_PATH = Path(os.environ.get("CHATTRAIN_TEST_MNIST", REPO_ROOT.parent / "shared" / "data" / "mnist.npz"))
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path | None:
+    """The real MNIST npz if present, else None (callers fall back to generated data)."""
+    return MNIST_PATH if MNIST_PATH.exists() else None

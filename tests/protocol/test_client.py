@@ -1,0 +1,159 @@
+"""The control client never hangs, and a request it gave up on never runs later."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from protocol import ControlClient, ControlServer, ErrorCode, RemoteError, TrainerUnavailable
+from protocol import message as msg
+from tests.protocol.support import CallLog, raw_exchange
+
+TIMEOUT_MS = 200
+RETRIES = 2
+SLACK_S = 0.5
+LATE_WINDOW_S = 0.6  # a few heartbeat lengths of the fast tests
+
+
+@pytest.fixture
+def control(endpoint: Callable[[str], str]) -> str:
+    return endpoint("control")
+
+
+def test_no_server_means_unavailable_within_the_configured_bound(
+    control: str, client: Callable[..., ControlClient]
+) -> None:
+    control_client = client(control, timeout_ms=TIMEOUT_MS, retries=RETRIES)
+    began = time.monotonic()
+    with pytest.raises(TrainerUnavailable, match="3 attempts"):
+        control_client.status()
+    elapsed = time.monotonic() - began
+    assert elapsed <= TIMEOUT_MS / 1000 * (RETRIES + 1) + SLACK_S
+
+
+def test_no_server_on_tcp_means_unavailable_within_the_bound(
+    free_tcp_endpoint: Callable[[], str], client: Callable[..., ControlClient]
+) -> None:
+    control_client = client(free_tcp_endpoint(), timeout_ms=TIMEOUT_MS, retries=1)
+    began = time.monotonic()
+    with pytest.raises(TrainerUnavailable):
+        control_client.stop()
+    assert time.monotonic() - began <= TIMEOUT_MS / 1000 * 2 + SLACK_S
+
+
+def test_a_timed_out_request_never_runs_on_a_server_that_starts_later(
+    control: str, client: Callable[..., ControlClient], serve: Callable[..., ControlServer]
+) -> None:
+    control_client = client(control, timeout_ms=TIMEOUT_MS, retries=1)
+    with pytest.raises(TrainerUnavailable):
+        control_client.request("stop", token="given-up")
+    stop = CallLog()
+    serve(control, {"stop": stop})
+    assert not stop.called.wait(LATE_WINDOW_S), f"a timed-out request ran later: {stop.calls}"
+    assert control_client.request("stop", token="fresh") == {"n": 1}
+    assert stop.calls == [{"token": "fresh"}]
+
+
+def test_a_stalled_server_makes_the_client_give_up_and_nothing_runs_twice_or_late(
+    control: str, client: Callable[..., ControlClient], serve: Callable[..., ControlServer]
+) -> None:
+    release = threading.Event()
+    slow = CallLog(lambda args: {"released": release.wait(10)})
+    stop = CallLog()
+    serve(control, {"slow": slow, "stop": stop, "status": CallLog()})
+    blocked = client(control, timeout_ms=TIMEOUT_MS, retries=1)
+    began = time.monotonic()
+    with pytest.raises(TrainerUnavailable):
+        blocked.request("slow")  # the handler holds the server thread
+    assert time.monotonic() - began <= TIMEOUT_MS / 1000 * 2 + SLACK_S
+    queued = client(control, timeout_ms=TIMEOUT_MS, retries=1)
+    with pytest.raises(TrainerUnavailable):
+        queued.stop()  # reaches the server while it is stuck; it must not run once it is free
+    release.set()
+    assert client(control, timeout_ms=2000).status() == {"n": 1}
+    assert not stop.called.wait(LATE_WINDOW_S), "a stop the client gave up on ran after the stall"
+    assert slow.count == 1, "the retried request ran twice"
+    assert blocked.status() == {"n": 2}  # the client that gave up works again
+
+
+def test_a_retry_after_a_lost_reply_gets_the_cached_answer(
+    control: str, serve: Callable[..., ControlServer]
+) -> None:
+    stop = CallLog()
+    serve(control, {"stop": stop})
+    request = msg.request("stop", expires=time.time() + 5)
+    first = raw_exchange(control, request.to_frames())
+    retry = raw_exchange(control, request.to_frames())
+    assert first == retry and first.ok
+    assert stop.count == 1
+
+
+def test_a_request_past_its_deadline_is_expired_not_run(
+    control: str, serve: Callable[..., ControlServer]
+) -> None:
+    stop = CallLog()
+    serve(control, {"stop": stop})
+    answer = raw_exchange(control, msg.request("stop", expires=time.time() - 0.01).to_frames())
+    assert answer.error is not None and answer.error["code"] == ErrorCode.EXPIRED
+    assert stop.count == 0
+
+
+def test_convenience_methods_send_their_op_and_args(
+    control: str, serve: Callable[..., ControlServer], client: Callable[..., ControlClient]
+) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def recorder(op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def handler(args: dict[str, Any]) -> dict[str, Any]:
+            seen.append((op, args))
+            return {"op": op}
+
+        return handler
+
+    ops = ["describe", "status", "start", "stop", "pause", "resume", "get_params", "set_params"]
+    ops += ["history", "checkpoint", "evaluate"]
+    serve(control, {op: recorder(op) for op in ops}, session="abc")
+    control_client = client(control)
+    control_client.describe()
+    control_client.status()
+    control_client.start({"lr": "0.1"})
+    control_client.start()
+    control_client.stop()
+    control_client.pause()
+    control_client.resume()
+    control_client.get_params()
+    control_client.set_params({"lr": 0.5})
+    control_client.history(since=3)
+    control_client.history(since=3, limit=10)
+    control_client.checkpoint()
+    assert control_client.evaluate() == {"op": "evaluate"}
+    assert control_client.last_session == "abc"
+    assert seen == [
+        ("describe", {}),
+        ("status", {}),
+        ("start", {"params": {"lr": "0.1"}}),
+        ("start", {}),
+        ("stop", {}),
+        ("pause", {}),
+        ("resume", {}),
+        ("get_params", {}),
+        ("set_params", {"params": {"lr": 0.5}}),
+        ("history", {"since": 3}),
+        ("history", {"since": 3, "limit": 10}),
+        ("checkpoint", {}),
+        ("evaluate", {}),
+    ]
+
+
+def test_remote_error_carries_the_reply_error(
+    control: str, serve: Callable[..., ControlServer], client: Callable[..., ControlClient]
+) -> None:
+    serve(control, {})
+    with pytest.raises(RemoteError) as raised:
+        client(control).status()
+    assert raised.value.code == ErrorCode.UNKNOWN_OP
+    assert str(raised.value).startswith("unknown_op: ")

@@ -1,0 +1,72 @@
+"""CurveZMQ: a server admits only the client keys it lists; key files are private."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from protocol import (
+    ClientCurve,
+    ControlClient,
+    ControlServer,
+    ServerCurve,
+    TrainerUnavailable,
+    generate_keypair,
+)
+from tests.protocol.support import CallLog
+
+
+@pytest.fixture
+def keys(ipc_dir: Path) -> dict[str, Path]:
+    """Server, allowed client and stranger keypairs; only the allowed public key is listed."""
+    server_public, server_secret = generate_keypair(ipc_dir / "server", "server")
+    allowed_public, allowed_secret = generate_keypair(ipc_dir / "clients", "allowed")
+    _, stranger_secret = generate_keypair(ipc_dir / "strangers", "stranger")
+    listed = ipc_dir / "authorized"
+    listed.mkdir(mode=0o700)
+    shutil.copy(allowed_public, listed / allowed_public.name)
+    return {
+        "server_public": server_public,
+        "server_secret": server_secret,
+        "allowed_secret": allowed_secret,
+        "stranger_secret": stranger_secret,
+        "authorized": listed,
+    }
+
+
+def test_generated_secret_key_is_0600(keys: dict[str, Path]) -> None:
+    for name in ("server_secret", "allowed_secret", "stranger_secret"):
+        assert stat.S_IMODE(keys[name].stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_curve_server_admits_a_listed_key_and_refuses_an_unknown_one(
+    transport: str,
+    keys: dict[str, Path],
+    endpoint: Callable[[str], str],
+    free_tcp_endpoint: Callable[[], str],
+    serve: Callable[..., ControlServer],
+    client: Callable[..., ControlClient],
+) -> None:
+    control = endpoint("control") if transport == "ipc" else free_tcp_endpoint()
+    status = CallLog()
+    server_curve = ServerCurve(secret_key_file=keys["server_secret"], clients_dir=keys["authorized"])
+    serve(control, {"status": status}, curve=server_curve)
+    assert server_curve.public_key() == keys["server_public"].read_text().split('"')[1]
+
+    allowed = ClientCurve(keys["allowed_secret"], keys["server_public"])
+    assert client(control, curve=allowed, timeout_ms=2000).status() == {"n": 1}
+
+    stranger = ClientCurve(keys["stranger_secret"], keys["server_public"])
+    with pytest.raises(TrainerUnavailable):
+        client(control, curve=stranger, timeout_ms=300, retries=1).status()
+
+    plain = client(control, timeout_ms=300, retries=0)
+    with pytest.raises(TrainerUnavailable):
+        plain.status()
+    assert status.count == 1
+    assert client(control, curve=allowed, timeout_ms=2000).status() == {"n": 2}

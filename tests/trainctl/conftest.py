@@ -1,0 +1,73 @@
+"""Fixtures for the trainctl tests: private ipc endpoints, a started fake trainer, the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.trainctl.fake_trainer import FakeTrainer
+from trainctl.__main__ import main
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[Path]:
+    """A short, private directory under /tmp: ipc paths must stay under ~100 characters."""
+    path = Path(tempfile.mkdtemp(prefix="tc-", dir="/tmp"))
+    path.chmod(0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, ipc_dir: Path) -> None:
+    """No CHATTRAIN_* from the developer's shell; default endpoints live in the private dir."""
+    for name in list(os.environ):
+        if name.startswith("CHATTRAIN_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(ipc_dir))
+
+
+@pytest.fixture
+def endpoints(ipc_dir: Path) -> tuple[str, str]:
+    return f"ipc://{ipc_dir}/t.control", f"ipc://{ipc_dir}/t.metrics"
+
+
+@pytest.fixture
+def trainer(endpoints: tuple[str, str]) -> Iterator[FakeTrainer]:
+    fake = FakeTrainer(*endpoints).start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], endpoints: tuple[str, str]) -> Callable[..., CliResult]:
+    """`cli("status", "--json")`: run trainctl in-process against the test endpoints."""
+
+    def run(*argv: str, connect: bool = True) -> CliResult:
+        capsys.readouterr()
+        prefix = (
+            ["--control", endpoints[0], "--metrics", endpoints[1], "--timeout-ms", "500"] if connect else []
+        )
+        code = main([*prefix, *argv])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

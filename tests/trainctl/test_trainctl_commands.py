@@ -1,0 +1,146 @@
+"""trainctl's commands against a real ControlServer: --json output, human output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from protocol import ConnectionInfo
+from tests.trainctl.conftest import CliResult
+from tests.trainctl.fake_trainer import FakeTrainer
+from trainctl import exit_codes
+
+Cli = Callable[..., CliResult]
+
+
+def test_status_json_is_the_status_reply(cli: Cli, trainer: FakeTrainer) -> None:
+    result = cli("status", "--json")
+    assert result.code == exit_codes.OK
+    status = result.json()
+    assert status["state"] == "idle"
+    assert status["session"] == trainer.session
+    assert status["params"]["learning_rate"] == 0.001
+
+
+def test_json_may_come_before_or_after_the_command(cli: Cli, trainer: FakeTrainer) -> None:
+    assert cli("--json", "status").json() == cli("status", "--json").json()
+
+
+def test_status_for_people_is_a_table(cli: Cli, trainer: FakeTrainer) -> None:
+    result = cli("status")
+    assert result.code == exit_codes.OK
+    assert "idle" in result.out and "0 / 1000" in result.out and "learning_rate=0.001" in result.out
+
+
+def test_describe_lists_params_with_aliases_and_values(cli: Cli, trainer: FakeTrainer) -> None:
+    description = cli("describe", "--json").json()
+    assert {p["name"]: p["aliases"] for p in description["params"]}["learning_rate"] == ["lr"]
+    people = cli("describe")
+    assert people.code == exit_codes.OK and "learning_rate" in people.out and "ops:" in people.out
+
+
+def test_lifecycle_commands_report_the_new_state(cli: Cli, trainer: FakeTrainer) -> None:
+    started = cli("start", "--json", "--param", "lr=0.01")
+    assert started.code == exit_codes.OK
+    assert started.json() == {"state": "running", "step": 0, "already": False}
+    assert trainer.params["learning_rate"] == 0.01
+    assert cli("start", "--json").json()["already"] is True
+    assert cli("pause", "--json").json()["state"] == "paused"
+    assert cli("resume", "--json").json()["state"] == "running"
+    stopped = cli("stop")
+    assert stopped.code == exit_codes.OK and "stop: state idle" in stopped.out
+
+
+def test_set_accepts_names_and_aliases_and_reports_when_they_apply(cli: Cli, trainer: FakeTrainer) -> None:
+    result = cli("set", "--json", "lr", "0.05", "batch_size", "256")
+    assert result.code == exit_codes.OK
+    body = result.json()
+    assert body["params"] == {"learning_rate": 0.05, "batch_size": 256}
+    assert body["applies"] == {"learning_rate": "next_step", "batch_size": "next_epoch"}
+    assert cli("params", "--json").json()["params"]["batch_size"] == 256
+
+
+def test_checkpoint_and_eval_say_when_they_are_scheduled(cli: Cli, trainer: FakeTrainer) -> None:
+    assert cli("checkpoint", "--json").json() == {"scheduled_at_step": 1}
+    assert cli("eval", "--json").json() == {"scheduled_at_step": 1}
+    assert "evaluate scheduled at step 1" in cli("evaluate").out
+
+
+def test_history_pages_through_published_messages(cli: Cli, trainer: FakeTrainer) -> None:
+    trainer.advance(5)
+    page = cli("history", "--json", "--since", "2", "--limit", "2").json()
+    assert [m["seq"] for m in page["messages"]] == [3, 4]
+    assert page["session"] == trainer.session and page["last_seq"] == 5
+    assert "metrics.step" in cli("history").out
+
+
+def test_a_refused_request_exits_4_with_code_and_message(cli: Cli, trainer: FakeTrainer) -> None:
+    result = cli("resume")
+    assert result.code == exit_codes.REFUSED
+    assert "invalid_state" in result.err and "cannot resume while idle" in result.err
+    as_json = cli("set", "--json", "lr", "banana")
+    assert as_json.code == exit_codes.REFUSED
+    assert as_json.json()["error"]["code"] == "invalid_params"
+    assert "banana" in as_json.json()["error"]["message"]
+    assert trainer.params["learning_rate"] == 0.001  # all or nothing
+
+
+def test_no_trainer_exits_3_within_the_timeout_bound(cli: Cli) -> None:
+    started = time.monotonic()
+    result = cli("status", "--json", "--timeout-ms", "100", "--retries", "1")
+    elapsed = time.monotonic() - started
+    assert result.code == exit_codes.UNAVAILABLE
+    assert result.json()["error"]["code"] == "unavailable"
+    assert elapsed < 0.2 + 1.0  # timeout_ms * attempts, plus start-up slack
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["frobnicate"],
+        ["set", "lr"],
+        ["start", "--param", "lr"],
+        ["history", "--since", "x"],
+        ["status", "--timeout-ms", "0"],
+        ["watch", "--for", "-1"],
+    ],
+)
+def test_usage_errors_exit_2(cli: Cli, argv: list[str]) -> None:
+    assert cli(*argv).code == exit_codes.USAGE
+
+
+def test_the_connection_file_is_used_when_no_endpoints_are_given(
+    cli: Cli, trainer: FakeTrainer, endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "conn.json"
+    ConnectionInfo(*endpoints, run_id="run-1", session=trainer.session, protocol_version=1).write(path)
+    result = cli("--connection", str(path), "status", "--json", connect=False)
+    assert result.code == exit_codes.OK and result.json()["session"] == trainer.session
+
+
+def test_the_instance_connection_file_is_found_by_default(
+    cli: Cli, trainer: FakeTrainer, endpoints: tuple[str, str], ipc_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ConnectionInfo(*endpoints, run_id="run-1", session=trainer.session, protocol_version=1).write(
+        ipc_dir / "lab.json"
+    )
+    monkeypatch.setenv("CHATTRAIN_INSTANCE", "lab")
+    assert cli("status", "--json", connect=False).json()["session"] == trainer.session
+
+
+def test_endpoints_come_from_the_environment(
+    cli: Cli, trainer: FakeTrainer, endpoints: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATTRAIN_CONTROL", endpoints[0])
+    monkeypatch.setenv("CHATTRAIN_METRICS", endpoints[1])
+    assert cli("status", "--json", connect=False).code == exit_codes.OK
+
+
+def test_a_missing_connection_file_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    result = cli("--connection", str(tmp_path / "nope.json"), "status", "--json", connect=False)
+    assert result.code == exit_codes.USAGE
+    assert json.loads(result.out)["error"]["code"] == "usage"

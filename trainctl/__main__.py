@@ -1,0 +1,88 @@
+"""`trainctl`: supervise and steer a chattrain trainer from the command line.
+
+    trainctl status                       trainctl set lr 0.01 batch_size 256
+    trainctl start --param epochs=3       trainctl watch                (Ctrl-C detaches)
+    trainctl --json history --since 100   trainctl watch --json --until-state finished,failed
+
+Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
+6 `watch --for` ended before `--until-state` was reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from trainctl import exit_codes
+from trainctl.commands import run_command
+from trainctl.config import add_connection_options
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, received {text!r}")
+    return name.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_connection_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, **kwargs: object) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=text, description=text, **kwargs)  # type: ignore[arg-type]
+        add_connection_options(child, suppress=True)
+        return child
+
+    command("status", "the trainer's state, progress, last metrics and parameters")
+    command("describe", "operations, states, topics and the declared parameters")
+    start = command("start", "start training (optionally with initial parameter values)")
+    start.add_argument("--param", action="append", type=_name_value, metavar="NAME=VALUE")
+    for name, text in (("stop", "stop training"), ("pause", "pause training"), ("resume", "resume training")):
+        command(name, text)
+    command("params", "current parameter values")
+    set_ = command("set", "change parameters (names or aliases); all or nothing")
+    set_.add_argument("pairs", nargs="+", metavar="NAME VALUE")
+    command("checkpoint", "save a checkpoint at the next step")
+    command("eval", "evaluate at the next step", aliases=["evaluate"])
+    history = command("history", "published messages after a sequence number")
+    history.add_argument("--since", type=int, default=0, metavar="N", help="after this seq (default 0)")
+    history.add_argument("--limit", type=int, default=None, metavar="N")
+    watch = command("watch", "live view of progress and events (Ctrl-C detaches)")
+    watch.add_argument("--for", dest="for_s", type=float, default=None, metavar="SECONDS",
+                       help="end after this long")  # fmt: skip
+    watch.add_argument("--until-state", default=None, metavar="STATE[,STATE...]",
+                       help="end on reaching one of these states (exit 6 if --for ends first)")  # fmt: skip
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        args.command = "eval"
+    if args.command == "set" and len(args.pairs) % 2:
+        parser.error(f"set takes NAME VALUE pairs, received an odd number of words: {' '.join(args.pairs)}")
+    if args.command == "watch" and args.for_s is not None and args.for_s < 0:
+        parser.error(f"--for must be >= 0, received {args.for_s}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else exit_codes.USAGE
+    logging.basicConfig(level=logging.WARNING, format="trainctl: %(levelname)s %(name)s: %(message)s")
+    return run_command(args, Console(), Console(stderr=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
