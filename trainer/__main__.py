@@ -1,0 +1,153 @@
+"""``trainer`` / ``python -m trainer``: bind the control plane first, then load TensorFlow.
+
+Order matters: the control and metrics sockets are bound and served (state ``loading``) before
+``trainer.session`` is imported, because that import pulls in TensorFlow (seconds). Nothing in
+this file, ``trainer/__init__``, ``trainer.config``, ``trainer.params`` or ``trainer.control``
+imports TensorFlow. SIGTERM and SIGINT ask for a graceful stop: the run stops at the next step
+boundary, checkpoints, tests, publishes, and the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from protocol import (
+    PROTOCOL_VERSION,
+    ConnectionInfo,
+    ControlServer,
+    EndpointInUse,
+    Publisher,
+    ServerCurve,
+    default_connection_file,
+    default_endpoints,
+    new_session_id,
+)
+from trainer.config import Config, parse_config
+from trainer.control import FAILED, Controller, Publish
+from trainer.errors import describe_error
+from trainer.params import PARAM_SPECS, defaults
+
+logger = logging.getLogger("trainer")
+
+EXIT_ENDPOINT_IN_USE = 3
+EXIT_USAGE = 2  # final: respawn does not retry it
+IDLE_POLL_S = 0.25
+
+
+def run_id_for(run_dir: Path) -> str:
+    """The run's id: the run directory's name (PROTOCOL.md)."""
+    return run_dir.resolve().name
+
+
+def install_signal_handlers(controller: Controller) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if controller.signal_stop:  # a second signal: the user does not want to wait
+            os._exit(128 + signum)
+        # Only a flag: the loop acts at the next step boundary (or idle poll).
+        controller.signal_stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def serve(config: Config) -> int:
+    control, metrics = default_endpoints(config.instance)
+    control, metrics = config.control or control, config.metrics or metrics
+    session = new_session_id()
+    run_id = run_id_for(config.run_dir)
+    curve = None
+    if config.curve_secret is not None and config.curve_clients is not None:
+        curve = ServerCurve(config.curve_secret, config.curve_clients)
+    publisher = Publisher(
+        metrics,
+        session=session,
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        heartbeat_body=lambda: controller.heartbeat_body(),
+        history_size=config.history_size,
+        curve=curve,
+        allow_remote=config.allow_remote,
+    )
+    controller = Controller(
+        PARAM_SPECS,
+        defaults(PARAM_SPECS),
+        run_id=run_id,
+        session=session,
+        publish=publisher.publish,
+        heartbeat_interval_s=config.heartbeat_interval_s,
+    )
+    controller.last_seq = lambda: publisher.last_seq
+    handlers = {**controller.handlers(), "history": publisher.history_handler}
+    server = ControlServer(control, handlers, session=session, curve=curve, allow_remote=config.allow_remote)
+    try:
+        publisher.start()
+        server.start()
+    except EndpointInUse as exc:
+        logger.error("%s", exc)
+        publisher.close()
+        return EXIT_ENDPOINT_IN_USE
+    except ValueError as exc:  # a non-loopback address without --allow-remote, a bad key file
+        logger.error("%s", exc)
+        publisher.close()
+        return EXIT_USAGE
+    connection_file = config.connection_file or default_connection_file(config.instance)
+    ConnectionInfo(
+        control=control,
+        metrics=metrics,
+        run_id=run_id,
+        session=session,
+        protocol_version=PROTOCOL_VERSION,
+        server_public_key=curve.public_key() if curve else None,
+        pid=os.getpid(),
+    ).write(connection_file)
+    install_signal_handlers(controller)
+    logger.info("serving control on %s, metrics on %s (session %s)", control, metrics, session)
+    try:
+        return _run_session(config, controller, publisher.publish)
+    finally:
+        server.close()
+        publisher.close()
+        _remove_if_ours(connection_file, session)
+
+
+def _run_session(config: Config, controller: Controller, publish: Publish) -> int:
+    try:
+        from trainer.session import Session  # imports TensorFlow: seconds
+    except Exception as exc:  # a broken install fails the run; the sockets say why
+        logger.exception("cannot load the TensorFlow side")
+        error = describe_error(exc)
+        controller.set_state(FAILED, error=error)
+        publish("event.failed", {"event": "failed", "step": 0, "state": FAILED, "error": error})
+        while not (controller.signal_stop or config.exit_when_done):
+            controller.take_commands(1, timeout_s=IDLE_POLL_S)
+        return 1
+    return Session(config, controller, publish).run()
+
+
+def _remove_if_ours(path: Path, session: str) -> None:
+    try:
+        if ConnectionInfo.read(path).session == session:
+            path.unlink()
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv, os.environ)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint timing chatter at INFO
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

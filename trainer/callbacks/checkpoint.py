@@ -1,0 +1,35 @@
+"""Periodic checkpoints: asks the trainer for one every N steps and/or every N seconds."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from trainer.callbacks.base import Callback, Logs
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+
+class PeriodicCheckpoint(Callback):
+    def __init__(self, every_steps: int = 0, every_s: float = 0.0) -> None:
+        if every_steps < 0 or every_s < 0:
+            raise ValueError(f"checkpoint periods must be >= 0, got {every_steps!r}, {every_s!r}")
+        self.every_steps = every_steps
+        self.every_s = every_s
+        self._last_time = time.monotonic()
+
+    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+        self._last_time = time.monotonic()
+
+    def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
+        self._last_time = time.monotonic()
+
+    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+        if self.due(trainer.step, time.monotonic()):
+            trainer.checkpoint_requested = True
+
+    def due(self, step: int, now: float) -> bool:
+        by_steps = self.every_steps > 0 and step % self.every_steps == 0
+        by_time = self.every_s > 0 and now - self._last_time >= self.every_s
+        return by_steps or by_time

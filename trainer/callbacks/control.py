@@ -1,0 +1,118 @@
+"""The bridge between the ``Controller`` (handlers, server thread) and the loop (main thread).
+
+At each step boundary it publishes progress into the controller's snapshot, drains the command
+queue (params, checkpoint-now, evaluate-now) and reads the state: ``stopping`` sets
+``trainer.should_stop``; ``paused`` holds here, at the boundary, still draining commands and
+checking in so heartbeats show the loop alive, until resumed or stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from trainer.callbacks.base import Callback, Logs
+from trainer.control import FAILED, FINISHED, PAUSED, RUNNING, STOPPING, Command, Controller, Publish
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+HOLD_POLL_S = 0.25
+
+
+def apply_commands(trainer: Trainer, commands: list[Command], at_step: int) -> None:
+    """Hand commands to the trainer: params now, checkpoint / evaluate as requests."""
+    for command in commands:
+        if command.kind == "set_params":
+            trainer.set_params(command.params, at_step=at_step)
+        elif command.kind == "checkpoint":
+            trainer.checkpoint_requested = True
+        elif command.kind == "evaluate":
+            trainer.evaluate_requested = True
+
+
+class ControlBridge(Callback):
+    def __init__(self, controller: Controller, publish: Publish) -> None:
+        self._controller = controller
+        self._publish = publish
+
+    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {})
+        self._boundary(trainer)
+
+    def on_epoch_start(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.update_progress(epoch=trainer.epoch, next_epoch_step=trainer.next_epoch_step)
+
+    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {"loss": logs.get("loss", float("nan"))})
+        self._boundary(trainer)
+
+    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, logs)
+
+    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {f"val_{k}": v for k, v in logs.items()})
+
+    def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {f"test_{k}": v for k, v in logs.items()})
+
+    def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.update_progress(last_checkpoint_step=trainer.last_checkpoint_step)
+
+    def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.sync_params({c["name"]: c["new"] for c in trainer.param_changes})
+        self._controller.update_progress(total_steps=trainer.total_steps())
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.set_state(FINISHED)
+
+    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.set_state(FAILED, error=trainer.error_info)
+
+    def _push_progress(self, trainer: Trainer, metrics: Logs) -> None:
+        merged = {**self._controller.progress().metrics, **metrics}
+        steps_per_s = trainer.steps_per_s
+        remaining = trainer.total_steps() - trainer.step
+        self._controller.update_progress(
+            step=trainer.step,
+            epoch=trainer.epoch,
+            total_steps=trainer.total_steps(),
+            steps_per_s=steps_per_s,
+            eta_s=remaining / steps_per_s if steps_per_s else None,
+            metrics=merged,
+        )
+
+    def _boundary(self, trainer: Trainer) -> None:
+        """Between step ``trainer.step`` and the next one."""
+        upcoming = trainer.step + 1
+        apply_commands(trainer, self._controller.take_commands(upcoming + 1), upcoming)
+        if self._controller.signal_stop and self._controller.state in (RUNNING, PAUSED):
+            self._controller.set_state(STOPPING)
+        state = self._controller.state
+        if state == PAUSED:
+            state = self._hold(trainer)
+        if state == STOPPING:
+            trainer.should_stop = True
+
+    def _hold(self, trainer: Trainer) -> str:
+        upcoming = trainer.step + 1
+        self._event(trainer, "paused")
+        while True:
+            commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
+            apply_commands(trainer, commands, upcoming)
+            trainer.service_requests()
+            if self._controller.signal_stop:
+                self._controller.set_state(STOPPING)
+            state = self._controller.state
+            if state != PAUSED:
+                break
+        # Commands that came in since the last drain apply to the upcoming step too.
+        apply_commands(trainer, self._controller.take_commands(upcoming + 1), upcoming)
+        if state == RUNNING:
+            self._event(trainer, "resumed")
+        return state
+
+    def _event(self, trainer: Trainer, name: str) -> None:
+        self._publish(f"event.{name}", {"event": name, "step": trainer.step, "state": self._controller.state})

@@ -1,0 +1,67 @@
+"""A console progress bar with ETA (rich), on stderr; ``--quiet`` leaves it out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from trainer.callbacks.base import Callback, Logs
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+
+def _eta_text(eta_s: float) -> str:
+    minutes, seconds = divmod(int(eta_s), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class ProgressBar(Callback):
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+        self._progress = Progress(
+            TextColumn("step"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self._console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(
+            "train", total=trainer.total_steps(), completed=trainer.step, info=""
+        )
+        self._progress.start()
+
+    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+        if self._progress is None:
+            return
+        info = (
+            f"loss {logs.get('loss', float('nan')):.4f}  {logs.get('steps_per_s', 0):.1f} "
+            f"steps/s  ETA {_eta_text(logs.get('eta_s', 0.0))}"
+        )
+        self._progress.update(self._task, completed=trainer.step, total=trainer.total_steps(), info=info)
+
+    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+        if self._progress is not None and "accuracy" in logs:
+            self._progress.console.print(
+                f"step {trainer.step}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f}"
+                f" lr {logs.get('lr', float('nan')):.3g}"
+            )
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._close()
+
+    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,71 @@
+"""TensorBoard scalars under ``<run_dir>/tensorboard``, at report time and after evaluations.
+
+Written with ``tf.summary.write`` and the scalars plugin's metadata, so the ``tensorboard`` package
+is not needed to write (``tensorflow-cpu`` does not bring it). A failing write warns once and turns
+the callback off: a side channel never stops training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from trainer.callbacks.base import Callback, Logs
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = ("finite", "eta_s")
+
+
+def _scalar_metadata() -> bytes:
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    return metadata.SerializeToString()  # type: ignore[no-any-return]
+
+
+class TensorBoard(Callback):
+    def __init__(self, run_dir: str | Path) -> None:
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self._writer: Any = None
+        self._metadata = _scalar_metadata()
+        self.enabled = True
+
+    def _scalars(self, trainer: Trainer, prefix: str, logs: Logs) -> None:
+        if not self.enabled:
+            return
+        try:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(str(self.log_dir))
+            with self._writer.as_default(step=trainer.step):
+                for name, value in logs.items():
+                    if name not in SKIPPED:
+                        tf.summary.write(
+                            f"{prefix}/{name}", tf.constant(value, tf.float32), metadata=self._metadata
+                        )
+        except Exception as exc:  # noqa: BLE001 (a side channel must not fail the run)
+            logger.warning("TensorBoard logging disabled: %s: %s", type(exc).__name__, exc)
+            self.enabled = False
+
+    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+        self._scalars(trainer, "train", logs)
+
+    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._scalars(trainer, "val", logs)
+
+    def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._scalars(trainer, "test", logs)
+        self.flush()
+
+    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()

@@ -1,0 +1,112 @@
+"""The trainer's live parameters, declared once as protocol ``ParamSpec``s.
+
+These declarations drive validation (``validate_updates``), the ``describe`` reply, the chat help
+text and the CLI's ``--param``. The seed script's short names are aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from protocol import ErrorCode, ParamSpec, RequestError, resolve_param
+
+LEARNING_RATE = "learning_rate"
+TRAINING_ITERS = "training_iters"
+BATCH_SIZE = "batch_size"
+DISPLAY_STEP = "display_step"
+
+PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        name=LEARNING_RATE,
+        type="float",
+        default=0.001,
+        aliases=("lr",),
+        minimum=1e-9,  # PROTOCOL.md: (0, 1]
+        maximum=1.0,
+        applies="next_step",
+        help="Optimizer learning rate; applies from the next step.",
+    ),
+    ParamSpec(
+        name=TRAINING_ITERS,
+        type="int",
+        default=200_000,
+        aliases=("ti",),
+        minimum=1,
+        maximum=10**12,
+        applies="now",
+        help="Training budget in samples (steps = training_iters // batch_size).",
+    ),
+    ParamSpec(
+        name=BATCH_SIZE,
+        type="int",
+        default=128,
+        aliases=("bs",),
+        minimum=1,
+        maximum=65_536,
+        applies="next_epoch",
+        help="Samples per step; applies at the next epoch (or the next start).",
+    ),
+    ParamSpec(
+        name=DISPLAY_STEP,
+        type="int",
+        default=10,
+        aliases=("ds",),
+        minimum=1,
+        maximum=10**9,
+        applies="now",
+        help="Steps between reports (accuracy, lr, ...).",
+    ),
+)
+
+
+def defaults(specs: Iterable[ParamSpec]) -> dict[str, Any]:
+    """Canonical name -> default value."""
+    return {spec.name: spec.default for spec in specs}
+
+
+def check_value(spec: ParamSpec, value: Any) -> Any:
+    """Coerce ``value`` with ``spec`` and check its range; ValueError names the param and value."""
+    coerced = spec.coerce(value)
+    if isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
+        if spec.minimum is not None and coerced < spec.minimum:
+            raise ValueError(f"{spec.name}={value!r} is below the minimum {spec.minimum}")
+        if spec.maximum is not None and coerced > spec.maximum:
+            raise ValueError(f"{spec.name}={value!r} is above the maximum {spec.maximum}")
+    return coerced
+
+
+def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]:
+    """Resolve aliases, coerce and range-check every update, all or nothing.
+
+    Returns ``{canonical_name: coerced_value}``; raises ``RequestError(INVALID_PARAMS)`` listing
+    every bad entry (so a caller fixes them all at once) and changes nothing.
+    """
+    if not isinstance(updates, Mapping) or not updates:
+        raise RequestError(ErrorCode.INVALID_PARAMS, f"params must be a non-empty map, got {updates!r}")
+    accepted: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in updates.items():
+        try:
+            spec = resolve_param(specs, str(key))
+            accepted[spec.name] = check_value(spec, value)
+        except KeyError:
+            known = ", ".join(f"{s.name} ({'/'.join(s.aliases)})" for s in specs)
+            errors[str(key)] = f"unknown parameter {key!r}; known: {known}"
+        except ValueError as exc:
+            errors[str(key)] = str(exc)
+    if errors:
+        message = "; ".join(errors.values())
+        raise RequestError(ErrorCode.INVALID_PARAMS, message, {"errors": errors})
+    return accepted
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``["lr=0.01", "bs=64"]`` -> ``{"lr": "0.01", "bs": "64"}`` (values checked later)."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        result[name.strip()] = value.strip()
+    return result

@@ -1,0 +1,283 @@
+"""The training loop: ``Trainer(module, callbacks=...).fit()`` and ``.test()``.
+
+Hook order (pseudocode)::
+
+    fit():
+        on_train_start                    # control drains commands for the first step
+        service_requests()                # checkpoint / evaluate asked for before the start
+        while not done:                   # done: should_stop, training_iters or max_steps reached
+            batch_size = params.batch_size    # a new batch size takes effect here
+            on_epoch_start
+            for batch in train_dataset(batch_size):
+                logs = train_step(batch)      # tf.function; a non-finite update is never applied
+                on_step_end(logs)             # control drains commands here (and holds on pause)
+                raise failure if a callback set one      # -> on_exception
+                restore the last checkpoint if rollback_requested
+                if step % display_step == 0: on_report(logs + accuracy, lr)
+                service_requests():           # each at most once per boundary
+                    checkpoint_requested -> save -> on_checkpoint
+                    evaluate_requested -> validate -> on_validation_end
+                if done: break
+            on_epoch_end
+        save -> on_checkpoint
+        test -> on_test_end
+        on_train_end(test logs)           # trainer.outcome is "finished" or "stopped"
+    any exception in fit: on_exception (trainer.error_info), then it propagates
+    set_params(...) at any time: on_params_changed (details in trainer.param_changes)
+
+``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
+it, so with a constant batch size it runs ``training_iters // batch_size`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trainer.callbacks.base import Callback, Logs, dispatch
+from trainer.checkpointing import CheckpointStore, Restored
+from trainer.errors import describe_error
+from trainer.module import Module
+from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
+from trainer.steps import StepFn, compile_eval_step, compile_train_step, run_evaluation
+
+logger = logging.getLogger(__name__)
+
+RATE_SMOOTHING = 0.2
+EVAL_BATCH_SIZE = 500
+DEFAULT_RUN_DIR = Path("runs/default")
+
+
+class Trainer:
+    """Runs a ``Module``'s steps; everything else (control, reporting, saving) is a callback."""
+
+    def __init__(
+        self,
+        module: Module,
+        *,
+        params: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_dir: str | Path = DEFAULT_RUN_DIR,
+        max_steps: int | None = None,
+    ) -> None:
+        module.setup()
+        self.module = module
+        self.specs = tuple(module.param_specs())
+        self.params: dict[str, Any] = {**defaults(self.specs), **module.default_params()}
+        if params:
+            self.params.update(validate_updates(self.specs, params))
+        self.callbacks = list(callbacks)
+        self.run_dir = Path(run_dir)
+        self.max_steps = max_steps
+        self.optimizer = module.configure_optimizers(self.params)
+        self.optimizer.build(module.trainable_variables)
+        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self.store = CheckpointStore(
+            self.run_dir / "checkpoints", {"optimizer": self.optimizer, **module.checkpoint_objects()}
+        )
+        self.step = self.epoch = self.samples_seen = 0
+        self.batch_size = int(self.params[BATCH_SIZE])
+        self.steps_per_s = 0.0
+        self.next_epoch_step: int | None = None
+        self.last_checkpoint_step: int | None = None
+        self.last_checkpoint_path: str | None = None
+        self.param_changes: list[dict[str, Any]] = []
+        self.error_info: dict[str, Any] | None = None
+        self.outcome: str | None = None
+        self.in_fit = False
+        self._compiled: dict[str, StepFn] = {}
+        self._reset_flags()
+
+    def _reset_flags(self) -> None:
+        self.should_stop = False
+        self.checkpoint_requested = False
+        self.evaluate_requested = False
+        self.rollback_requested = False
+        self.failure: BaseException | None = None
+
+    # ----- public -----
+
+    def fit(self) -> str:
+        """Train until done or stopped; returns ``"finished"`` or ``"stopped"``."""
+        self._reset_flags()
+        self.outcome, self.error_info, self.in_fit = None, None, True
+        try:
+            self._dispatch("on_train_start", {})
+            self.service_requests()
+            while not self.done():
+                self._run_epoch()
+            self.outcome = "finished" if self.target_reached() else "stopped"
+            self.save_checkpoint()
+            test_logs = self.test()
+            self._dispatch("on_train_end", test_logs)
+            return self.outcome
+        except Exception as exc:
+            self.outcome, self.error_info = "failed", describe_error(exc)
+            error = self.error_info
+            logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
+            self._dispatch("on_exception", {})
+            raise
+        finally:
+            self.in_fit = False
+
+    def test(self) -> dict[str, float]:
+        logs = self._evaluate("test")
+        self._dispatch("on_test_end", logs)
+        return logs
+
+    def validate(self) -> dict[str, float]:
+        logs = self._evaluate("val")
+        self._dispatch("on_validation_end", logs)
+        return logs
+
+    def save_checkpoint(self) -> str:
+        if self.last_checkpoint_step != self.step or self.last_checkpoint_path is None:
+            self.last_checkpoint_path = self.store.save(
+                step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
+            )
+            self.last_checkpoint_step = self.step
+        self._dispatch("on_checkpoint", {})
+        return self.last_checkpoint_path
+
+    def restore(self) -> Restored | None:
+        """Load the latest checkpoint: weights, optimizer, counters and params."""
+        restored = self.store.restore()
+        if restored is None:
+            return None
+        self.step, self.epoch = restored.step, restored.epoch
+        self.samples_seen = restored.samples_seen
+        self.last_checkpoint_step, self.last_checkpoint_path = restored.step, restored.path
+        known = {s.name for s in self.specs}
+        changed = {k: v for k, v in restored.params.items() if k in known and self.params.get(k) != v}
+        if changed:
+            self.set_params(changed, at_step=self.step + 1)
+        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        return restored
+
+    def set_params(self, values: Mapping[str, Any], *, at_step: int | None = None) -> None:
+        """Apply already validated ``values`` (``validate_updates``) and tell the callbacks."""
+        at_step = self.step + 1 if at_step is None else at_step
+        self.param_changes = []
+        for name, new in values.items():
+            applies = next(s.applies for s in self.specs if s.name == name)
+            step = at_step
+            if applies == "next_epoch" and self.in_fit and self.next_epoch_step is not None:
+                step = max(at_step, self.next_epoch_step)
+            if name == LEARNING_RATE:
+                self.optimizer.learning_rate.assign(float(new))
+            self.param_changes.append(
+                {
+                    "name": name,
+                    "old": self.params.get(name),
+                    "new": new,
+                    "applies": applies,
+                    "applies_at_step": step,
+                }
+            )
+            self.params[name] = new
+        numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+        self._dispatch("on_params_changed", numeric)
+
+    def service_requests(self) -> None:
+        """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
+        if self.checkpoint_requested:
+            self.checkpoint_requested = False
+            self.save_checkpoint()
+        if self.evaluate_requested:
+            self.evaluate_requested = False
+            self.validate()
+
+    def total_steps(self) -> int:
+        remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
+        total = self.step + remaining
+        return min(total, self.max_steps) if self.max_steps is not None else total
+
+    def target_reached(self) -> bool:
+        return self.total_steps() <= self.step
+
+    def done(self) -> bool:
+        return self.should_stop or self.target_reached()
+
+    def learning_rate(self) -> float:
+        return float(self.optimizer.learning_rate.numpy())
+
+    # ----- internals -----
+
+    def _dispatch(self, hook: str, logs: Logs) -> None:
+        dispatch(self.callbacks, hook, self, logs)
+
+    def _run_epoch(self) -> None:
+        self.batch_size = int(self.params[BATCH_SIZE])
+        dataset = self.module.train_dataset(self.batch_size)
+        train_step = self._step_fn("train", dataset)
+        cardinality = int(dataset.cardinality().numpy())
+        self.next_epoch_step = self.step + cardinality + 1 if cardinality > 0 else None
+        self._dispatch("on_epoch_start", {})
+        ran, ended_early = 0, False
+        started = time.perf_counter()
+        for batch in dataset:
+            logs = self._run_step(train_step, batch, started)
+            ran += 1
+            self._after_step(logs)
+            started = time.perf_counter()
+            if self.done():
+                ended_early = ran != cardinality
+                break
+        if ran == 0:
+            raise ValueError(f"the training dataset yielded no batch (batch_size={self.batch_size})")
+        if not ended_early:
+            self.epoch += 1  # ``epoch`` counts completed passes over the training data
+        self._dispatch("on_epoch_end", {})
+
+    def _run_step(self, train_step: StepFn, batch: Any, started: float) -> dict[str, float]:
+        outputs = train_step(batch)
+        logs = {name: float(value) for name, value in outputs.items()}  # the one host sync
+        self.step += 1
+        self.samples_seen += self.batch_size
+        rate = 1.0 / max(time.perf_counter() - started, 1e-9)
+        self.steps_per_s = (
+            rate
+            if self.steps_per_s == 0
+            else ((1 - RATE_SMOOTHING) * self.steps_per_s + RATE_SMOOTHING * rate)
+        )
+        remaining = self.total_steps() - self.step
+        logs["steps_per_s"] = self.steps_per_s
+        logs["eta_s"] = remaining / self.steps_per_s
+        return logs
+
+    def _after_step(self, logs: dict[str, float]) -> None:
+        self._dispatch("on_step_end", logs)
+        if self.failure is not None:
+            raise self.failure
+        if self.rollback_requested:
+            self.rollback_requested = False
+            self._rollback()
+        if self.step % int(self.params[DISPLAY_STEP]) == 0:
+            self._dispatch("on_report", {**logs, "lr": self.learning_rate()})
+        self.service_requests()
+
+    def _rollback(self) -> None:
+        restored = self.restore()
+        if restored is None:
+            raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
+        logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
+
+    def _step_fn(self, kind: str, dataset: Any) -> StepFn:
+        if kind not in self._compiled:
+            spec = dataset.element_spec
+            if kind == "train":
+                self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec)
+            else:
+                step = self.module.validation_step if kind == "val" else self.module.test_step
+                self._compiled[kind] = compile_eval_step(step, spec)
+        return self._compiled[kind]
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        make = self.module.val_dataset if split == "val" else self.module.test_dataset
+        dataset = make(max(EVAL_BATCH_SIZE, self.batch_size))
+        if dataset is None:
+            return {}
+        return run_evaluation(self._step_fn(split, dataset), dataset)
