@@ -65,17 +65,6 @@ def defaults(specs: Iterable[ParamSpec]) -> dict[str, Any]:
     return {spec.name: spec.default for spec in specs}
 
 
-def check_value(spec: ParamSpec, value: Any) -> Any:
-    """Coerce ``value`` with ``spec`` and check its range; ValueError names the param and value."""
-    coerced = spec.coerce(value)
-    if isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
-        if spec.minimum is not None and coerced < spec.minimum:
-            raise ValueError(f"{spec.name}={value!r} is below the minimum {spec.minimum}")
-        if spec.maximum is not None and coerced > spec.maximum:
-            raise ValueError(f"{spec.name}={value!r} is above the maximum {spec.maximum}")
-    return coerced
-
-
 def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]:
     """Resolve aliases, coerce and range-check every update, all or nothing.
 
@@ -89,7 +78,7 @@ def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]
     for key, value in updates.items():
         try:
             spec = resolve_param(specs, str(key))
-            accepted[spec.name] = check_value(spec, value)
+            accepted[spec.name] = spec.coerce(value)  # type and range
         except KeyError:
             known = ", ".join(f"{s.name} ({'/'.join(s.aliases)})" for s in specs)
             errors[str(key)] = f"unknown parameter {key!r}; known: {known}"

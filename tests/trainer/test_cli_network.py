@@ -42,9 +42,11 @@ def test_curve_keys_admit_listed_clients_only(tmp_path: Path, free_tcp_endpoints
         public_key = (keys / "server.key").read_text().split('public-key = "')[1].split('"')[0]
         assert ConnectionInfo.read(connection).server_public_key == public_key
         stranger = ClientCurve(tmp_path / "strangers" / "stranger.key_secret", keys / "server.key")
-        with ControlClient(control, curve=stranger, timeout_ms=300, retries=1) as client:
-            with pytest.raises(TrainerUnavailable):
-                client.status()
+        with (
+            ControlClient(control, curve=stranger, timeout_ms=300, retries=1) as client,
+            pytest.raises(TrainerUnavailable),
+        ):
+            client.status()
     finally:
         process.terminate()
         process.wait(timeout=60)
