@@ -1,0 +1,65 @@
+"""Parts of the WeChat backend that need no itchat: request timeouts, sent-text memory, QR art."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pyqrcode
+from requests.adapters import HTTPAdapter
+
+REQUEST_TIMEOUT_S = (10.0, 40.0)  # (connect, read); WeChat's login check long-polls ~25 s
+ECHO_MEMORY_S = 600.0  # how long a sent text is remembered to recognise it coming back
+
+
+class TimeoutAdapter(HTTPAdapter):
+    """An adapter that gives every request without a timeout a default one."""
+
+    def __init__(self, timeout_s: tuple[float, float]) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def send(self, request: Any, timeout: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().send(request, timeout=timeout or self.timeout_s, **kwargs)
+
+
+class SentLog:
+    """Texts this backend sent, to recognise them when web WeChat echoes them back."""
+
+    def __init__(self, memory_s: float = ECHO_MEMORY_S) -> None:
+        self._memory_s = memory_s
+        self._entries: list[tuple[float, str, str]] = []  # (sent at, chat, text)
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def record(self, chat: str, text: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._entries = [e for e in self._entries if now - e[0] < self._memory_s]
+            self._entries.append((now, chat, text))
+
+    def record_id(self, msg_id: str) -> None:
+        with self._lock:
+            self._ids.add(msg_id)
+
+    def take_echo(self, msg_id: str, chat: str, text: str) -> bool:
+        """True (once) if this message is one we sent."""
+        with self._lock:
+            by_id = msg_id in self._ids
+            self._ids.discard(msg_id)
+            for entry in self._entries:
+                if entry[1:] == (chat, text):
+                    self._entries.remove(entry)
+                    return True
+            return by_id
+
+
+def qr_text(url: str) -> str:
+    """`url` as a QR code drawn with half blocks, for a dark terminal (light modules lit)."""
+    rows = pyqrcode.create(url).text(quiet_zone=2).split()
+    rows += ["0" * len(rows[0])] if len(rows) % 2 else []
+    glyphs = {("0", "0"): "█", ("0", "1"): "▀", ("1", "0"): "▄", ("1", "1"): " "}
+    pairs = zip(rows[::2], rows[1::2], strict=True)
+    lines = ["".join(glyphs[m] for m in zip(top, bottom, strict=True)) for top, bottom in pairs]
+    return "\n".join(lines) + "\n"
