@@ -1,0 +1,59 @@
+"""`sidecar` / `python -m sidecar`: parse the configuration, set up logging, run.
+
+The only place logging is configured. The WeChat backend (and with it itchat) is imported
+only when chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from sidecar.app import Sidecar
+from sidecar.backend import ChatBackend
+from sidecar.config import Config, parse_config
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def make_backend(config: Config) -> ChatBackend:
+    if config.backend == "console":
+        from sidecar.console import ConsoleBackend
+
+        return ConsoleBackend()
+    from sidecar.wechat import WeChatBackend  # imports itchat: only when asked for
+
+    return WeChatBackend(config.state_dir, allowed_contacts=config.allow, base_url=config.wechat_base_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv, os.environ)
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    backend = make_backend(config)
+    app = Sidecar(config, backend)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        app.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    logger.info(
+        "sidecar: control %s, metrics %s, state %s, allow %s",
+        config.control,
+        config.metrics,
+        config.state_dir,
+        list(config.allow) or "owner only",
+    )
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Text in, reply out: parse with the grammar, run the command, turn failures into replies.
+
+Every command gets a reply: its result; `CommandError` verbatim; 'trainer unavailable' when
+the control client gave up (bounded by its timeout and retries); the trainer's refusal; or,
+for anything unexpected, a generic 'internal error' while the traceback goes to the log.
+Chatter gets None (no reply).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from protocol import RemoteError, TrainerUnavailable
+from sidecar import render
+from sidecar.commands import CommandContext, CommandError, CommandSpec, Reply
+from sidecar.grammar import Command, Unknown, Vocabulary, parse
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_TEXT = "Internal error, see the sidecar's log."
+UNAVAILABLE_TEXT = "Trainer unavailable: it did not answer. Is it running?"
+
+
+class Dispatcher:
+    """Routes parsed commands to the registered command functions."""
+
+    def __init__(self, commands: Sequence[CommandSpec], context: CommandContext) -> None:
+        self._commands = {spec.name: spec for spec in commands}
+        self._words = {
+            word.lower(): (spec.name, spec.max_args)
+            for spec in commands
+            for word in (spec.name, *spec.aliases)
+        }
+        self._context = context
+        context.commands = tuple(commands)
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self._words, self._context.link.catalog.param_words())
+
+    def handle(self, text: str) -> Reply | None:
+        """The reply to `text`, or None when it is chatter."""
+        parsed = parse(text, self.vocabulary())
+        if parsed is None:
+            return None
+        if isinstance(parsed, Unknown):
+            return Reply(render.unknown_command(parsed.word, parsed.suggestions))
+        return self.run(parsed)
+
+    def run(self, parsed: Command) -> Reply:
+        spec = self._commands[parsed.name]
+        try:
+            result = spec(self._context, parsed.args)
+        except CommandError as error:
+            return Reply(str(error))
+        except TrainerUnavailable:
+            logger.warning("command %s: trainer unavailable", parsed.name)
+            return Reply(UNAVAILABLE_TEXT)
+        except RemoteError as error:
+            logger.info("command %s refused: %s %s", parsed.name, error.code, error.message)
+            return Reply(f"Refused by the trainer ({error.code}): {error.message}")
+        except Exception:
+            logger.exception("command %s %r failed", parsed.name, parsed.args)
+            return Reply(INTERNAL_ERROR_TEXT)
+        return result if isinstance(result, Reply) else Reply(result)

@@ -1,0 +1,178 @@
+"""FeedHandler decisions with a fake clock and fabricated feed events (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import Data, Message, SessionChanged, Snapshot, TrainerBack, TrainerDown
+from sidecar.cursor import Cursor, CursorStore
+from sidecar.feed import EVENT_BURST, PARAM_COALESCE_S, FeedHandler
+from sidecar.link import Catalog
+from sidecar.series import MetricSeries
+
+INTERVAL_S = 60.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTrainerRequests:
+    """Answers describe and history from a list of data message maps."""
+
+    def __init__(self, messages: list[dict[str, Any]] | None = None) -> None:
+        self.messages = messages or []
+
+    def __call__(self, op: str, **args: Any) -> dict[str, Any]:
+        if op == "describe":
+            return {"ops": [], "params": []}
+        if op == "history":
+            since = args["since"]
+            return {"messages": [m for m in self.messages if m["seq"] > since]}
+        raise AssertionError(op)
+
+
+def status(session: str = "s1", last_seq: int = 0, step: int = 0) -> dict[str, Any]:
+    return {"state": "running", "step": step, "session": session, "last_seq": last_seq}
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, requests: FakeTrainerRequests | None = None) -> None:
+        self.clock = FakeClock()
+        self.sent: list[str] = []
+        self.cursors = CursorStore(tmp_path)
+        self.series = MetricSeries()
+        self.seq = 0
+        self.handler = FeedHandler(
+            self.sent.append,
+            requests or FakeTrainerRequests(),
+            catalog=Catalog(),
+            series=self.series,
+            cursors=self.cursors,
+            progress_interval_s=INTERVAL_S,
+            clock=self.clock,
+        )
+
+    def data(self, topic: str, body: dict[str, Any], session: str = "s1") -> None:
+        self.seq += 1
+        self.handler.handle(Data(Message("data", body, session=session, seq=self.seq, topic=topic)))
+        self.handler.tick()
+
+    def report(self, step: int) -> None:
+        self.data("metrics.report", {"step": step, "loss": 1.0 / step, "accuracy": 0.5})
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Harness:
+    harness = Harness(tmp_path)
+    harness.handler.handle(Snapshot(status()))
+    harness.sent.clear()
+    return harness
+
+
+def test_progress_is_coalesced_to_one_message_per_interval_latest_winning(feed: Harness) -> None:
+    for step in range(1, 31):  # 30 reports, one every 5 s: 150 s
+        feed.report(step * 10)
+        feed.clock.now += 5
+    progress = [t for t in feed.sent if t.startswith("Iter")]
+    assert [t.split(",")[0] for t in progress] == ["Iter 10", "Iter 130", "Iter 250"]
+    feed.clock.now += INTERVAL_S
+    feed.handler.tick()  # the pending tail is flushed once the interval has passed
+    assert feed.sent[-1].startswith("Iter 300,")
+
+
+def test_the_final_state_gets_through_inside_the_finished_message(feed: Harness) -> None:
+    feed.report(10)
+    feed.report(20)  # pending: the interval has not passed
+    feed.data("event.finished", {"event": "finished", "step": 20, "test_accuracy": 0.97})
+    assert feed.sent[-1].startswith("🏁 Training finished at step 20")
+    assert "Iter 20," in feed.sent[-1]
+    feed.clock.now += INTERVAL_S
+    feed.handler.tick()
+    assert not any(t.startswith("Iter 20,") for t in feed.sent)  # not sent twice
+
+
+def test_param_changed_spam_is_coalesced_into_one_message(feed: Harness) -> None:
+    for value in range(50):
+        feed.data(
+            "event.param_changed",
+            {
+                "event": "param_changed",
+                "name": "learning_rate",
+                "old": value,
+                "new": value + 1,
+                "applies_at_step": 3,
+            },
+        )
+    assert feed.sent == []
+    feed.clock.now += PARAM_COALESCE_S
+    feed.handler.tick()
+    assert feed.sent == ["⚙️ Parameter changed: learning_rate: 0 → 50 (from step 3)"]
+
+
+def test_an_event_flood_is_capped_and_the_rest_counted(feed: Harness) -> None:
+    for step in range(EVENT_BURST + 20):
+        feed.data(
+            "event.checkpoint_saved", {"event": "checkpoint_saved", "step": step, "path": f"/ckpt/{step}"}
+        )
+    assert len(feed.sent) == EVENT_BURST
+    feed.clock.now += 30
+    feed.handler.tick()
+    assert feed.sent[-1].startswith("(20 more events not shown")
+
+
+def test_terminal_events_are_never_dropped_by_the_flood_guard(feed: Harness) -> None:
+    for step in range(EVENT_BURST):
+        feed.data("event.checkpoint_saved", {"event": "checkpoint_saved", "step": step})
+    feed.data(
+        "event.failed",
+        {"event": "failed", "step": 11, "error": {"type": "ValueError", "message": "nan loss"}},
+    )
+    assert feed.sent[-1] == "❌ Training failed at step 11: ValueError: nan loss"
+
+
+def test_one_down_and_one_back_per_outage(feed: Harness) -> None:
+    feed.handler.handle(TrainerDown(3.0))
+    feed.handler.handle(TrainerDown(6.0))
+    feed.handler.handle(SessionChanged("s1", "s2", status("s2", step=40)))
+    feed.handler.handle(TrainerBack(status("s2", step=40), restarted=True))
+    assert feed.sent == [
+        "⚠️ Trainer down: no heartbeat. I will tell you when it is back.",
+        "✅ Trainer back (restarted: new process), running at step 40.",
+    ]
+
+
+def test_cursor_follows_what_was_notified(feed: Harness, tmp_path: Path) -> None:
+    feed.data("event.started", {"event": "started", "step": 0})
+    assert CursorStore(tmp_path).load() == Cursor("s1", 1)
+
+
+def test_a_restarted_sidecar_sends_one_summary_from_history(tmp_path: Path) -> None:
+    CursorStore(tmp_path).save(Cursor("s1", 2))
+    events = [("started", 1), ("checkpoint_saved", 3), ("checkpoint_saved", 4), ("paused", 5)]
+    history = [
+        {"seq": seq, "session": "s1", "topic": f"event.{name}", "body": {"event": name, "step": seq * 10}}
+        for name, seq in events
+    ]
+    harness = Harness(tmp_path, FakeTrainerRequests(history))
+    harness.handler.handle(Snapshot(status(last_seq=5)))
+    assert len(harness.sent) == 1
+    assert "While I was away: 2× checkpoint_saved (last at step 40), paused" in harness.sent[0]
+    assert "started" not in harness.sent[0]  # seq 1 was told before the restart
+    assert CursorStore(tmp_path).load() == Cursor("s1", 5)
+
+
+def test_a_restarted_sidecar_facing_a_new_trainer_session_summarises_status(tmp_path: Path) -> None:
+    CursorStore(tmp_path).save(Cursor("old-session", 7))
+    harness = Harness(tmp_path)
+    harness.handler.handle(Snapshot(status("s9", last_seq=3, step=12)))
+    assert len(harness.sent) == 1
+    assert "trainer restarted meanwhile" in harness.sent[0]
+    assert "step 12" in harness.sent[0]

@@ -1,0 +1,127 @@
+"""The pure text functions."""
+
+from __future__ import annotations
+
+from sidecar import render
+
+REPORT = {
+    "step": 1280,
+    "epoch": 1,
+    "loss": 0.1234567,
+    "accuracy": 0.953125,
+    "steps_per_s": 12.34,
+    "eta_s": 245.0,
+    "lr": 0.001,
+}
+STATUS = {
+    "state": "running",
+    "step": 1280,
+    "epoch": 1,
+    "total_steps": 2000,
+    "steps_per_s": 12.3,
+    "eta_s": 3725,
+    "metrics": {"loss": 0.12},
+    "params": {"learning_rate": 0.001, "batch_size": 128},
+    "session": "s1",
+    "last_seq": 9,
+    "error": None,
+    "last_checkpoint_step": 1000,
+}
+
+
+def test_progress_keeps_the_seed_line() -> None:
+    assert render.progress(REPORT) == (
+        "Iter 1280, Minibatch Loss= 0.123457, Training Accuracy= 0.95312 | 12.3 steps/s, ETA 4m05s"
+    )
+
+
+def test_durations() -> None:
+    assert [render.duration(s) for s in (5, 65, 3725, None, float("nan"))] == [
+        "5s",
+        "1m05s",
+        "1h02m",
+        "?",
+        "?",
+    ]
+
+
+def test_status_lists_state_metrics_params_and_checkpoint() -> None:
+    text = render.status(STATUS)
+    assert text.startswith("State: running, step 1280/2000 (epoch 1)")
+    assert "ETA 1h02m" in text
+    assert "learning_rate=0.001" in text
+    assert "Last checkpoint: step 1000" in text
+
+
+def test_finished_event_carries_test_accuracy_and_the_last_progress() -> None:
+    body = {
+        "event": "finished",
+        "step": 2000,
+        "state": "finished",
+        "test_accuracy": 0.98123,
+        "test_loss": 0.06,
+    }
+    text = render.event(body, last_progress=REPORT)
+    assert "finished at step 2000: test accuracy 0.9812" in text
+    assert "Iter 1280" in text
+
+
+def test_failed_event_names_the_error() -> None:
+    body = {
+        "event": "failed",
+        "step": 7,
+        "error": {"type": "ResourceExhaustedError", "message": "OOM", "traceback_tail": "..."},
+    }
+    assert render.event(body) == "❌ Training failed at step 7: ResourceExhaustedError: OOM"
+
+
+def test_state_events_are_quiet_and_unknown_events_still_show() -> None:
+    assert render.event({"event": "state", "step": 1}) is None
+    assert render.event({"event": "warmup_done", "step": 3}) == "Event warmup_done at step 3"
+
+
+def test_param_changes_coalesce_to_first_old_and_last_new() -> None:
+    bodies = [
+        {"event": "param_changed", "name": "learning_rate", "old": 0.1, "new": 0.05, "applies_at_step": 10},
+        {"event": "param_changed", "name": "learning_rate", "old": 0.05, "new": 0.01, "applies_at_step": 12},
+        {"event": "param_changed", "name": "batch_size", "old": 128, "new": 64, "applies_at_step": 12},
+    ]
+    assert render.param_changes(bodies) == (
+        "⚙️ Parameter changed: learning_rate: 0.1 → 0.01 (from step 12); batch_size: 128 → 64 (from step 12)"
+    )
+
+
+def test_params_show_aliases_values_and_ranges() -> None:
+    text = render.params(
+        [
+            {
+                "name": "learning_rate",
+                "aliases": ["lr"],
+                "type": "float",
+                "minimum": 1e-6,
+                "maximum": 1.0,
+                "applies": "next_step",
+                "value": 0.01,
+            }
+        ]
+    )
+    assert "learning_rate (lr) = 0.01  [float 1e-06..1, applies next_step]" in text
+
+
+def test_catch_up_summarises_instead_of_repeating() -> None:
+    missed = [
+        {"event": "checkpoint_saved", "step": 100},
+        {"event": "checkpoint_saved", "step": 200},
+        {"event": "finished", "step": 300, "test_accuracy": 0.97},
+    ]
+    text = render.catch_up(STATUS, missed)
+    assert "2× checkpoint_saved (last at step 200)" in text
+    assert "finished (test accuracy 0.9700)" in text
+    assert render.catch_up(STATUS, None).startswith("🔄 Sidecar back. The trainer restarted")
+
+
+def test_action_replies_say_the_step_or_already() -> None:
+    assert render.action("stop", {"state": "stopping", "at_step": 42, "already": False}) == (
+        "Stopping at step 42 (state now stopping)."
+    )
+    assert "Already" in render.action("start", {"state": "running", "step": 5, "already": True})

@@ -1,0 +1,249 @@
+"""The sidecar against an in-process fake trainer on real protocol sockets (MemoryBackend chat)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol import ParamSpec
+from sidecar.dispatch import INTERNAL_ERROR_TEXT, UNAVAILABLE_TEXT
+from tests.sidecar.harness import (
+    SEED_SPECS,
+    FakeTrainer,
+    endpoints,
+    make_config,
+    running_sidecar,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def eps() -> Iterator[tuple[str, str]]:
+    with endpoints() as pair:
+        yield pair
+
+
+@pytest.fixture
+def trainer(eps: tuple[str, str]) -> Iterator[FakeTrainer]:
+    fake = FakeTrainer(*eps).start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def sidecar(trainer: FakeTrainer, eps: tuple[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally",))) as (app, chat):
+        chat.wait_text("Sidecar connected")
+        yield app, chat
+
+
+def ask(chat, text: str, **sender: str) -> str:  # type: ignore[no-untyped-def]
+    """Push `text` and wait for the next reply to its chat."""
+    before = len(chat.snapshot())
+    chat.push_message(text, **sender)
+    to = sender.get("chat_id") or sender.get("sender_id") or "filehelper"
+    return chat.wait_for(lambda m: m.to == to, after=before).text
+
+
+def test_seed_commands_start_reparameterise_and_stop(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    assert ask(chat, "开始") == "Starting at step 0 (state now running)."
+    assert trainer.state == "running"
+    assert ask(chat, "lr 0.01") == "OK: learning_rate = 0.01 (from step 1)"
+    assert ask(chat, "ti 300000").startswith("OK: training_iters = 300000")
+    assert ask(chat, "bs 64").startswith("OK: batch_size = 64")
+    assert ask(chat, "ds 20").startswith("OK: display_step = 20")
+    assert trainer.params == {
+        "learning_rate": 0.01,
+        "training_iters": 300000,
+        "batch_size": 64,
+        "display_step": 20,
+    }
+    assert "learning_rate (lr) = 0.01" in ask(chat, "参数")
+    assert ask(chat, "停止") == "Stopping at step 0 (state now finished)."
+    assert trainer.state == "finished"
+
+
+def test_english_forms_and_several_assignments(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    assert ask(chat, "set lr=0.02 bs=32") == (
+        "OK: learning_rate = 0.02 (from step 1); batch_size = 32 (from step 1)"
+    )
+    assert ask(chat, "start").startswith("Starting")
+    assert ask(chat, "pause").startswith("Pausing")
+    assert ask(chat, "pause").startswith("Already paused")
+    assert ask(chat, "resume").startswith("Resuming")
+    assert ask(chat, "status").startswith("State: running, step 0/1000")
+    assert ask(chat, "checkpoint") == ("Checkpoint scheduled at step 1; I'll tell you when it is saved.")
+    assert ask(chat, "eval").startswith("Evaluation scheduled at step 1")
+    help_text = ask(chat, "help")
+    assert "stop (停止/结束)" in help_text and "learning_rate (lr)" in help_text
+
+
+def test_an_invalid_value_is_refused_with_the_allowed_range(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    reply = ask(chat, "lr 5")
+    assert reply.startswith("Invalid value: learning_rate must be <= 1.0")
+    assert "allowed: float 1e-06..1" in reply
+    assert "whole number" in ask(chat, "bs 6.5")
+    assert ask(chat, "set dropout 0.5").startswith("Unknown parameter 'dropout'")
+    assert trainer.params["learning_rate"] == 0.001
+    assert "set_params" not in trainer.requests  # refused before asking the trainer
+
+
+def test_a_refusal_from_the_trainer_is_shown(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    assert ask(chat, "resume") == "Refused by the trainer (invalid_state): cannot resume while idle"
+
+
+def test_an_unknown_command_gets_the_closest_match(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    assert ask(chat, "stpo") == "Unknown command 'stpo'. Did you mean: stop? (help lists all)"
+
+
+def test_chatter_is_not_answered(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    before = len(chat.snapshot())
+    for text in ("hello!", "stop by the shop later", "lr is too high", "你好"):
+        chat.push_message(text)
+    assert ask(chat, "status").startswith("State:")
+    assert len(chat.snapshot()) == before + 1  # only the status reply
+
+
+def test_a_contact_not_on_the_allow_list_is_ignored(sidecar, trainer: FakeTrainer, caplog) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.state = "running"
+    before = len(chat.snapshot())
+    with caplog.at_level(logging.INFO, logger="sidecar.access"):
+        chat.push_message("stop", sender_id="@bob", sender_name="Bob")
+        chat.push_message("stop", sender_id="@owner", chat_id="@bob")  # owner, not in filehelper
+    assert ask(chat, "status").startswith("State: running")  # a later command is answered...
+    assert len(chat.snapshot()) == before + 1  # ...but the stranger got nothing
+    assert "stop" not in trainer.requests
+    assert "ignored message from 'Bob'" in caplog.text
+
+
+def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    reply = ask(chat, "开始", sender_id="@alice", sender_name="Alice", sender_remark="Ally")
+    assert reply.startswith("Starting")
+    assert trainer.state == "running"
+
+
+def test_plot_sends_a_png_from_the_series(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    app, chat = sidecar
+    for step in (10, 20, 30):
+        trainer.report(step, loss=1.0 / step, accuracy=step / 40)
+    chat.wait_text("Iter 10,")  # the feed has seen the reports
+    deadline = time.monotonic() + 5
+    while len(app.series.snapshot().accuracy) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the series fills from the feed thread; poll briefly
+    before = len(chat.snapshot())
+    chat.push_message("plot")
+    image = chat.wait_for(lambda m: m.kind == "image", after=before)
+    assert image.path is not None and image.path.read_bytes()[:8] == PNG_SIGNATURE
+    assert image.path.parent == app.config.state_dir
+
+
+def test_events_and_throttled_progress_reach_the_owner(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.event("started")
+    chat.wait_text("▶️ Training started at step 0")
+    for step in range(1, 21):
+        trainer.report(step)
+    trainer.event("checkpoint_saved", path="/runs/x/ckpt-20")
+    chat.wait_text("💾 Checkpoint saved at step 20 (ckpt-20)")
+    assert chat.count("Iter ") == 1  # 20 reports inside one 60 s interval: one message
+
+
+def test_a_handler_exception_is_answered_and_the_bot_carries_on(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.broken_status = True
+    assert ask(chat, "status") == INTERNAL_ERROR_TEXT
+    trainer.broken_status = False
+    assert ask(chat, "status").startswith("State:")
+
+
+def test_a_new_parameter_in_describe_needs_no_sidecar_change(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    specs = (
+        *SEED_SPECS,
+        ParamSpec("dropout", "float", 0.25, aliases=("dp",), minimum=0.0, maximum=1.0, help="dropout rate"),
+    )
+    fake = FakeTrainer(*eps, specs=specs).start()
+    try:
+        with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
+            chat.wait_text("Sidecar connected")
+            assert ask(chat, "dp 0.5") == "OK: dropout = 0.5 (from step 1)"
+            assert "dropout (dp)  [float 0..1, applies next_step] dropout rate" in ask(chat, "help")
+            assert "dropout (dp) = 0.5" in ask(chat, "params")
+    finally:
+        fake.close()
+
+
+def test_trainer_unavailable_is_answered_within_the_bound(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = make_config(*eps, tmp_path, request_timeout_ms=300, request_retries=1)
+    with running_sidecar(config) as (_, chat):
+        for text in ("status", "lr 0.01", "停止"):
+            started = time.monotonic()
+            assert ask(chat, text) == UNAVAILABLE_TEXT
+            assert time.monotonic() - started < 2.0  # 2 attempts x 300 ms, plus slack
+        chat.wait_text("Trainer down")
+
+
+def test_one_down_and_one_back_alert_when_the_trainer_restarts(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first = FakeTrainer(*eps, step=40, state="running").start()
+    with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
+        chat.wait_text("Sidecar connected")
+        first.close()
+        chat.wait_text("Trainer down")
+        second = FakeTrainer(*eps, step=40, state="running").start()  # a new session
+        try:
+            chat.wait_text("✅ Trainer back (restarted: new process), running at step 40.")
+            second.event("resumed")
+            chat.wait_text("▶️ Resumed at step 40")  # the feed moved past the restart
+            assert chat.count("Trainer down") == 1
+            assert chat.count("Trainer back") == 1
+            assert ask(chat, "status").startswith("State: running, step 40")
+        finally:
+            second.close()
+
+
+def test_a_restarted_sidecar_sends_one_summary_and_replays_nothing(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    trainer = FakeTrainer(*eps, state="running").start()
+    try:
+        with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
+            chat.wait_text("Sidecar connected")
+            trainer.event("started")
+            chat.wait_text("Training started")
+        for step in (100, 200):  # while the sidecar is away
+            trainer.report(step)
+            trainer.event("checkpoint_saved", path=f"/c/ckpt-{step}")
+        deadline = time.monotonic() + 5
+        while trainer.publisher.last_seq < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)  # publish() only queues: let the publisher number them
+        with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
+            summary = chat.wait_text("Sidecar back")
+            assert "While I was away: 2× checkpoint_saved (last at step 200)." in summary
+            trainer.event("paused")
+            chat.wait_text("⏸ Paused at step 200")
+            texts = [m.text for m in chat.snapshot()]
+            assert len(texts) == 2, texts  # one summary, then the live event
+            assert not any("Training started" in t or "Checkpoint saved" in t for t in texts)
+    finally:
+        trainer.close()
+
+
+def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # type: ignore[no-untyped-def]
+    app, chat = sidecar
+    before = len(chat.snapshot())
+    chat.push_message("@fil@/etc/passwd")  # chatter: ignored
+    reply = ask(chat, "set @fil@/etc/passwd 1")
+    assert reply.startswith("Unknown parameter '@fil@/etc/passwd'")
+    app.outbox.text("@img@/etc/hosts")  # even our own text cannot start with a file prefix
+    assert chat.wait_for(lambda m: "/etc/hosts" in m.text, after=before).text == " @img@/etc/hosts"
+    assert all(m.kind == "text" for m in chat.snapshot())
