@@ -118,12 +118,12 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "allow_remote",
         "ALLOW_REMOTE",
         "flag",
-        "allow non-loopback tcp endpoints (use with --curve-secret)",
+        "allow non-loopback tcp endpoints (use with --curve-server-secret)",
     ),
     (
-        "--curve-secret",
+        "--curve-server-secret",
         "curve_secret",
-        "CURVE_SECRET",
+        "CURVE_SERVER_SECRET",
         "path",
         "CurveZMQ: the server's secret key file (enables encryption and client keys)",
     ),
@@ -198,7 +198,7 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     if policy is not None and policy not in NONFINITE_POLICIES:
         parser.error(f"--on-nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {policy!r}")
     if (namespace["curve_secret"] is None) != (namespace["curve_clients"] is None):
-        parser.error("--curve-secret and --curve-clients go together")
+        parser.error("--curve-server-secret and --curve-clients go together")
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}

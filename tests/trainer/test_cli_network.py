@@ -33,7 +33,7 @@ def test_curve_keys_admit_listed_clients_only(tmp_path: Path, free_tcp_endpoints
         [sys.executable, "-m", "trainer", "--control", control, "--metrics", metrics,
          "--run-dir", str(tmp_path / "run"), "--synthetic-data", "64", "--quiet",
          "--connection-file", str(connection),
-         "--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(keys / "clients")],
+         "--curve-server-secret", str(keys / "server.key_secret"), "--curve-clients", str(keys / "clients")],
     )  # fmt: skip
     try:
         phone = ClientCurve(keys / "clients" / "phone.key_secret", keys / "server.key")
