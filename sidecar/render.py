@@ -189,7 +189,10 @@ def trainer_down() -> str:
 
 def trainer_back(result: Body, restarted: bool) -> str:
     how = "back (restarted: new process)" if restarted else "back"
-    return f"✅ Trainer {how}, {result.get('state', '?')} at step {result.get('step', '?')}."
+    state = result.get("state", "?")
+    if state == "loading":  # its step is not restored yet: the checkpoint is read after loading
+        return f"✅ Trainer {how}, loading (it resumes from its last checkpoint, if any)."
+    return f"✅ Trainer {how}, {state} at step {result.get('step', '?')}."
 
 
 def stalled(loop_age_s: float) -> str:

@@ -108,7 +108,11 @@ class Session:
         )
         trainer.restore()
         if config.params:
-            trainer.set_params(validate_updates(trainer.specs, parse_assignments(config.params)))
+            wanted = validate_updates(trainer.specs, parse_assignments(config.params))
+            # After a restart the flags usually repeat what the checkpoint restored: no news.
+            changed = {name: value for name, value in wanted.items() if trainer.params.get(name) != value}
+            if changed:
+                trainer.set_params(changed)
         progress = Progress(
             step=trainer.step,
             epoch=trainer.epoch,

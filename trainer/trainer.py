@@ -153,12 +153,17 @@ class Trainer:
         known = {s.name for s in self.specs}
         changed = {k: v for k, v in restored.params.items() if k in known and self.params.get(k) != v}
         if changed:
-            self.set_params(changed, at_step=self.step + 1)
+            self.set_params(changed, at_step=self.step + 1, reason="restored")
         self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
         return restored
 
-    def set_params(self, values: Mapping[str, Any], *, at_step: int | None = None) -> None:
-        """Apply already validated ``values`` (``validate_updates``) and tell the callbacks."""
+    def set_params(
+        self, values: Mapping[str, Any], *, at_step: int | None = None, reason: str = "set"
+    ) -> None:
+        """Apply already validated ``values`` (``validate_updates``) and tell the callbacks.
+
+        ``reason`` is "set" for a change someone asked for, "restored" for values read back from a
+        checkpoint (not news to anyone: publishers do not announce them)."""
         at_step = self.step + 1 if at_step is None else at_step
         self.param_changes = []
         for name, new in values.items():
@@ -175,6 +180,7 @@ class Trainer:
                     "new": new,
                     "applies": applies,
                     "applies_at_step": step,
+                    "reason": reason,
                 }
             )
             self.params[name] = new

@@ -13,7 +13,8 @@ from pathlib import Path
 from sidecar.backend import OWNER_CHAT, IncomingText
 from sidecar.config import parse_config
 from sidecar.console import ConsoleBackend
-from tests.sidecar.harness import FakeTrainer, endpoints
+from tests.fake_trainer import FakeTrainer
+from tests.sidecar.harness import endpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 30
@@ -88,7 +89,7 @@ def test_console_backend_delivers_lines_as_owner_messages() -> None:
 
 def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
     with endpoints() as (control, metrics):
-        trainer = FakeTrainer(control, metrics).start()
+        trainer = FakeTrainer(control, metrics, announce=False).start()
         try:
             process = subprocess.Popen(
                 [

@@ -11,13 +11,8 @@ import pytest
 
 from protocol import ParamSpec
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, UNAVAILABLE_TEXT
-from tests.sidecar.harness import (
-    SEED_SPECS,
-    FakeTrainer,
-    endpoints,
-    make_config,
-    running_sidecar,
-)
+from tests.fake_trainer import SEED_SPECS, FakeTrainer
+from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +25,8 @@ def eps() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def trainer(eps: tuple[str, str]) -> Iterator[FakeTrainer]:
-    fake = FakeTrainer(*eps).start()
+    # No events on state changes: they would race the command replies that `ask` waits for.
+    fake = FakeTrainer(*eps, announce=False).start()
     yield fake
     fake.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.trainctl.fake_trainer import FakeTrainer
+from tests.fake_trainer import FakeTrainer
 from trainctl.__main__ import main
 
 
@@ -52,7 +52,7 @@ def endpoints(ipc_dir: Path) -> tuple[str, str]:
 
 @pytest.fixture
 def trainer(endpoints: tuple[str, str]) -> Iterator[FakeTrainer]:
-    fake = FakeTrainer(*endpoints).start()
+    fake = FakeTrainer(*endpoints, stopped_state="idle").start()  # these tests stop back to idle
     yield fake
     fake.close()
 

@@ -14,7 +14,7 @@ from typing import IO
 
 import pytest
 
-from tests.trainctl.fake_trainer import wait_until
+from tests.fake_trainer import wait_until
 from trainctl.respawn import RespawnConfig, describe_exit, next_backoff, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from protocol import ConnectionInfo
+from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
-from tests.trainctl.fake_trainer import FakeTrainer
 from trainctl import exit_codes
 
 Cli = Callable[..., CliResult]

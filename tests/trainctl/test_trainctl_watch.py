@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
-from tests.trainctl.fake_trainer import FakeTrainer
 from trainctl import exit_codes
 
 LINE_TIMEOUT_S = 10.0

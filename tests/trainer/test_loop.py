@@ -16,6 +16,7 @@ from tests.trainer.ct_test_modules import TinyModule  # noqa: E402
 from trainer.callbacks.base import HOOKS, Callback  # noqa: E402
 from trainer.callbacks.checkpoint import PeriodicCheckpoint  # noqa: E402
 from trainer.callbacks.nonfinite import NonFiniteLoss, NonFinitePolicy  # noqa: E402
+from trainer.callbacks.publish import PublishMetrics  # noqa: E402
 from trainer.module import KerasModule, sparse_accuracy  # noqa: E402
 from trainer.trainer import Trainer  # noqa: E402
 
@@ -154,9 +155,14 @@ def test_a_new_trainer_resumes_step_params_and_weights_from_the_run_dir(tmp_path
     first = make_trainer(tmp_path, TinyModule(synthetic=256), steps=6, lr=0.002)
     first.fit()
     weights = [v.numpy() for v in first.module.trainable_variables]
-    second = make_trainer(tmp_path, TinyModule(synthetic=256), steps=6)
+    published: list[tuple[str, dict[str, Any]]] = []
+    publisher = PublishMetrics(lambda topic, body: published.append((topic, body)))
+    second = make_trainer(tmp_path, TinyModule(synthetic=256), publisher, steps=6)
     restored = second.restore()
     assert restored is not None and restored.step == 6
+    # Values read back from the checkpoint are applied, but they are no news: no param_changed.
+    assert [change["reason"] for change in second.param_changes] == ["restored"]
+    assert not [topic for topic, _ in published if topic == "event.param_changed"]
     assert second.step == 6 and second.params["learning_rate"] == pytest.approx(0.002)
     assert second.learning_rate() == pytest.approx(0.002)
     for before, after in zip(weights, second.module.trainable_variables, strict=True):

@@ -52,7 +52,8 @@ class PublishMetrics(Callback):
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:
-            self._event(trainer, "param_changed", **change)
+            if change["reason"] != "restored":  # a restart restoring its own values is no change
+                self._event(trainer, "param_changed", **change)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         name = "finished" if trainer.outcome == "finished" else "stopped"
