@@ -58,10 +58,16 @@ class ServerCurve:
 
 @dataclass(frozen=True)
 class ClientCurve:
-    """The client's own secret key file and the server's public key file."""
+    """The client's own secret key file, and the server's public key: a key file, or the Z85 text
+    that a connection file carries (`server_public_key`)."""
 
     secret_key_file: Path
-    server_public_key_file: Path
+    server_public_key_file: Path | None = None
+    server_public_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.server_public_key_file is None) == (self.server_public_key is None):
+            raise ValueError("give the server's public key as a file or as text, exactly one")
 
     def apply(self, socket: zmq.Socket[bytes]) -> None:
         public, secret = zmq.auth.load_certificate(str(self.secret_key_file))
@@ -69,4 +75,8 @@ class ClientCurve:
             raise ValueError(f"{self.secret_key_file} holds no secret key")
         socket.curve_publickey = public
         socket.curve_secretkey = secret
-        socket.curve_serverkey = load_public_key(self.server_public_key_file)
+        if self.server_public_key is not None:
+            socket.curve_serverkey = self.server_public_key.encode()
+        else:
+            assert self.server_public_key_file is not None
+            socket.curve_serverkey = load_public_key(self.server_public_key_file)

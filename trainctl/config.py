@@ -8,7 +8,6 @@ instance's default path); otherwise the instance's default ipc endpoints.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from protocol import (
     ControlClient,
     default_connection_file,
     default_endpoints,
-    default_runtime_dir,
 )
 
 ENV_TIMEOUT_MS = "CHATTRAIN_REQUEST_TIMEOUT_MS"
@@ -88,7 +86,7 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
         help=f"attempts after the first (env {ENV_RETRIES}, default {DEFAULT_RETRIES})",
     )
     group.add_argument(
-        "--curve-secret",
+        "--curve-secret-key",
         default=default(None),
         metavar="FILE",
         help=f"this client's CurveZMQ secret key file (env {ENV_CURVE_SECRET})",
@@ -139,29 +137,21 @@ def _read_connection(args: argparse.Namespace) -> tuple[ConnectionInfo | None, s
 
 
 def _curve(args: argparse.Namespace, info: ConnectionInfo | None) -> ClientCurve | None:
-    secret = args.curve_secret or os.environ.get(ENV_CURVE_SECRET)
+    secret = args.curve_secret_key or os.environ.get(ENV_CURVE_SECRET)
     server_key = args.curve_server_key or os.environ.get(ENV_CURVE_SERVER_KEY)
     if not secret:
         if server_key:
-            raise ConfigError("--curve-server-key needs --curve-secret (this client's secret key file)")
+            raise ConfigError("--curve-server-key needs --curve-secret-key (this client's secret key file)")
         return None
-    if not server_key:
-        if info is None or not info.server_public_key:
-            raise ConfigError("--curve-secret needs --curve-server-key (or a connection file with the key)")
-        server_key = str(_write_public_key(info.server_public_key))
-    for label, path in (("--curve-secret", secret), ("--curve-server-key", server_key)):
-        if not Path(path).is_file():
-            raise ConfigError(f"{label}: no such key file {path}")
-    return ClientCurve(Path(secret), Path(server_key))
-
-
-def _write_public_key(public_key: str) -> Path:
-    """ClientCurve reads the server key from a file: keep the connection file's key as a certificate."""
-    digest = hashlib.sha256(public_key.encode()).hexdigest()[:16]
-    path = default_runtime_dir() / f"server-{digest}.key"
-    if not path.exists():
-        path.write_text(f'metadata\ncurve\n    public-key = "{public_key}"\n')
-    return path
+    if not Path(secret).is_file():
+        raise ConfigError(f"--curve-secret-key: no such key file {secret}")
+    if server_key:
+        if not Path(server_key).is_file():
+            raise ConfigError(f"--curve-server-key: no such key file {server_key}")
+        return ClientCurve(Path(secret), server_public_key_file=Path(server_key))
+    if info is None or not info.server_public_key:
+        raise ConfigError("--curve-secret-key needs --curve-server-key (or a connection file with the key)")
+    return ClientCurve(Path(secret), server_public_key=info.server_public_key)
 
 
 def _int_option(value: int | None, env: str, default: int, *, minimum: int) -> int:

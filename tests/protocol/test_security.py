@@ -69,4 +69,13 @@ def test_curve_server_admits_a_listed_key_and_refuses_an_unknown_one(
     with pytest.raises(TrainerUnavailable):
         plain.status()
     assert status.count == 1
-    assert client(control, curve=allowed, timeout_ms=2000).status() == {"n": 2}
+    # The server key as the connection file carries it (Z85 text) works like the key file.
+    from_text = ClientCurve(keys["allowed_secret"], server_public_key=server_curve.public_key())
+    assert client(control, curve=from_text, timeout_ms=2000).status() == {"n": 2}
+
+
+def test_a_client_curve_needs_exactly_one_form_of_the_server_key(keys: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ClientCurve(keys["allowed_secret"])
+    with pytest.raises(ValueError, match="exactly one"):
+        ClientCurve(keys["allowed_secret"], keys["server_public"], server_public_key="x" * 40)

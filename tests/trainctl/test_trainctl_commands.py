@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ConnectionInfo
+from protocol import ConnectionInfo, ControlServer, ServerCurve, generate_keypair
 from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 from trainctl import exit_codes
@@ -144,3 +144,28 @@ def test_a_missing_connection_file_is_a_usage_error(cli: Cli, tmp_path: Path) ->
     result = cli("--connection", str(tmp_path / "nope.json"), "status", "--json", connect=False)
     assert result.code == exit_codes.USAGE
     assert json.loads(result.out)["error"]["code"] == "usage"
+
+
+def test_curve_uses_the_server_key_from_the_connection_file(
+    cli: Cli, endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    generate_keypair(keys, "server")
+    generate_keypair(keys / "clients", "me")
+    curve = ServerCurve(keys / "server.key_secret", keys / "clients")
+    handlers = {"status": lambda args: {"state": "idle"}}
+    server = ControlServer(endpoints[0], handlers, session="s1", curve=curve)
+    server.start()
+    try:
+        path = tmp_path / "conn.json"
+        ConnectionInfo(
+            *endpoints, run_id="r", session="s1", protocol_version=1, server_public_key=curve.public_key()
+        ).write(path)
+        secret = str(keys / "clients" / "me.key_secret")
+        conn = ("--connection", str(path))
+        result = cli(*conn, "--curve-secret-key", secret, "status", "--json", connect=False)
+        assert result.code == exit_codes.OK and result.json()["state"] == "idle"
+        plain = cli(*conn, "--timeout-ms", "200", "--retries", "0", "status", connect=False)
+        assert plain.code == exit_codes.UNAVAILABLE
+    finally:
+        server.close()
