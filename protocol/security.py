@@ -29,6 +29,15 @@ def load_public_key(path: Path) -> bytes:
     return public
 
 
+def _use_keypair(socket: zmq.Socket[bytes], secret_key_file: Path) -> None:
+    """Give `socket` the key pair stored in a secret key file."""
+    public, secret = zmq.auth.load_certificate(str(secret_key_file))
+    if secret is None:
+        raise ValueError(f"{secret_key_file} holds no secret key")
+    socket.curve_publickey = public
+    socket.curve_secretkey = secret
+
+
 @dataclass(frozen=True)
 class ServerCurve:
     """The server's secret key file and the directory of allowed clients' public key files."""
@@ -48,11 +57,7 @@ class ServerCurve:
         return authenticator
 
     def apply(self, socket: zmq.Socket[bytes]) -> None:
-        public, secret = zmq.auth.load_certificate(str(self.secret_key_file))
-        if secret is None:
-            raise ValueError(f"{self.secret_key_file} holds no secret key")
-        socket.curve_publickey = public
-        socket.curve_secretkey = secret
+        _use_keypair(socket, self.secret_key_file)
         socket.curve_server = True
 
 
@@ -70,11 +75,7 @@ class ClientCurve:
             raise ValueError("give the server's public key as a file or as text, exactly one")
 
     def apply(self, socket: zmq.Socket[bytes]) -> None:
-        public, secret = zmq.auth.load_certificate(str(self.secret_key_file))
-        if secret is None:
-            raise ValueError(f"{self.secret_key_file} holds no secret key")
-        socket.curve_publickey = public
-        socket.curve_secretkey = secret
+        _use_keypair(socket, self.secret_key_file)
         if self.server_public_key is not None:
             socket.curve_serverkey = self.server_public_key.encode()
         else:
