@@ -48,6 +48,7 @@ logger = logging.getLogger("bench.throughput")
 
 VARIANTS = (
     "fit",
+    "fit_fused",
     "trainer",
     "trainer_no_subscriber",
     "trainer_idle_sub",
@@ -110,6 +111,7 @@ def measure(variant: str, data: str, warmup: int, steps: int) -> dict[str, Any]:
     """One run of one variant."""
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "fit": lambda: _child("fit", data, warmup, steps),
+        "fit_fused": lambda: _child("fit-fused", data, warmup, steps),
         "trainer": lambda: _trainer_process(data, warmup, steps, FEED_READERS, False),
         "trainer_no_subscriber": lambda: _trainer_process(data, warmup, steps, 0, False),
         "trainer_idle_sub": lambda: _trainer_process(data, warmup, steps, 0, True),

@@ -9,6 +9,8 @@ so tracing and the first pipeline fill are outside it.
 
 - ``fit``: ``keras.Model.fit``, Adam(0.001), sparse CE from logits, ``metrics=["accuracy"]`` (the
   trainer computes the batch accuracy every step too); a Keras callback stamps the batches.
+- ``fit-fused``: the same with the trainer's optimizer, ``trainer.optimizers.FusedAdam`` (Keras'
+  Adam math in TensorFlow's one-pass kernel), to show how much of the difference is the optimizer.
 - ``inproc-bare``: ``trainer.Trainer`` driven in-process with the callbacks ``trainer.session``
   builds, less the two that talk to the control plane (``ControlBridge``, ``PublishMetrics``);
   no sockets.
@@ -35,11 +37,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bench.harness import BATCH_SIZE, jsonl_times, percentiles, scratch_dir  # noqa: E402
 
 
-def fit(data: str, warmup: int, steps: int) -> dict[str, Any]:
+def fit(data: str, warmup: int, steps: int, *, fused: bool = False) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
     from trainer.data import load_mnist, train_dataset
+    from trainer.optimizers import FusedAdam
     from trainer.tasks.mnist_cnn import build_cnn
 
     last = warmup + steps
@@ -64,7 +67,7 @@ def fit(data: str, warmup: int, steps: int) -> dict[str, Any]:
 
     model = build_cnn()
     model.compile(
-        optimizer=keras.optimizers.Adam(0.001),
+        optimizer=FusedAdam(0.001) if fused else keras.optimizers.Adam(0.001),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -176,13 +179,13 @@ def inproc(data: str, warmup: int, steps: int, *, control: bool) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=("fit", "inproc-bare", "inproc-control"))
+    parser.add_argument("role", choices=("fit", "fit-fused", "inproc-bare", "inproc-control"))
     parser.add_argument("--data", required=True)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
-    if args.role == "fit":
-        result = fit(args.data, args.warmup, args.steps)
+    if args.role in ("fit", "fit-fused"):
+        result = fit(args.data, args.warmup, args.steps, fused=args.role == "fit-fused")
     else:
         result = inproc(args.data, args.warmup, args.steps, control=args.role == "inproc-control")
     print(json.dumps(result))

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from protocol import ParamSpec
 from trainer.data import ArrayPair, eval_dataset, train_dataset
+from trainer.optimizers import FusedAdam
 from trainer.params import LEARNING_RATE, PARAM_SPECS
 
 StepOutputs = Mapping[str, tf.Tensor]
@@ -39,7 +40,8 @@ class Module:
         """Load data and build ``self.model`` (called once, after TensorFlow is imported)."""
 
     def configure_optimizers(self, params: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-        return keras.optimizers.Adam(learning_rate=float(params[LEARNING_RATE]))
+        """Adam (``trainer.optimizers.FusedAdam``: Keras' Adam, updated by TF's fused kernel)."""
+        return FusedAdam(learning_rate=float(params[LEARNING_RATE]))
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         raise NotImplementedError(f"{type(self).__name__} has no train_dataset")
