@@ -77,9 +77,10 @@ def event(body: Body, last_progress: Body | None = None) -> str | None:
     if name == "checkpoint_saved":
         where = os.path.basename(str(body.get("path", ""))) or "?"
         return f"💾 Checkpoint saved at step {step} ({where})"
-    if name == "finished":
+    if name in ("finished", "stopped"):  # both end with the full test set evaluated
+        head = "🏁 Training finished" if name == "finished" else "⏹ Stopped"
         text = (
-            f"🏁 Training finished at step {step}: test accuracy "
+            f"{head} at step {step}: test accuracy "
             f"{_number(body, 'test_accuracy', '.4f')}, test loss {_number(body, 'test_loss', '.4f')}"
         )
     elif name == "failed":
@@ -94,7 +95,6 @@ def event(body: Body, last_progress: Body | None = None) -> str | None:
             "started": "▶️ Training started",
             "paused": "⏸ Paused",
             "resumed": "▶️ Resumed",
-            "stopped": "⏹ Stopped",
         }
         text = f"{labels.get(name, f'Event {name}')} at step {step}"
     if last_progress is not None:
@@ -235,7 +235,7 @@ def events_summary(bodies: Sequence[Body]) -> str:
     for name in counts:
         body = last[name]
         part = f"{counts[name]}× {name}" if counts[name] > 1 else name
-        if name == "finished":
+        if name in ("finished", "stopped"):
             part += f" (test accuracy {_number(body, 'test_accuracy', '.4f')})"
         elif name == "failed":
             part += f" ({_error(body.get('error'))})"

@@ -66,6 +66,12 @@ def test_finished_event_carries_test_accuracy_and_the_last_progress() -> None:
     assert "Iter 1280" in text
 
 
+def test_stopped_event_carries_the_test_accuracy_of_the_final_evaluation() -> None:
+    body = {"event": "stopped", "step": 159, "state": "finished", "test_accuracy": 0.9127, "test_loss": 0.3}
+    assert render.event(body).startswith("⏹ Stopped at step 159: test accuracy 0.9127, test loss 0.3000")
+    assert "stopped (test accuracy 0.9127)" in render.events_summary([body])
+
+
 def test_failed_event_names_the_error() -> None:
     body = {
         "event": "failed",
