@@ -18,6 +18,7 @@ import tensorflow as tf
 from trainer.module import Module
 
 StepFn = Callable[[Any], dict[str, tf.Tensor]]
+FINITE_OUTPUT = "finite"  # the train step's flag: False when the update was skipped
 
 
 def relaxed_signature(element_spec: Any) -> Any:
@@ -46,7 +47,7 @@ def compile_train_step(module: Module, optimizer: keras.optimizers.Optimizer, el
             optimizer.apply_gradients(pairs)
             return tf.constant(True)
 
-        outputs["finite"] = tf.cond(finite, apply, lambda: tf.constant(False))
+        outputs[FINITE_OUTPUT] = tf.cond(finite, apply, lambda: tf.constant(False))
         return outputs
 
     compiled: StepFn = tf.function(train_step, input_signature=[relaxed_signature(element_spec)])

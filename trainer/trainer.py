@@ -42,7 +42,7 @@ from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
 from trainer.module import Module
 from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
-from trainer.steps import StepFn, compile_eval_step, compile_train_step, run_evaluation
+from trainer.steps import FINITE_OUTPUT, StepFn, compile_eval_step, compile_train_step, run_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Trainer:
         self.step = self.epoch = self.samples_seen = 0
         self.batch_size = int(self.params[BATCH_SIZE])
         self.steps_per_s = 0.0
+        self.last_step_finite = True
         self.next_epoch_step: int | None = None
         self.last_checkpoint_step: int | None = None
         self.last_checkpoint_path: str | None = None
@@ -241,6 +242,8 @@ class Trainer:
     def _run_step(self, train_step: StepFn, batch: Any, started: float) -> dict[str, float]:
         outputs = train_step(batch)
         logs = {name: float(value) for name, value in outputs.items()}  # the one host sync
+        # Whether the update was applied is the loop's business, not a metric to publish.
+        self.last_step_finite = bool(logs.pop(FINITE_OUTPUT, 1.0))
         self.step += 1
         self.samples_seen += self.batch_size
         rate = 1.0 / max(time.perf_counter() - started, 1e-9)

@@ -68,6 +68,7 @@ def test_fit_runs_training_iters_over_batch_size_steps_in_hook_order(tmp_path: P
     assert hooks[:2] == ["on_train_start", "on_epoch_start"]
     assert hooks[-4:] == ["on_epoch_end", "on_checkpoint", "on_test_end", "on_train_end"]
     assert set(recorder.logs["on_report"][0]) >= {"loss", "accuracy", "lr", "steps_per_s", "eta_s"}
+    assert "finite" not in recorder.logs["on_report"][0]  # the loop's flag, not a metric
     assert "accuracy" in recorder.logs["on_train_end"][0]
     assert (tmp_path / "checkpoints" / "ckpt-10.index").exists()
 

@@ -55,7 +55,7 @@ class NonFinitePolicy(Callback):
             self.rollbacks = 0  # progress since the last rollback
 
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
-        finite = logs.get("finite", 1.0) and math.isfinite(logs.get("loss", 0.0))
+        finite = trainer.last_step_finite and math.isfinite(logs.get("loss", 0.0))
         if finite:
             return
         action = self.decide(trainer.step)

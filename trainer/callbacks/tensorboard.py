@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SKIPPED = ("finite", "eta_s")
+SKIPPED = ("eta_s",)
 
 
 def _scalar_metadata() -> bytes:
