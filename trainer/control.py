@@ -21,14 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import OPERATIONS, PROTOCOL_VERSION, ErrorCode, ParamSpec, RequestError
+from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
 from trainer.params import validate_updates
 
 logger = logging.getLogger(__name__)
 
-LOADING, IDLE, RUNNING, PAUSED = "loading", "idle", "running", "paused"
-STOPPING, FINISHED, FAILED = "stopping", "finished", "failed"
-STATES = (LOADING, IDLE, RUNNING, PAUSED, STOPPING, FINISHED, FAILED)
+# The states are the protocol's (PROTOCOL.md); named here for the state machine.
+LOADING, IDLE, RUNNING, PAUSED, STOPPING, FINISHED, FAILED = STATES
 STARTABLE_STATES = (IDLE, FINISHED, FAILED)
 EVENTS = "started param_changed checkpoint_saved paused resumed stopped finished failed evaluated state"
 TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "log") + tuple(
