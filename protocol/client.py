@@ -5,6 +5,9 @@ polls for the reply with a timeout. On a timeout the socket is closed with linge
 so nothing queued can reach a trainer that starts later; the request also carries an `expires`
 deadline that the server honours. Retries reuse the request id, so a retried `stop` whose first
 reply was lost returns the cached reply instead of acting twice.
+
+An `expired` reply means the server reached the request only after the caller's budget ran out:
+nothing ran, exactly as if no reply had come, so the caller gets the same `TrainerUnavailable`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import zmq
 
 from protocol import message as msg
-from protocol.errors import ProtocolError, RemoteError, TrainerUnavailable
+from protocol.errors import ErrorCode, ProtocolError, RemoteError, TrainerUnavailable
 from protocol.security import ClientCurve
 
 REQUEST_TIMEOUT_MS = 1500
@@ -50,8 +53,11 @@ class ControlClient:
         frames = request.to_frames()
         for _ in range(self.retries + 1):
             answer = self._attempt(frames, request.id)
-            if answer is not None:
-                return self._result(answer)
+            if answer is None:
+                continue
+            if (answer.error or {}).get("code") == ErrorCode.EXPIRED:
+                break  # the whole budget is spent: a retry would expire too
+            return self._result(answer)
         raise TrainerUnavailable(
             f"trainer unavailable: no reply from {self.endpoint} to {op!r} "
             f"within {budget_s:.1f} s ({self.retries + 1} attempts)"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import zmq
 
 from protocol import ControlClient, ControlServer, ErrorCode, RemoteError, TrainerUnavailable
 from protocol import message as msg
@@ -100,6 +101,35 @@ def test_a_request_past_its_deadline_is_expired_not_run(
     answer = raw_exchange(control, msg.request("stop", expires=time.time() - 0.01).to_frames())
     assert answer.error is not None and answer.error["code"] == ErrorCode.EXPIRED
     assert stop.count == 0
+
+
+def test_an_expired_reply_means_unavailable_and_is_not_retried(
+    control: str, client: Callable[..., ControlClient]
+) -> None:
+    # A server that reaches a request just after its deadline answers `expired` while the client is
+    # still waiting: nothing ran, so the caller must see the same outcome as no reply at all.
+    received: list[msg.Message] = []
+    context = zmq.Context.instance()
+    late_server = context.socket(zmq.REP)
+    late_server.linger = 0
+    late_server.bind(control)
+
+    def answer_expired() -> None:
+        while late_server.poll(2000, zmq.POLLIN):
+            request = msg.Message.from_frames(late_server.recv_multipart())
+            received.append(request)
+            late = msg.error_reply(request.id, request.op, "s", ErrorCode.EXPIRED, "arrived late")
+            late_server.send_multipart(late.to_frames())
+
+    thread = threading.Thread(target=answer_expired, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TrainerUnavailable):
+            client(control, timeout_ms=TIMEOUT_MS, retries=RETRIES).history(since=1)
+    finally:
+        thread.join(5)
+        late_server.close()
+    assert [request.op for request in received] == ["history"], "an expired request was retried"
 
 
 def test_convenience_methods_send_their_op_and_args(
