@@ -60,16 +60,13 @@ def _stop(control: str, feed: FeedReader) -> dict[str, Any]:
     from protocol import ControlClient
 
     with ControlClient(control, timeout_ms=5000, retries=0) as client:
-        seen_step = max(feed.steps)
+        seen_step = feed.latest_step()
         sent = time.time()
         reply = client.stop()
         replied = time.time()
     final = feed.wait_for_event(("stopped", "finished"), STOP_TIMEOUT_S)
     final_step = int(final["step"])
-    deadline = time.monotonic() + 5
-    while final_step not in feed.steps and time.monotonic() < deadline:
-        time.sleep(0.02)
-    last_step_end = feed.steps.get(final_step)
+    last_step_end = feed.step_time(final_step, timeout_s=5)
     return {
         "at_step": reply["at_step"],
         "final_step": final_step,
@@ -92,9 +89,9 @@ def run_once(data: str, requests: int) -> dict[str, Any]:
             trainer.start()
             feed = FeedReader(trainer.metrics, trainer.control).start()
             feed.wait_for_step(WARMUP_STEP)
-            step_before = max(feed.steps)
+            step_before = feed.latest_step()
             samples = _round_trips(trainer.control, requests)
-            steps_during = max(feed.steps) - step_before
+            steps_during = feed.latest_step() - step_before
             stop = _stop(trainer.control, feed)
             trainer.wait(120)
         finally:

@@ -237,6 +237,7 @@ class FeedReader:
     steps: dict[int, float] = field(default_factory=dict)  # metrics.step: step -> trainer's ts
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _progress: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
 
     def start(self) -> FeedReader:
@@ -261,28 +262,41 @@ class FeedReader:
                     self.data_messages += 1
                     self.latencies_s.append(now - message.ts)
                     if message.topic == "metrics.step":
-                        self.steps[int(message.body["step"])] = message.ts
+                        with self._progress:
+                            self.steps[int(message.body["step"])] = message.ts
+                            self._progress.notify_all()
                     elif (message.topic or "").startswith("event."):
-                        self.events.append((message.topic or "", dict(message.body)))
+                        with self._progress:
+                            self.events.append((message.topic or "", dict(message.body)))
+                            self._progress.notify_all()
         finally:
             subscriber.close()
             client.close()
 
     def wait_for_step(self, step: int, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.steps or max(self.steps) < step:
-            if time.monotonic() > deadline:
+        with self._progress:
+            if not self._progress.wait_for(lambda: bool(self.steps) and max(self.steps) >= step, timeout_s):
                 raise TimeoutError(f"no metrics.step >= {step} within {timeout_s} s")
-            time.sleep(0.05)
+
+    def latest_step(self) -> int:
+        with self._progress:
+            return max(self.steps)
+
+    def step_time(self, step: int, timeout_s: float) -> float | None:
+        """The trainer's timestamp of `step`'s metrics, waiting up to `timeout_s` for it."""
+        with self._progress:
+            self._progress.wait_for(lambda: step in self.steps, timeout_s)
+            return self.steps.get(step)
 
     def wait_for_event(self, names: Sequence[str], timeout_s: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for topic, body in list(self.events):
-                if topic.removeprefix("event.") in names:
-                    return body
-            time.sleep(0.02)
-        raise TimeoutError(f"no event {names} within {timeout_s} s")
+        def found() -> dict[str, Any] | None:
+            return next((body for topic, body in self.events if topic.removeprefix("event.") in names), None)
+
+        with self._progress:
+            body = self._progress.wait_for(found, timeout_s)
+        if body is None:
+            raise TimeoutError(f"no event {names} within {timeout_s} s")
+        return body
 
     def close(self) -> None:
         self._stop.set()
