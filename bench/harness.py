@@ -30,6 +30,7 @@ BATCH_SIZE = 128
 CHILD_TIMEOUT_S = 1800.0
 START_TIMEOUT_S = 120.0
 POLL_MS = 100
+FEED_READERS = 2  # the trainer with "two subscribers attached": a sidecar and a trainctl watch
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:

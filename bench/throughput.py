@@ -12,7 +12,9 @@ variant is its own process; the clock runs from the end of step ``warmup`` to th
 - ``trainer_no_subscriber``: the same process, nobody connected.
 - ``trainer_idle_sub``: the same process with a SUB socket connected and subscribed, never read.
 - ``inproc_bare``: ``trainer.Trainer`` in-process, no Controller, no sockets, no publishing.
-- ``inproc_control``: the same plus Controller, ControlServer and Publisher (nobody connected).
+- ``inproc_control``: the same plus Controller, ControlServer and Publisher, with two real
+  ``Subscriber``s reading the feed from another process; it also counts the CPU time of the
+  control plane's threads (``thread_cpu.py``).
 - ``seed_tf1``: the seed's TF1 ``feed_dict`` loop (``seed_tf1.py``).
 
 The trainer processes are timed by their own ``report`` records (metrics.jsonl); ``fit`` by a Keras
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import (  # noqa: E402
     BATCH_SIZE,
     DEFAULT_DATA,
+    FEED_READERS,
     FeedReader,
     TrainerProcess,
     jsonl_times,
@@ -56,7 +59,6 @@ VARIANTS = (
     "inproc_control",
     "seed_tf1",
 )
-FEED_READERS = 2
 
 
 def _trainer_process(data: str, warmup: int, steps: int, readers: int, idle_sub: bool) -> dict[str, Any]:

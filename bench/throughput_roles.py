@@ -15,10 +15,13 @@ so tracing and the first pipeline fill are outside it.
   builds, less the two that talk to the control plane (``ControlBridge``, ``PublishMetrics``);
   no sockets.
 - ``inproc-control``: the same plus a ``Controller``, ``ControlServer`` and ``Publisher`` wired as
-  ``trainer.__main__`` wires them (nobody connected).
+  ``trainer.__main__`` wires them, and two real ``Subscriber``s reading the feed from another
+  process (the ``readers`` role), as a sidecar and a ``trainctl watch`` would.
 
 The trainer variants are timed by the trainer's own ``report`` records in its JSONL log; they also
-time the callback dispatch of every step (``on_step_end`` over all callbacks) and of every report.
+time the callback dispatch of every step (``on_step_end`` over all callbacks) and of every report,
+and count the CPU time each kind of thread spent in the timed window (``bench.thread_cpu``), which
+measures the control plane's cost below the run-to-run noise of throughput.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +38,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.harness import BATCH_SIZE, jsonl_times, percentiles, scratch_dir  # noqa: E402
+from bench import thread_cpu  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BATCH_SIZE,
+    FEED_READERS,
+    FeedReader,
+    jsonl_times,
+    percentiles,
+    scratch_dir,
+)
 
 
 def fit(data: str, warmup: int, steps: int, *, fused: bool = False) -> dict[str, Any]:
@@ -118,7 +130,8 @@ def inproc(data: str, warmup: int, steps: int, *, control: bool) -> dict[str, An
     from trainer.trainer import Trainer
 
     class Clock(Callback):
-        """Placed first and last: the time the whole callback list takes per hook call."""
+        """Placed first and last: the time the whole callback list takes per hook call; the last one
+        also snapshots every thread's CPU time at the ends of steps `warmup` and `last`."""
 
         def __init__(self, samples: dict[str, list[float]], opens: bool) -> None:
             self.samples, self.opens, self.began = samples, opens, 0.0
@@ -126,8 +139,10 @@ def inproc(data: str, warmup: int, steps: int, *, control: bool) -> dict[str, An
         def _tick(self, hook: str) -> None:
             if self.opens:
                 self.samples["_began"] = [time.perf_counter()]
-            else:
-                self.samples[hook].append(time.perf_counter() - self.samples["_began"][0])
+                return
+            self.samples[hook].append(time.perf_counter() - self.samples["_began"][0])
+            if hook == "step" and len(self.samples["step"]) in (warmup, last):
+                cpu.append(thread_cpu.snapshot())
 
         def on_step_end(self, trainer: Trainer, logs: Any) -> None:
             self._tick("step")
@@ -137,11 +152,14 @@ def inproc(data: str, warmup: int, steps: int, *, control: bool) -> dict[str, An
 
     last = warmup + steps
     samples: dict[str, list[float]] = {"step": [], "report": []}
+    cpu: list[thread_cpu.Snapshot] = []
+    readers: subprocess.Popen[str] | None = None
     with scratch_dir("ctb-") as work:
         config = Config(run_dir=work / "run", quiet=True)
         closers: list[Any] = []
         if control:
             controller, publish, closers = _control_plane(work)
+            readers = _start_readers(work)
         else:
             publish = lambda topic, body: None  # noqa: E731
             controller = Controller(
@@ -163,28 +181,67 @@ def inproc(data: str, warmup: int, steps: int, *, control: bool) -> dict[str, An
         try:
             trainer.fit()
         finally:
+            feed = _stop_readers(readers)
             for item in closers:
                 item.close()
         times = jsonl_times(config.run_dir)
     seconds = times[last] - times[warmup]
     window = samples["step"][warmup:last]
-    return {
+    result: dict[str, Any] = {
         "samples_per_s": steps * BATCH_SIZE / seconds,
         "seconds": seconds,
         "callbacks": [type(c).__name__ for c in callbacks],
         "step_dispatch_us": {**percentiles(window, 1e6), "mean": 1e6 * sum(window) / len(window)},
         "report_dispatch_us": percentiles(samples["report"], 1e6),
     }
+    if len(cpu) == 2 and cpu[0]:
+        result["thread_cpu_s"] = thread_cpu.spent_by_kind(*cpu)
+    if feed is not None:
+        result["feed"] = feed
+    return result
+
+
+def _start_readers(work: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, __file__, "readers", "--workdir", str(work)]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _stop_readers(readers: subprocess.Popen[str] | None) -> dict[str, Any] | None:
+    """Close the readers' stdin (their signal to stop); what they received."""
+    if readers is None:
+        return None
+    out, _ = readers.communicate(timeout=60)
+    return json.loads(out) if readers.returncode == 0 else {"error": f"readers exited {readers.returncode}"}
+
+
+def read_feed(workdir: str) -> dict[str, Any]:
+    """The ``readers`` role: FEED_READERS Subscribers on the in-process trainer until stdin closes."""
+    endpoints = (f"ipc://{workdir}/metrics", f"ipc://{workdir}/control")
+    began_cpu, began = time.process_time(), time.monotonic()
+    readers = [FeedReader(*endpoints).start() for _ in range(FEED_READERS)]
+    sys.stdin.read()
+    for reader in readers:
+        reader.close()
+    return {
+        "data_messages_per_reader": [reader.data_messages for reader in readers],
+        "gaps": sum(reader.gaps for reader in readers),
+        "cpu_ms_per_s": 1e3 * (time.process_time() - began_cpu) / (time.monotonic() - began),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=("fit", "fit-fused", "inproc-bare", "inproc-control"))
-    parser.add_argument("--data", required=True)
+    parser.add_argument("role", choices=("fit", "fit-fused", "inproc-bare", "inproc-control", "readers"))
+    parser.add_argument("--data", help="mnist.npz (every role but readers)")
+    parser.add_argument("--workdir", help="readers: the in-process trainer's socket directory")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
-    if args.role in ("fit", "fit-fused"):
+    if (args.role == "readers") != (args.data is None) or (args.role == "readers") != bool(args.workdir):
+        parser.error("readers takes --workdir only; every other role takes --data")
+    if args.role == "readers":
+        result = read_feed(args.workdir)
+    elif args.role in ("fit", "fit-fused"):
         result = fit(args.data, args.warmup, args.steps, fused=args.role == "fit-fused")
     else:
         result = inproc(args.data, args.warmup, args.steps, control=args.role == "inproc-control")

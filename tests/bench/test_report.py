@@ -48,3 +48,58 @@ def test_summary_and_percentiles() -> None:
     assert summary([3, 1, 2]) == {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
     figures = percentiles([float(i) for i in range(1, 101)], 1.0)
     assert (figures["p50"], figures["max"], figures["count"]) == (51.0, 100.0, 100)
+
+
+def with_cpu_accounting(publisher_s: float) -> dict[str, Any]:
+    section = throughput_section(1.0)
+    dispatch = {"p50": 0.0, "p99": 0.0, "mean": 0.0}
+    common = {"callbacks": ["JsonlLog"], "report_dispatch_us": dispatch}
+    section["runs"]["inproc_bare"] = [{**common, "step_dispatch_us": {**dispatch, "mean": 20.0}}]
+    section["runs"]["inproc_control"] = [
+        {
+            **common,
+            "step_dispatch_us": {**dispatch, "mean": 70.0},  # 50 us more, 200 steps: 10 ms
+            "thread_cpu_s": {"metrics-publisher": publisher_s, "zmq-io": 0.01, "other": 3.99 - publisher_s},
+            "feed": {"data_messages_per_reader": [200, 200], "gaps": 0, "cpu_ms_per_s": 2.0},
+        }
+    ]
+    return section
+
+
+def test_control_plane_cpu_share_adds_threads_and_extra_dispatch_against_the_target() -> None:
+    cheap = report.markdown(results({"throughput": with_cpu_accounting(0.01)}))
+    assert "**0.75%**, meets" in cheap  # (10 + 10 + 10 ms) of 4 s of CPU
+    costly = report.markdown(results({"throughput": with_cpu_accounting(0.05)}))
+    assert "**1.75%**, MISSES" in costly
+
+
+def test_thread_cpu_counts_each_kind_of_thread_including_threads_born_in_between() -> None:
+    import threading
+    import time
+
+    from bench import thread_cpu
+
+    def burn(cpu_s: float) -> None:
+        began = time.thread_time()
+        while time.thread_time() - began < cpu_s:
+            pass
+
+    burned, release = threading.Event(), threading.Event()
+
+    def publisher_like() -> None:
+        burn(0.2)
+        burned.set()
+        release.wait(10)
+
+    before = thread_cpu.snapshot()
+    worker = threading.Thread(target=publisher_like, name="metrics-publisher")
+    worker.start()  # born after `before`: all of its time counts
+    burn(0.1)
+    assert burned.wait(10)
+    after = thread_cpu.snapshot()
+    release.set()
+    worker.join()
+    spent = thread_cpu.spent_by_kind(before, after)
+    assert 0.2 <= spent["metrics-publisher"] < 0.3
+    assert spent["main"] >= 0.1
+    assert after[worker.native_id or 0][0] == "metrics-publisher"
