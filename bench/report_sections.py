@@ -103,6 +103,8 @@ def _cost(ratio: Result | None) -> str:
         return "n/a"
     slower = (1 - ratio["median"]) * 100
     text = f"{slower:.1f}% slower" if slower >= 0 else f"{-slower:.1f}% faster"
+    if ratio.get("runs", 1) > 1 and ratio["min"] < 1.0 < ratio["max"]:
+        text += "; the runs fall on both sides of 1"  # noise this size hides a 1% cost either way
     return verdict(slower, lambda v: v < 1.0, f"median {text}")
 
 

@@ -103,3 +103,12 @@ def test_thread_cpu_counts_each_kind_of_thread_including_threads_born_in_between
     assert 0.2 <= spent["metrics-publisher"] < 0.3
     assert spent["main"] >= 0.1
     assert after[worker.native_id or 0][0] == "metrics-publisher"
+
+
+def test_a_cost_ratio_whose_runs_straddle_one_says_so() -> None:
+    section = throughput_section(1.0)
+    section["ratios"]["trainer_vs_trainer_no_subscriber"] = summary([0.94, 0.95, 1.02])
+    section["ratios"]["idle_sub_vs_trainer_no_subscriber"] = summary([0.95, 0.96, 0.97])
+    text = report.markdown(results({"throughput": section}))
+    assert "MISSES (median 5.0% slower; the runs fall on both sides of 1)" in text
+    assert "MISSES (median 4.0% slower) |" in text  # every run slower: no such hedge
