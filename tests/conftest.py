@@ -1,4 +1,4 @@
-"""Fixtures every test package shares: where the test data is."""
+"""Fixtures every test package shares: where the test data is, and how a trainer gets it."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ MNIST_PATH = Path(os.environ.get("CHATTRAIN_TEST_MNIST", REPO_ROOT.parent / "sha
 def mnist_path() -> Path | None:
     """The real MNIST npz if present, else None (callers fall back to generated data)."""
     return MNIST_PATH if MNIST_PATH.exists() else None
+
+
+DATA_LIMIT = 512  # samples: enough for a few dozen steps, quick to load
+SYNTHETIC_SAMPLES = 512
+
+
+@pytest.fixture(scope="session")
+def data_args(mnist_path: Path | None) -> list[str]:
+    """`python -m trainer` arguments: MNIST's first few hundred samples, or generated data."""
+    if mnist_path is None:
+        return ["--synthetic-data", str(SYNTHETIC_SAMPLES)]
+    return ["--data", str(mnist_path), "--data-limit", str(DATA_LIMIT)]

@@ -20,7 +20,6 @@ from tests.fakewechat import FakeWeChatServer
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MNIST = Path(os.environ.get("CHATTRAIN_TEST_MNIST", REPO_ROOT.parent / "shared" / "data" / "mnist.npz"))
 PROGRESS_INTERVAL_S = 3.0
 START_TIMEOUT_S = 90.0  # TensorFlow import and model build on a slow CI machine
 REPLY_TIMEOUT_S = 20.0
@@ -29,9 +28,10 @@ REPLY_TIMEOUT_S = 20.0
 class Stack:
     """The trainer and sidecar processes around one fake WeChat server."""
 
-    def __init__(self, wechat: FakeWeChatServer, workdir: Path) -> None:
+    def __init__(self, wechat: FakeWeChatServer, workdir: Path, data_args: list[str]) -> None:
         self.wechat = wechat
         self.workdir = workdir
+        self.data_args = data_args
         self.control = f"ipc://{workdir}/c"
         self.metrics = f"ipc://{workdir}/m"
         self.env = {**os.environ, "CHATTRAIN_RUNTIME_DIR": str(workdir)}
@@ -44,10 +44,7 @@ class Stack:
             [
                 "--run-dir",
                 str(self.workdir / "run"),
-                "--data",
-                str(MNIST),
-                "--data-limit",
-                "512",
+                *self.data_args,
                 "--param",
                 "display_step=2",
                 "--param",
@@ -128,11 +125,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack(fake_wechat: FakeWeChatServer) -> Iterator[Stack]:
-    if not MNIST.exists():
-        pytest.skip(f"needs the MNIST file {MNIST}")
+def stack(fake_wechat: FakeWeChatServer, data_args: list[str]) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="ct-e2e-"))
-    running = Stack(fake_wechat, workdir)
+    running = Stack(fake_wechat, workdir, data_args)
     try:
         yield running
     finally:

@@ -1,4 +1,4 @@
-"""Fixtures for the trainer's tests: data arguments and private working directories."""
+"""Fixtures for the trainer's tests: private working directories."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-DATA_LIMIT = 512
-SYNTHETIC_SAMPLES = 512
-
-
-@pytest.fixture(scope="session")
-def data_args(mnist_path: Path | None) -> list[str]:
-    """MNIST's first few hundred samples, or generated data when the npz is missing."""
-    if mnist_path is None:
-        return ["--synthetic-data", str(SYNTHETIC_SAMPLES)]
-    return ["--data", str(mnist_path), "--data-limit", str(DATA_LIMIT)]
 
 
 @pytest.fixture
