@@ -96,9 +96,10 @@ def markdown(results: dict[str, Any]) -> str:
         *gpu(results),
         "## Reproduce",
         "",
-        "`python bench/run_all.py` (the full run: about 30-40 min on 2 CPU cores; run it on a quiet "
-        "machine). `--quick` for a smoke run, `--skip-quality`, `--only SECTION ...`, `--repeats N`, "
-        "`--data PATH`. Each `bench/<name>.py` also runs alone; `bench/step_profile.py` splits a "
+        "`python bench/run_all.py` (the full run: about 15 min with the default 3 repetitions, 27 min "
+        "with `--repeats 6`, on 2 CPU cores; run it on a quiet machine). `--quick` for a smoke run, "
+        "`--skip-quality`, `--only SECTION ...`, `--repeats N`, `--data PATH`. Each `bench/<name>.py` "
+        "also runs alone; `bench/step_profile.py` splits a "
         "trainer step's time when the trainer trails `fit`.",
         "",
     ]

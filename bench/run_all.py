@@ -3,11 +3,11 @@
     python bench/run_all.py [--quick] [--repeats N] [--data PATH] [--skip-quality] [--only SECTION ...]
 
 Sections, in order: throughput (with the control-plane cost), control (latency under load), feed,
-sidecar, quality. The full run takes about 30-40 minutes on 2 CPU cores; ``--quick`` is a smoke
-run of a few minutes (one repetition, few steps: its figures are not for publishing). ``--only``
-writes ``bench/results/only-<sections>.md`` / ``.json`` instead of BENCHMARKS.md, so a partial run
-(e.g. on a GPU machine) never overwrites the committed table. A section that fails is reported
-as failed and the others still run.
+sidecar, quality. The full run takes about 15 minutes on 2 CPU cores (27 with ``--repeats 6``);
+``--quick`` is a smoke run of a few minutes (one repetition, few steps: its figures are not for
+publishing). ``--only`` writes ``bench/results/only-<sections>.md`` / ``.json`` instead of
+BENCHMARKS.md, so a partial run (e.g. on a GPU machine) never overwrites the committed table. A
+section that fails is reported as failed and the others still run.
 """
 
 from __future__ import annotations
