@@ -26,6 +26,8 @@ from protocol.feed_events import (
     Data,
     FeedEvent,
     Gap,
+    NotResponding,
+    Responding,
     SessionChanged,
     Snapshot,
     Stalled,
@@ -33,6 +35,7 @@ from protocol.feed_events import (
     TrainerDown,
     Unstalled,
 )
+from protocol.liveness import NOT_RESPONDING_AFTER_S, UNREACHABLE_AFTER_S, Liveness
 from protocol.message import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -77,7 +80,12 @@ __all__ = [
     "ErrorCode",
     "FeedEvent",
     "Gap",
+    "Liveness",
     "Message",
+    "NOT_RESPONDING_AFTER_S",
+    "NotResponding",
+    "Responding",
+    "UNREACHABLE_AFTER_S",
     "ParamSpec",
     "ProtocolError",
     "Publisher",

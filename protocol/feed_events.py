@@ -42,7 +42,24 @@ class SessionChanged:
 
 @dataclass(frozen=True)
 class TrainerDown:
-    """No message for `missed_heartbeats` heartbeat intervals: dead, frozen or unreachable."""
+    """The trainer is gone: its connection closed (`reason` "disconnected": the process ended, or
+    its host or process stopped answering transport heartbeats), or nothing was ever reachable
+    (`reason` "unreachable"). `silent_s`: time since its last message."""
+
+    silent_s: float
+    reason: str = "disconnected"
+
+
+@dataclass(frozen=True)
+class NotResponding:
+    """The connection is up, but no message for `silent_s` seconds: alive but busy or hung."""
+
+    silent_s: float
+
+
+@dataclass(frozen=True)
+class Responding:
+    """Messages arrive again after `NotResponding`, after `silent_s` seconds of silence."""
 
     silent_s: float
 
@@ -57,9 +74,11 @@ class TrainerBack:
 
 @dataclass(frozen=True)
 class Stalled:
-    """Heartbeats arrive, but the training loop has not moved for `loop_age_s` seconds."""
+    """Heartbeats arrive, but the training loop has not moved for `loop_age_s` seconds while
+    stepping (`activity` as the heartbeat says; a long evaluation or checkpoint is not a stall)."""
 
     loop_age_s: float
+    activity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,4 +86,15 @@ class Unstalled:
     """The training loop moves again after `Stalled`."""
 
 
-FeedEvent = Snapshot | Data | Gap | SessionChanged | TrainerDown | TrainerBack | Stalled | Unstalled
+FeedEvent = (
+    Snapshot
+    | Data
+    | Gap
+    | SessionChanged
+    | TrainerDown
+    | TrainerBack
+    | NotResponding
+    | Responding
+    | Stalled
+    | Unstalled
+)

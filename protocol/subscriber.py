@@ -2,10 +2,12 @@
 
 It subscribes first and then takes a snapshot (`status`), so nothing falls between the two; it
 applies data in seq order, backfills gaps (and a lost tail, which heartbeats reveal) from `history`,
-follows a new session (trainer restart) from its first message, and reports the trainer down after
-`missed_heartbeats` silent intervals and back when anything arrives again. It subscribes to every
-topic, because gap detection needs every seq, and filters what it delivers by `topics` prefixes.
-One thread owns a Subscriber and the ControlClient given to it.
+follows a new session (trainer restart) from its first message. It tells a dead trainer from a busy
+one (protocol/liveness.py): down when the connection closes (a socket monitor, in libzmq's own
+thread, sees that at once), not responding after a long silence on a live connection, and back or
+responding again when anything arrives. It subscribes to every topic, because gap detection needs
+every seq, and filters what it delivers by `topics` prefixes. One thread owns a Subscriber, its
+monitor socket and the ControlClient given to it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from protocol import message as msg
 from protocol.client import ControlClient
@@ -24,21 +27,31 @@ from protocol.feed_events import (
     Data,
     FeedEvent,
     Gap,
+    Responding,
     SessionChanged,
     Snapshot,
     Stalled,
     TrainerBack,
-    TrainerDown,
     Unstalled,
 )
-from protocol.publisher import DEFAULT_HEARTBEAT_INTERVAL_S
+from protocol.liveness import (
+    DOWN,
+    NOT_RESPONDING,
+    NOT_RESPONDING_AFTER_S,
+    TRANSPORT_HEARTBEAT_IVL_MS,
+    TRANSPORT_HEARTBEAT_TIMEOUT_MS,
+    UNREACHABLE_AFTER_S,
+    Liveness,
+)
 from protocol.security import ClientCurve
 
 logger = logging.getLogger(__name__)
 
-MISSED_HEARTBEATS = 3
 STALL_AFTER_S = 60.0
 MAX_BATCH = 10_000
+# Activities (the heartbeat's `activity`) during which an old `loop_age_s` is no stall.
+STEPPING_ACTIVITIES = (None, "step")
+MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 class Subscriber:
@@ -51,7 +64,8 @@ class Subscriber:
         *,
         topics: Iterable[str] = ("",),
         resume: tuple[str, int] | None = None,
-        missed_heartbeats: int = MISSED_HEARTBEATS,
+        not_responding_after_s: float = NOT_RESPONDING_AFTER_S,
+        unreachable_after_s: float = UNREACHABLE_AFTER_S,
         stall_after_s: float = STALL_AFTER_S,
         curve: ClientCurve | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
@@ -61,9 +75,12 @@ class Subscriber:
         self._control = control
         self._topics = tuple(topics)
         self._resume = resume
-        self._missed = missed_heartbeats
+        self._liveness = Liveness(
+            not_responding_after_s=not_responding_after_s,
+            unreachable_after_s=unreachable_after_s,
+            clock=clock,
+        )
         self._stall_after_s = stall_after_s
-        self._clock = clock
         self._own_context = context is None
         self._context: zmq.Context[zmq.Socket[bytes]] = context or zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
@@ -72,16 +89,24 @@ class Subscriber:
             self._socket.rcvhwm = receive_hwm
         if curve is not None:
             curve.apply(self._socket)
+        self._socket.heartbeat_ivl = TRANSPORT_HEARTBEAT_IVL_MS
+        self._socket.heartbeat_timeout = TRANSPORT_HEARTBEAT_TIMEOUT_MS
+        self._monitor = self._socket.get_monitor_socket(MONITOR_EVENTS)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._socket.subscribe(b"")
         self._socket.connect(metrics_endpoint)
         self.session: str | None = None
         self.last_seq = 0
         self._synced = False
         self._first_poll = True
-        self._interval_s = DEFAULT_HEARTBEAT_INTERVAL_S
-        self._last_contact = clock()
-        self._down = False
         self._stalled = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether a transport handshake with the trainer's PUB socket is up now."""
+        return self._liveness.connected
 
     def poll(self, timeout_ms: int) -> list[FeedEvent]:
         """Wait up to `timeout_ms` for the feed; return what happened, in order."""
@@ -89,7 +114,10 @@ class Subscriber:
         if self._first_poll:
             self._first_poll = False
             self._sync(events)
-        if self._socket.poll(timeout_ms, zmq.POLLIN):
+        ready = dict(self._poller.poll(timeout_ms))
+        if self._monitor in ready:
+            self._on_monitor(events)
+        if self._socket in ready:
             for _ in range(MAX_BATCH):
                 try:
                     frames = self._socket.recv_multipart(zmq.NOBLOCK)
@@ -101,27 +129,49 @@ class Subscriber:
                     logger.warning("ignored an undecodable feed message: %s", exc)
                     continue
                 self._on_message(message, events)
-        self._check_liveness(events)
+        found = self._liveness.check()
+        if found is not None:
+            events.append(found)
         return events
 
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=0)
         if self._own_context:
             self._context.term()
 
+    def _on_monitor(self, events: list[FeedEvent]) -> None:
+        """Transport events, seen by libzmq's I/O thread whatever the trainer's GIL is doing."""
+        for _ in range(MAX_BATCH):
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._liveness.on_connected()
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                down = self._liveness.on_disconnected()
+                if down is not None:
+                    self._stalled = False
+                    events.append(down)
+
     def _on_message(self, message: msg.Message, events: list[FeedEvent]) -> None:
-        self._last_contact = self._clock()
-        was_down, self._down = self._down, False
+        was, silent_s = self._liveness.on_message()
         if not self._synced or message.session != self.session:
             restarted = self.session is not None and message.session != self.session
             status = self._sync(events)
             if status is None:
-                self._down = was_down
+                self._liveness.restore(was)
                 return  # not in step with the trainer yet: history will bring this message
-            if was_down:
+            if was == DOWN:
                 events.append(TrainerBack(status, restarted=restarted))
-        elif was_down:
+            elif was == NOT_RESPONDING:
+                events.append(Responding(silent_s))
+        elif was == DOWN:
             events.append(TrainerBack(self._status() or {}, restarted=False))
+        elif was == NOT_RESPONDING:
+            events.append(Responding(silent_s))
         if message.type == msg.HEARTBEAT:
             self._on_heartbeat(message, events)
         elif message.type == msg.DATA and message.seq is not None:
@@ -132,16 +182,15 @@ class Subscriber:
 
     def _on_heartbeat(self, message: msg.Message, events: list[FeedEvent]) -> None:
         body = message.body
-        interval = body.get("interval_s")
-        if isinstance(interval, (int, float)) and interval > 0:
-            self._interval_s = float(interval)
         if message.seq is not None and message.seq > self.last_seq:
             self._backfill(events, message.seq)  # the tail was dropped
-        age = body.get("loop_age_s")
-        stalled = body.get("state") == "running" and isinstance(age, (int, float))
-        stalled = stalled and age > self._stall_after_s  # type: ignore[operator]
+        raw_age, raw_activity = body.get("loop_age_s"), body.get("activity")
+        age = float(raw_age) if isinstance(raw_age, (int, float)) and not isinstance(raw_age, bool) else 0.0
+        activity = raw_activity if isinstance(raw_activity, str) else None
+        stalled = body.get("state") == "running" and activity in STEPPING_ACTIVITIES
+        stalled = stalled and age > self._stall_after_s
         if stalled and not self._stalled:
-            events.append(Stalled(float(age)))  # type: ignore[arg-type]
+            events.append(Stalled(age, activity))
         elif self._stalled and not stalled:
             events.append(Unstalled())
         self._stalled = stalled
@@ -200,12 +249,6 @@ class Subscriber:
         topic = message.topic or ""
         if any(topic.startswith(prefix) for prefix in self._topics):
             events.append(Data(message, catching_up=catching_up))
-
-    def _check_liveness(self, events: list[FeedEvent]) -> None:
-        silent_s = self._clock() - self._last_contact
-        if not self._down and silent_s > self._missed * self._interval_s:
-            self._down = True
-            events.append(TrainerDown(silent_s))
 
     def _status(self) -> dict[str, Any] | None:
         try:

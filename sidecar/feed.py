@@ -1,14 +1,16 @@
 """From the trainer's metrics feed to the owner's chat.
 
-`FeedHandler` turns the protocol Subscriber's FeedEvents into notifications: events as they
-come (param_changed coalesced, bursts capped), progress throttled to one message per interval
-with the latest values winning, one 'trainer down' and one 'trainer back' per outage, one
-catch-up summary when the sidecar (re)starts. It persists the cursor (session, seq) it has
-told the owner about, so a restarted sidecar never re-sends old events as new.
-`FeedThread` owns the sockets: its own ControlClient and the Subscriber, in one thread.
+`FeedHandler` turns the protocol Subscriber's FeedEvents into notifications: events as they come
+(param_changed coalesced, bursts capped), progress throttled to one message per interval with the
+latest values winning, one 'trainer down' and one 'trainer back' per outage (down only when the
+connection closed, never for a busy trainer: that is 'not responding', after a long silence), one
+catch-up summary when the sidecar (re)starts. After a restart, 'back' waits until the new process
+has loaded, so it can say at which step it resumed and how many steps are redone. It persists the
+cursor (session, seq) it has told the owner about, so a restarted sidecar never re-sends old events
+as new. `FeedThread` owns the sockets: its own ControlClient and the Subscriber, in one thread.
 
-Order per poll: handle each FeedEvent, then `tick()` (due progress, due parameter changes,
-the 'N events not shown' note, a lazy cursor save).
+Order per poll: handle each FeedEvent, then `tick()` (due progress, due parameter changes, the 'N
+events not shown' note, a lazy cursor save).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from protocol import (
     ControlClient,
     Data,
     Gap,
+    NotResponding,
+    Responding,
     SessionChanged,
     Snapshot,
     Stalled,
@@ -47,6 +51,8 @@ CURSOR_SAVE_INTERVAL_S = 2.0
 BACKFILL_SEQ = 5000
 POLL_TIMEOUT_MS = 200
 TERMINAL_EVENTS = frozenset({"finished", "failed", "stopped"})
+# A restarted trainer that is still loading after this long gets a 'back, still loading' note.
+BACK_LOADING_NOTE_S = 60.0
 Notify = Callable[[str], None]
 
 
@@ -78,6 +84,10 @@ class FeedHandler:
         self._cursor_saved_at = clock()
         self._synced = False
         self._down = False
+        self._last_step: int | None = None  # the furthest step this session was seen at
+        self._checkpoint_step: int | None = None
+        # A restart whose 'back' waits for the new process to load: (old step, since, noted).
+        self._pending_back: tuple[int | None, float, bool] | None = None
 
     def handle(self, event: object) -> None:
         """Act on one FeedEvent."""
@@ -90,12 +100,17 @@ class FeedHandler:
         elif isinstance(event, TrainerDown):
             if not self._down:
                 self._down = True
-                self._notify(render.trainer_down())
+                step, saved = self._last_step, self._checkpoint_step
+                self._notify(render.trainer_down(event.reason, event.silent_s, step, saved))
         elif isinstance(event, TrainerBack):
-            # After a restart the Subscriber reports SessionChanged first, which announced it.
+            # After a restart the Subscriber reports SessionChanged first, which handled it.
             if self._down:
                 self._down = False
                 self._notify(render.trainer_back(event.status, restarted=event.restarted))
+        elif isinstance(event, NotResponding):
+            self._notify(render.not_responding(event.silent_s))
+        elif isinstance(event, Responding):
+            self._notify(render.responding(event.silent_s))
         elif isinstance(event, Stalled):
             self._send_event(render.stalled(event.loop_age_s))
         elif isinstance(event, Unstalled):
@@ -110,6 +125,10 @@ class FeedHandler:
             self._notify(render.progress(due))
         if self._params and self._clock() - self._params_since >= PARAM_COALESCE_S:
             self._flush_params()
+        pending = self._pending_back
+        if pending is not None and not pending[2] and self._clock() - pending[1] >= BACK_LOADING_NOTE_S:
+            self._pending_back = (pending[0], pending[1], True)
+            self._notify(render.trainer_back({"state": "loading"}, restarted=True))
         held = self._limiter.suppressed()
         if held:
             self._notify(f"({held} more events not shown: too many at once; see 'history')")
@@ -129,6 +148,7 @@ class FeedHandler:
             self._cursor = cursor
             return
         self._synced, self._down = True, False
+        self._note_status(status)
         self._refresh_catalog(cursor.session)
         self._notify(self._catch_up(status, self._cursors.load()))
         self._cursor = cursor
@@ -140,8 +160,14 @@ class FeedHandler:
         self._params.clear()
         session = str(status["session"])
         self._refresh_catalog(session)
-        # One message per return; the new session's messages follow as Data (from seq 1).
-        self._notify(render.trainer_back(status, restarted=True))
+        old_step, self._last_step, self._checkpoint_step = self._last_step, None, None
+        # One message per return, once the new process knows its step (its messages follow as
+        # Data from seq 1, the state event that ends 'loading' among them).
+        if status.get("state") == "loading":
+            self._pending_back = (old_step, self._clock(), False)
+        else:
+            self._note_status(status)
+            self._notify(render.trainer_back(status, restarted=True, old_step=old_step))
         self._down = False
         self._cursor = Cursor(session, 0)  # its messages follow as Data from seq 1
         self.save_cursor()
@@ -149,6 +175,9 @@ class FeedHandler:
     def _on_data(self, message: Any) -> None:
         topic, body = str(message.topic), dict(message.body)
         self._cursor = Cursor(str(message.session), int(message.seq))
+        step = body.get("step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            self._last_step = max(step, self._last_step or 0)
         if topic.startswith("metrics."):
             self._series.add(topic, body)
             if topic == "metrics.report":
@@ -162,6 +191,13 @@ class FeedHandler:
 
     def _on_trainer_event(self, body: dict[str, Any]) -> None:
         name = body.get("event")
+        if name == "checkpoint_saved" and isinstance(body.get("step"), int):
+            self._checkpoint_step = body["step"]
+        if name == "state" and self._pending_back is not None and body.get("state") != "loading":
+            old_step = self._pending_back[0]
+            self._pending_back = None
+            self._notify(render.trainer_back(body, restarted=True, old_step=old_step))
+            return
         if name == "param_changed":
             if not self._params:
                 self._params_since = self._clock()
@@ -178,6 +214,13 @@ class FeedHandler:
             if text:
                 self._send_event(text)
         self.save_cursor()
+
+    def _note_status(self, status: dict[str, Any]) -> None:
+        step, saved = status.get("step"), status.get("last_checkpoint_step")
+        if isinstance(step, int):
+            self._last_step = max(step, self._last_step or 0)
+        if isinstance(saved, int):
+            self._checkpoint_step = saved
 
     def _flush_params(self) -> None:
         if self._params:

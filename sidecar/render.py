@@ -183,16 +183,63 @@ def action(op: str, result: Body) -> str:
     return f"{verbs.get(op, op)} at step {step} (state now {result.get('state', '?')})."
 
 
-def trainer_down() -> str:
-    return "⚠️ Trainer down: no heartbeat. I will tell you when it is back."
+def trainer_down(reason: str, silent_s: float, last_step: int | None, checkpoint_step: int | None) -> str:
+    """TrainerDown -> what the owner can rely on: which step it had reached, what is saved."""
+    if reason == "unreachable":
+        return (
+            f"⚠️ No trainer reachable for {duration(silent_s)}: is it running? "
+            "I will tell you when it appears."
+        )
+    where = f" at step {last_step}" if last_step else ""
+    saved = f"step {checkpoint_step}" if checkpoint_step is not None else "none"
+    return (
+        f"⚠️ Trainer down{where}: its connection closed (the process ended, or stopped answering "
+        f"entirely). Last checkpoint: {saved}. I will tell you when it is back."
+    )
 
 
-def trainer_back(result: Body, restarted: bool) -> str:
-    how = "back (restarted: new process)" if restarted else "back"
+def trainer_back(result: Body, restarted: bool, old_step: int | None = None) -> str:
+    """The trainer answers again. After a restart (`restarted`), `result` is its first status or
+    state event once loaded, and `old_step` the last step the old process was seen at."""
     state = result.get("state", "?")
-    if state == "loading":  # its step is not restored yet: the checkpoint is read after loading
-        return f"✅ Trainer {how}, loading (it resumes from its last checkpoint, if any)."
-    return f"✅ Trainer {how}, {state} at step {result.get('step', '?')}."
+    if not restarted:
+        return f"✅ Trainer back (same process), {state} at step {result.get('step', '?')}."
+    if state == "loading":  # still importing or restoring: the step is not known yet
+        return "✅ Trainer back (new process), still loading; I will say where it resumes."
+    step = result.get("step")
+    head = "✅ Trainer back (new process)"
+    if state == "failed":
+        error = result.get("error")
+        return f"{head}, but it failed: " + (_error(error) if error else "the reason follows.")
+    verb = "resumed" if state == "running" else f"{state}"
+    text = f"{head}, {verb} at step {step}"
+    if isinstance(step, int) and isinstance(old_step, int):
+        text += lost_steps(step, old_step, running=state == "running")
+    return text + "."
+
+
+def lost_steps(resumed: int, old_step: int, *, running: bool) -> str:
+    """'; the 23 steps since the last checkpoint (241–263) are being redone' and its kin."""
+    lost = old_step - resumed
+    if lost <= 0:
+        return "; no steps lost"
+    span = f"{resumed + 1}–{old_step}" if lost > 1 else f"{old_step}"
+    fate = ("is" if lost == 1 else "are") + " being redone" if running else "will be redone when it runs"
+    steps = f"{lost} step{'s' if lost != 1 else ''}"
+    if resumed == 0:
+        return f"; no checkpoint was saved, so all {steps} ({span}) {fate}"
+    return f"; the {steps} since the last checkpoint ({span}) {fate}"
+
+
+def not_responding(silent_s: float) -> str:
+    return (
+        f"⏳ Trainer not responding for {duration(silent_s)}, but its connection is open: probably busy "
+        "(loading, tracing, checkpointing). I will tell you when it answers again or goes down."
+    )
+
+
+def responding(silent_s: float) -> str:
+    return f"✅ Trainer responding again (it was silent for {duration(silent_s)})."
 
 
 def stalled(loop_age_s: float) -> str:

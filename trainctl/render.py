@@ -20,6 +20,8 @@ from protocol import (
     Data,
     FeedEvent,
     Gap,
+    NotResponding,
+    Responding,
     SessionChanged,
     Snapshot,
     Stalled,
@@ -39,6 +41,8 @@ EVENT_KINDS: dict[type, str] = {
     SessionChanged: "session_changed",
     TrainerDown: "down",
     TrainerBack: "back",
+    NotResponding: "not_responding",
+    Responding: "responding",
     Stalled: "stalled",
     Unstalled: "unstalled",
 }
@@ -101,7 +105,13 @@ def event_line(event: FeedEvent) -> str | None:
     if isinstance(event, SessionChanged):
         return f"trainer restarted (new session {event.new}): {event.status.get('state', '?')}"
     if isinstance(event, TrainerDown):
-        return f"trainer down: silent for {format_duration(event.silent_s)}"
+        if event.reason == "unreachable":
+            return f"no trainer reachable for {format_duration(event.silent_s)}"
+        return "trainer down: its connection closed"
+    if isinstance(event, NotResponding):
+        return f"trainer not responding for {format_duration(event.silent_s)} (connection open: busy?)"
+    if isinstance(event, Responding):
+        return f"trainer responding again after {format_duration(event.silent_s)}"
     if isinstance(event, TrainerBack):
         return "trainer back (restarted)" if event.restarted else "trainer back"
     if isinstance(event, Gap):

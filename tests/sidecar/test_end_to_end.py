@@ -185,7 +185,7 @@ def test_trainer_killed_and_restarted_gives_one_down_and_one_back(stack: Stack) 
     assert stack.say_and_wait("status", "Trainer unavailable")
     stack.start_trainer("--autostart")
     back = stack.wait_sent("Trainer back", START_TIMEOUT_S)
-    assert "restarted" in back
+    assert back.startswith("✅ Trainer back (new process), resumed at step ")  # it was running: autostart
     after_back = len(stack.texts())
     assert stack.say_and_wait("status", "State:")  # the feed and the commands carry on
     stack.wait_sent("Iter ", START_TIMEOUT_S, after=after_back)

@@ -7,9 +7,18 @@ from typing import Any
 
 import pytest
 
-from protocol import Data, Message, SessionChanged, Snapshot, TrainerBack, TrainerDown
+from protocol import (
+    Data,
+    Message,
+    NotResponding,
+    Responding,
+    SessionChanged,
+    Snapshot,
+    TrainerBack,
+    TrainerDown,
+)
 from sidecar.cursor import Cursor, CursorStore
-from sidecar.feed import EVENT_BURST, PARAM_COALESCE_S, FeedHandler
+from sidecar.feed import BACK_LOADING_NOTE_S, EVENT_BURST, PARAM_COALESCE_S, FeedHandler
 from sidecar.link import Catalog
 from sidecar.series import MetricSeries
 
@@ -143,10 +152,67 @@ def test_one_down_and_one_back_per_outage(feed: Harness) -> None:
     feed.handler.handle(TrainerDown(6.0))
     feed.handler.handle(SessionChanged("s1", "s2", status("s2", step=40)))
     feed.handler.handle(TrainerBack(status("s2", step=40), restarted=True))
-    assert feed.sent == [
-        "⚠️ Trainer down: no heartbeat. I will tell you when it is back.",
-        "✅ Trainer back (restarted: new process), running at step 40.",
+    assert len(feed.sent) == 2, feed.sent
+    assert feed.sent[0].startswith("⚠️ Trainer down: its connection closed")
+    assert feed.sent[1] == "✅ Trainer back (new process), resumed at step 40; no steps lost."
+
+
+def test_down_says_the_step_reached_and_the_last_checkpoint(feed: Harness) -> None:
+    feed.data("event.checkpoint_saved", {"event": "checkpoint_saved", "step": 240})
+    feed.report(263)
+    feed.handler.handle(TrainerDown(0.2, reason="disconnected"))
+    assert feed.sent[-1].startswith("⚠️ Trainer down at step 263: its connection closed")
+    assert "Last checkpoint: step 240." in feed.sent[-1]
+
+
+def _restart_while_loading(feed: Harness) -> None:
+    feed.report(263)
+    feed.handler.handle(TrainerDown(0.2))
+    loading = {**status("s2", step=0), "state": "loading"}
+    feed.handler.handle(SessionChanged("s1", "s2", loading))
+    feed.handler.handle(TrainerBack(loading, restarted=True))
+
+
+def test_back_after_a_restart_waits_for_loading_and_says_what_is_redone(feed: Harness) -> None:
+    _restart_while_loading(feed)
+    assert not [t for t in feed.sent if "Trainer back" in t]  # the step it resumes from is not known yet
+    feed.data("event.state", {"event": "state", "state": "running", "previous": "loading", "step": 240}, "s2")
+    assert feed.sent[-1] == (
+        "✅ Trainer back (new process), resumed at step 240; "
+        "the 23 steps since the last checkpoint (241–263) are being redone."
+    )
+    assert len([t for t in feed.sent if "Trainer back" in t]) == 1
+
+
+def test_a_restart_that_comes_back_idle_says_the_steps_wait_to_be_redone(feed: Harness) -> None:
+    _restart_while_loading(feed)
+    feed.data("event.state", {"event": "state", "state": "idle", "previous": "loading", "step": 0}, "s2")
+    assert feed.sent[-1] == (
+        "✅ Trainer back (new process), idle at step 0; "
+        "no checkpoint was saved, so all 263 steps (1–263) will be redone when it runs."
+    )
+
+
+def test_a_restart_still_loading_after_a_minute_is_announced_once(feed: Harness) -> None:
+    _restart_while_loading(feed)
+    feed.clock.now += BACK_LOADING_NOTE_S
+    feed.handler.tick()
+    feed.clock.now += BACK_LOADING_NOTE_S
+    feed.handler.tick()
+    assert [t for t in feed.sent if "still loading" in t] == [
+        "✅ Trainer back (new process), still loading; I will say where it resumes."
     ]
+    feed.data("event.state", {"event": "state", "state": "running", "previous": "loading", "step": 263}, "s2")
+    assert feed.sent[-1] == "✅ Trainer back (new process), resumed at step 263; no steps lost."
+
+
+def test_a_busy_trainer_is_not_responding_then_responding_never_down(feed: Harness) -> None:
+    feed.handler.handle(NotResponding(31.0))
+    feed.handler.handle(Responding(45.0))
+    assert len(feed.sent) == 2
+    assert feed.sent[0].startswith("⏳ Trainer not responding for 31s, but its connection is open")
+    assert feed.sent[1] == "✅ Trainer responding again (it was silent for 45s)."
+    assert not any("Trainer down" in t for t in feed.sent)
 
 
 def test_cursor_follows_what_was_notified(feed: Harness, tmp_path: Path) -> None:

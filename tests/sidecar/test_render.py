@@ -135,6 +135,6 @@ def test_action_replies_say_the_step_or_already() -> None:
 
 def test_trainer_back_does_not_claim_step_0_while_the_restarted_trainer_is_loading() -> None:
     loading = render.trainer_back({**STATUS, "state": "loading", "step": 0}, restarted=True)
-    assert "step 0" not in loading and "loading" in loading and "restarted" in loading
+    assert "step 0" not in loading and "loading" in loading and "new process" in loading
     running = render.trainer_back(STATUS, restarted=False)
-    assert running.startswith("✅ Trainer back,") and "running at step 1280" in running
+    assert running.startswith("✅ Trainer back (same process),") and "running at step 1280" in running

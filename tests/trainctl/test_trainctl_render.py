@@ -13,6 +13,8 @@ from protocol import (
     Data,
     Gap,
     Message,
+    NotResponding,
+    Responding,
     SessionChanged,
     Snapshot,
     Stalled,
@@ -64,7 +66,9 @@ def test_event_json_names_the_kind_and_carries_the_message_map() -> None:
     assert line["body"] == {"step": 3, "loss": 0.5} and line["catching_up"] is False
     assert render.event_json(Gap(3, 5)) == {"kind": "gap", "first_seq": 3, "last_seq": 5}
     assert render.event_json(SessionChanged("a", "b", {}))["kind"] == "session_changed"
-    assert render.event_json(TrainerDown(3.0)) == {"kind": "down", "silent_s": 3.0}
+    assert render.event_json(TrainerDown(3.0)) == {"kind": "down", "silent_s": 3.0, "reason": "disconnected"}
+    assert render.event_json(NotResponding(31.0)) == {"kind": "not_responding", "silent_s": 31.0}
+    assert render.event_json(Responding(40.0)) == {"kind": "responding", "silent_s": 40.0}
     assert render.event_json(TrainerBack({}, restarted=True))["kind"] == "back"
     assert render.event_json(Stalled(70.0))["kind"] == "stalled"
     assert render.event_json(Unstalled()) == {"kind": "unstalled"}
@@ -73,7 +77,10 @@ def test_event_json_names_the_kind_and_carries_the_message_map() -> None:
 @pytest.mark.parametrize(
     ("event", "text"),
     [
-        (TrainerDown(4.2), "trainer down: silent for 4s"),
+        (TrainerDown(4.2), "trainer down: its connection closed"),
+        (TrainerDown(31.0, reason="unreachable"), "no trainer reachable for 31s"),
+        (NotResponding(31.0), "trainer not responding for 31s (connection open: busy?)"),
+        (Responding(40.0), "trainer responding again after 40s"),
         (TrainerBack({}, restarted=False), "trainer back"),
         (SessionChanged("a", "b", {"state": "loading"}), "trainer restarted (new session b): loading"),
         (Gap(3, 9), "lost messages 3..9 (no longer in history)"),
@@ -141,6 +148,6 @@ def test_watch_state_folds_events_into_progress_state_and_events() -> None:
     assert [line.split(" ", 1)[1] for line in state.events] == [
         "attached: idle at step 0",
         "started at step 0",
-        "trainer down: silent for 3s",
+        "trainer down: its connection closed",
         "trainer back",
     ]
