@@ -16,7 +16,14 @@ from typing import Any
 Body = Mapping[str, Any]
 QUIET_EVENTS = frozenset({"state"})  # every change already has its own event
 MAX_ERROR_CHARS = 300
+MAX_ECHO_CHARS = 40
 NOT_METRICS = frozenset({"step", "epoch", "eta_s", "steps_per_s", "lr", "finite"})  # shown apart
+
+
+def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """Chat text echoed back in a reply: repr'd and cut, so 5,000 characters never come back."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return repr(shown)
 
 
 def duration(seconds: float | None) -> str:
@@ -251,7 +258,7 @@ def unstalled() -> str:
 
 
 def unknown_command(word: str, suggestions: Sequence[str]) -> str:
-    return f"Unknown command {word!r}. Did you mean: {', '.join(suggestions)}? (help lists all)"
+    return f"Unknown command {quote(word)}. Did you mean: {', '.join(suggestions)}? (help lists all)"
 
 
 def connected(result: Body) -> str:
