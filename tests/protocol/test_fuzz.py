@@ -91,8 +91,10 @@ ONE_FIELD_WRONG = st.builds(
 
 def _deep(depth: int) -> bytes:
     """A request map whose body nests `depth` one-key maps (the packer itself stops at 512)."""
-    head = msgpack.packb({"v": 1, "type": "request", "id": "deep", "op": "incr", "expires": FAR_FUTURE})
-    return bytes([head[0] + 1]) + head[1:] + msgpack.packb("body") + b"\x81\xa1k" * depth + b"\x00"
+    head: bytes = msgpack.packb(
+        {"v": 1, "type": "request", "id": "deep", "op": "incr", "expires": FAR_FUTURE}
+    )
+    return bytes([head[0] + 1]) + head[1:] + b"\xa4body" + b"\x81\xa1k" * depth + b"\x00"
 
 
 def _packed(value: Any) -> bytes:
