@@ -131,3 +131,23 @@ def test_a_failing_heartbeat_source_does_not_stop_the_feed(trainer: Callable[...
     wait_until(lambda: len(calls) >= 3, what="heartbeats despite the failure")
     fake.publish_many(5)
     assert fake.publisher.alive
+
+
+def test_a_send_that_fails_is_logged_and_the_publisher_goes_on(
+    trainer: Callable[..., FakeTrainer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = trainer()
+    send = fake.publisher._send_frames
+    failed = threading.Event()
+
+    def fails_once(socket: Any, frames: list[bytes]) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("the send broke")
+        send(socket, frames)
+
+    monkeypatch.setattr(fake.publisher, "_send_frames", fails_once)
+    assert failed.wait(10)
+    fake.publish_many(5)
+    assert fake.publisher.alive
+    assert fake.publisher.history_handler({"since": 0})["last_seq"] == 5

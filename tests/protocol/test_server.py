@@ -343,3 +343,25 @@ def test_error_replies_stay_short_and_the_reply_cache_stays_bounded(
         assert len(answer.to_frames()[0]) < 4096
         assert "and 3995 more (4000 refused in all)" in answer.error["message"]
     assert len(cache) == 40 and cache.size_bytes < 40 * 4096
+
+
+def test_a_failing_loop_iteration_is_logged_and_serving_goes_on(
+    control: str,
+    serve: Callable[..., ControlServer],
+    client: Callable[..., ControlClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deaths: list[str] = []
+    server = serve(control, {"status": CallLog()}, on_thread_death=lambda name, exc: deaths.append(name))
+    serve_one = server._serve_one
+    failures = []
+
+    def fails_twice(socket: Any) -> None:
+        if len(failures) < 2:
+            failures.append(1)
+            raise RuntimeError("the loop broke")
+        serve_one(socket)
+
+    monkeypatch.setattr(server, "_serve_one", fails_twice)
+    assert client(control).status() == {"n": 1}
+    assert len(failures) == 2 and server.alive and deaths == []
