@@ -30,6 +30,7 @@ MESSAGE_TYPES = (REQUEST, REPLY, DATA, HEARTBEAT)
 
 MAX_ID_CHARS = 128
 MAX_TOPIC_BYTES = 256
+MAX_SEQ = 2**63 - 1  # a signed 64-bit integer in every language
 # The deadline a request built without one gets: the server refuses requests without `expires`.
 REQUEST_TTL_S = 10.0
 
@@ -78,6 +79,8 @@ def _checked_fields(value: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError(f"field {key!r} must be {expected}, received {received(item)}")
         if key in _TIMES and isinstance(item, float) and not math.isfinite(item):
             raise ProtocolError(f"field {key!r} must be a finite number, received {received(item)}")
+        if key == "seq" and isinstance(item, int) and not 0 <= item <= MAX_SEQ:
+            raise ProtocolError(f"field 'seq' must be from 0 to {MAX_SEQ}, received {received(item)}")
         fields[key] = item
     message_id = fields.get("id")
     if message_id is not None and len(message_id) > MAX_ID_CHARS:

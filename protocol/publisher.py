@@ -38,8 +38,6 @@ DEFAULT_HISTORY_SIZE = 10_000
 HISTORY_PAGE_MAX = 2_000
 HISTORY_PAGE_BYTES = MAX_MESSAGE_BYTES // 2
 SEND_HWM = 10_000
-# seq and since are unsigned 64-bit on the wire in other languages; larger values are refused.
-MAX_SEQ = 2**63 - 1
 MAX_CONSECUTIVE_FAILURES = 50
 
 
@@ -121,10 +119,10 @@ class Publisher:
         """The `history` op: data messages with seq > `since`, oldest first, at most `limit`."""
         since, limit = args.get("since", 0), args.get("limit", HISTORY_PAGE_MAX)
         for name, value in (("since", since), ("limit", limit)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= msg.MAX_SEQ:
                 raise RequestError(
                     ErrorCode.BAD_REQUEST,
-                    f"{name} must be an integer from 0 to {MAX_SEQ}, received {msg.received(value)}",
+                    f"{name} must be an integer from 0 to {msg.MAX_SEQ}, received {msg.received(value)}",
                 )
         limit = min(limit, HISTORY_PAGE_MAX)
         with self._ring_lock:

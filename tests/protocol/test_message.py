@@ -24,7 +24,7 @@ BODIES = st.dictionaries(st.text(max_size=12), PLAIN, max_size=6)
 IDS = st.text(min_size=1, max_size=msg.MAX_ID_CHARS)
 NAMES = st.text(min_size=1, max_size=30)
 TIMES = st.floats(min_value=0, max_value=4e9)
-SEQS = st.integers(min_value=0, max_value=2**63)
+SEQS = st.integers(min_value=0, max_value=msg.MAX_SEQ)
 TOPICS = st.text(max_size=40)
 
 
@@ -153,6 +153,8 @@ def _frame(**fields: Any) -> bytes:
         _frame(session=b"s"),
         _frame(seq=1.0),
         _frame(seq=True),
+        _frame(seq=-1),
+        _frame(seq=2**63),
         _frame(expires="soon"),
         _frame(expires=False),
         _frame(ts="now"),

@@ -23,7 +23,7 @@ from protocol import (
 from protocol import message as msg
 from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.reply_cache import ReplyCache
-from tests.protocol.support import CallLog, raw_exchange
+from tests.protocol.support import CallLog, raw_exchange, wait_until
 
 SESSION = "test-session"
 
@@ -363,5 +363,6 @@ def test_a_failing_loop_iteration_is_logged_and_serving_goes_on(
         serve_one(socket)
 
     monkeypatch.setattr(server, "_serve_one", fails_twice)
+    wait_until(lambda: len(failures) == 2, what="two failed iterations")
     assert client(control).status() == {"n": 1}
-    assert len(failures) == 2 and server.alive and deaths == []
+    assert server.alive and deaths == []
