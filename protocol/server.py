@@ -131,7 +131,9 @@ class ControlServer:
         except Exception as exc:
             logger.exception("answering a request failed")
             try:
-                return self._error(None, None, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+                return self._error(
+                    _salvage_id(frames), None, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+                )
             except Exception:
                 text = "the reply could not be built"
                 return msg.error_reply(None, None, self.session, ErrorCode.INTERNAL, text).to_frames()
@@ -154,7 +156,7 @@ class ControlServer:
         try:
             frames_out = self._answer_new(request)
         except ProtocolError as exc:  # the reply cannot be encoded: too big, or odd details
-            logger.error("reply to %r cannot be encoded: %s", op, exc)
+            logger.error("reply to %.40r cannot be encoded: %s", op, exc)
             text = f"the reply could not be encoded: {exc}"
             frames_out = self._error(rid, None, ErrorCode.INTERNAL, text)
         # Only replies of ops that ran and change state are kept: `history` pages are the big

@@ -275,7 +275,7 @@ def test_any_exception_while_answering_becomes_an_internal_reply(
     server = serve(control, {"status": CallLog()}, reply_cache=BrokenCache())
     answer = raw_exchange(control, _raw_request())
     assert answer.error is not None and answer.error["code"] == ErrorCode.INTERNAL
-    assert "the cache broke" in answer.error["message"]
+    assert "the cache broke" in answer.error["message"] and answer.id == "req-1"
     assert client(control).status() == {"n": 1}
     assert server.alive
 
