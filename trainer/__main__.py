@@ -29,8 +29,10 @@ from protocol import (
     new_session_id,
 )
 from trainer.config import Config, parse_config
-from trainer.control import FAILED, Controller, Publish
+from trainer.control import Controller, Publish
 from trainer.errors import describe_error
+from trainer.lifecycle import FAIL, FAILED
+from trainer.pacing import Pacer, paced
 from trainer.params import PARAM_SPECS, defaults
 
 logger = logging.getLogger("trainer")
@@ -80,9 +82,10 @@ def serve(config: Config) -> int:
         session=session,
         publish=publisher.publish,
         heartbeat_interval_s=config.heartbeat_interval_s,
+        max_steps=config.max_steps,
     )
     controller.last_seq = lambda: publisher.last_seq
-    handlers = {**controller.handlers(), "history": publisher.history_handler}
+    handlers = paced({**controller.handlers(), "history": publisher.history_handler}, Pacer())
     server = ControlServer(control, handlers, session=session, curve=curve, allow_remote=config.allow_remote)
     try:
         publisher.start()
@@ -121,7 +124,7 @@ def _run_session(config: Config, controller: Controller, publish: Publish) -> in
     except Exception as exc:  # a broken install fails the run; the sockets say why
         logger.exception("cannot load the TensorFlow side")
         error = describe_error(exc)
-        controller.set_state(FAILED, error=error)
+        controller.fire(FAIL, error=error)
         publish("event.failed", {"event": "failed", "step": 0, "state": FAILED, "error": error})
         while not (controller.signal_stop or config.exit_when_done):
             controller.take_commands(1, timeout_s=IDLE_POLL_S)
