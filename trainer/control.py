@@ -6,10 +6,8 @@ imported, so ``status`` answers ``loading`` while the heavy imports run.
 Threads: the protocol's server thread calls the handlers (``Controller.handlers()``); they are quick,
 take one lock, validate, fire a state-machine event (``trainer.lifecycle``) or record a pending
 command, and read the ``Progress`` snapshot the training loop replaces at each step. The training
-loop (main thread) drains the pending commands at step boundaries with ``take_commands``. Pending
-commands are coalesced, so a flood of requests costs the loop no more than one of each: parameter
-changes keep the latest value per parameter, and a checkpoint or an evaluation asked for twice
-before a boundary runs once. Because a command recorded after a drain is seen at the next one, the
+loop (main thread) drains the pending commands (coalesced: ``trainer.commands``) at step
+boundaries with ``take_commands``. Because a command recorded after a drain is seen at the next one, the
 controller knows at which step it applies, and says so in the reply.
 """
 
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
+from trainer.commands import Command, PendingCommands
 from trainer.lifecycle import (
     ACTIVITY_IDLE,
     ACTIVITY_LOADING,
@@ -72,14 +71,6 @@ class Progress:
     samples_seen: int = 0
 
 
-@dataclass(frozen=True)
-class Command:
-    """Work for the loop: ``set_params`` (with ``params``), ``checkpoint`` or ``evaluate``."""
-
-    kind: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
 class Controller:
     """One per process: the state machine's only writer, and the handlers' side of the commands."""
 
@@ -99,8 +90,7 @@ class Controller:
         self._params = dict(params)
         self._state = LOADING
         self._progress = Progress()
-        self._pending_params: dict[str, Any] = {}
-        self._pending_work: dict[str, bool] = {"checkpoint": False, "evaluate": False}
+        self._pending = PendingCommands()
         self._apply_step = 1  # the first step that sees a command recorded now
         self._start_queued = False
         self._error: dict[str, Any] | None = None
@@ -231,12 +221,9 @@ class Controller:
         heartbeat's ``loop_age_s``).
         """
         with self._cond:
-            if not self._has_pending_locked() and timeout_s > 0:
+            if not self._pending and timeout_s > 0:
                 self._cond.wait(timeout_s)
-            taken = [Command("set_params", self._pending_params)] if self._pending_params else []
-            taken += [Command(kind) for kind, wanted in self._pending_work.items() if wanted]
-            self._pending_params = {}
-            self._pending_work = dict.fromkeys(self._pending_work, False)
+            taken = self._pending.drain()
             self._apply_step = next_step
             self._activity_progress = time.monotonic()
             return taken
@@ -313,17 +300,14 @@ class Controller:
                 raise RequestError(ErrorCode.NOT_READY, f"cannot {kind} while loading")
             if kind == "checkpoint" and self._state == FAILED:
                 raise RequestError(ErrorCode.INVALID_STATE, NOT_CHECKPOINTED_WHEN_FAILED)
-            self._pending_work[kind] = True
+            self._pending.schedule(kind)
             self._cond.notify_all()
             return {"scheduled_at_step": self._apply_step - 1}
 
     def _record_params_locked(self, values: Mapping[str, Any]) -> None:
-        self._pending_params = {**self._pending_params, **values}  # the latest value per param
+        self._pending.set_params(values)
         self._params = {**self._params, **values}
         self._cond.notify_all()
-
-    def _has_pending_locked(self) -> bool:
-        return bool(self._pending_params) or any(self._pending_work.values())
 
     def _check_budget_locked(self, params: Mapping[str, Any]) -> None:
         reason = self._budget_refusal_locked(params)
@@ -364,7 +348,7 @@ class Controller:
         if state == RUNNING and event == START:
             self._started_at = time.time()
         if state == FAILED:
-            self._pending_work["checkpoint"] = False  # a failed state is never checkpointed
+            self._pending.cancel("checkpoint")  # a failed state is never checkpointed
         self._cond.notify_all()
         if previous != state:
             logger.info("state %s -> %s (%s)", previous, state, event)

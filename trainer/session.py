@@ -27,8 +27,9 @@ from trainer.callbacks.nonfinite import NonFinitePolicy
 from trainer.callbacks.progress import ProgressBar
 from trainer.callbacks.publish import PublishMetrics
 from trainer.callbacks.tensorboard import TensorBoard
+from trainer.commands import Command
 from trainer.config import Config
-from trainer.control import Command, Controller, Progress
+from trainer.control import Controller, Progress
 from trainer.errors import describe_error
 from trainer.lifecycle import ACTIVITY_LOADING, FAIL, FAILED, FINISH, RUNNING
 from trainer.params import parse_assignments, validate_updates

@@ -129,7 +129,7 @@ def test_a_heartbeat_interval_that_is_not_positive_is_a_usage_error(value: str) 
     assert info.value.code == 2
 
 
-def test_the_process_refuses_a_zero_heartbeat_interval_with_exit_2_and_one_line() -> None:
+def test_the_process_refuses_a_zero_heartbeat_interval_with_exit_2_naming_the_flag() -> None:
     command = [sys.executable, "-m", "trainer", "--heartbeat-interval", "0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

@@ -14,7 +14,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs
-from trainer.control import Command, Controller, Publish
+from trainer.commands import Command
+from trainer.control import Controller, Publish
 from trainer.lifecycle import ACTIVITY_IDLE, END_EARLY, FAIL, FINISH, PAUSED, RUNNING, STOP, STOPPING
 
 if TYPE_CHECKING:
