@@ -349,6 +349,7 @@ class Controller:
             self._started_at = time.time()
         if state == FAILED:
             self._pending.cancel("checkpoint")  # a failed state is never checkpointed
+            self._set_activity_locked(ACTIVITY_IDLE)  # whatever failed has ended
         self._cond.notify_all()
         if previous != state:
             logger.info("state %s -> %s (%s)", previous, state, event)

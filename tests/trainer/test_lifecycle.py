@@ -90,6 +90,8 @@ def test_the_heartbeat_names_the_activity_and_its_age() -> None:
     controller.set_activity("evaluating")
     body = controller.heartbeat_body()
     assert body["activity"] == "evaluating" and 0 <= body["loop_age_s"] < 5
+    controller.fire("fail", error=None)
+    assert controller.heartbeat_body()["activity"] == "idle"  # a failed build or run has ended
 
 
 class FakeClock:

@@ -81,7 +81,6 @@ class ControlBridge(Callback):
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
         self._controller.fire(FAIL, error=trainer.error_info)
-        self._controller.set_activity(ACTIVITY_IDLE)
 
     def _push_progress(self, trainer: Trainer, metrics: Logs) -> None:
         merged = {**self._controller.progress().metrics, **metrics}
