@@ -120,3 +120,18 @@ def test_a_metric_named_like_a_record_key_is_renamed_and_never_fails_the_run(tmp
     assert {"metric_event", "metric_split", "kind"} <= set(evaluated)
     step_metrics = next(body for topic, body in published if topic == "metrics.report")
     assert step_metrics["step"] == 2 and "metric_step" in step_metrics
+
+
+def test_a_flood_of_set_params_reaches_the_loop_as_one_change_per_boundary(tmp_path: Path) -> None:
+    trainer, controller, published = controlled(tmp_path, TinyModule(synthetic=256), 6)
+
+    def flood(trainer: Trainer) -> None:
+        for index in range(2000):
+            controller.set_params({"params": {"lr": 0.002 if index % 2 else 0.003}})
+        controller.set_params({"params": {"ds": 2}})  # the value in use: no change at all
+
+    trainer.callbacks.append(Actions(controller, {2: flood}))  # after the drain for step 3
+    assert trainer.fit() == "finished"
+    changes = [body for topic, body in published if topic == "event.param_changed"]
+    assert [(c["name"], c["new"], c["applies_at_step"]) for c in changes] == [("learning_rate", 0.002, 4)]
+    assert trainer.learning_rate() == pytest.approx(0.002)
