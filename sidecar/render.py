@@ -174,10 +174,15 @@ def allowed_range(spec: Body) -> str:
     return f" {value(low) if low is not None else '-∞'}..{value(high) if high is not None else '∞'}"
 
 
+def _applies_from(step: Any) -> str:
+    # None: the trainer is still loading and does not know yet at which step it will resume.
+    return "once the trainer has loaded" if step is None else f"from step {step}"
+
+
 def params_set(result: Body) -> str:
     """A set_params result -> 'lr = 0.01 (from step 120)'."""
     at = result.get("applies_at_step") or {}
-    parts = [f"{k} = {value(v)} (from step {at.get(k, '?')})" for k, v in result["params"].items()]
+    parts = [f"{k} = {value(v)} ({_applies_from(at.get(k, '?'))})" for k, v in result["params"].items()]
     return "OK: " + "; ".join(parts)
 
 

@@ -30,8 +30,10 @@ from protocol import (
     new_session_id,
 )
 from trainer.config import Config, parse_config
-from trainer.control import FAILED, Controller, Publish
+from trainer.control import Controller, Publish
 from trainer.errors import describe_error
+from trainer.lifecycle import FAIL, FAILED
+from trainer.pacing import Pacer, paced
 from trainer.params import PARAM_SPECS, defaults
 
 logger = logging.getLogger("trainer")
@@ -86,7 +88,7 @@ class ControlPlaneWatch:
         """The process's exit code: `code`, unless a serving thread died (then the run failed)."""
         if self.error is None:
             return code
-        self._controller.set_state(FAILED, error=self.error)
+        self._controller.fire(FAIL, error=self.error)
         return EXIT_CONTROL_PLANE_DIED
 
 
@@ -115,10 +117,11 @@ def serve(config: Config) -> int:
         session=session,
         publish=publisher.publish,
         heartbeat_interval_s=config.heartbeat_interval_s,
+        max_steps=config.max_steps,
     )
     controller.last_seq = lambda: publisher.last_seq
     watch = ControlPlaneWatch(controller, publisher.publish)
-    handlers = {**controller.handlers(), "history": publisher.history_handler}
+    handlers = paced({**controller.handlers(), "history": publisher.history_handler}, Pacer())
     server = ControlServer(
         control,
         handlers,
@@ -164,7 +167,7 @@ def _run_session(config: Config, controller: Controller, publish: Publish) -> in
     except Exception as exc:  # a broken install fails the run; the sockets say why
         logger.exception("cannot load the TensorFlow side")
         error = describe_error(exc)
-        controller.set_state(FAILED, error=error)
+        controller.fire(FAIL, error=error)
         publish("event.failed", {"event": "failed", "step": 0, "state": FAILED, "error": error})
         while not (controller.signal_stop or config.exit_when_done):
             controller.take_commands(1, timeout_s=IDLE_POLL_S)

@@ -197,6 +197,9 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     policy = namespace["on_nonfinite"]
     if policy is not None and policy not in NONFINITE_POLICIES:
         parser.error(f"--on-nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {policy!r}")
+    interval = namespace["heartbeat_interval_s"]
+    if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
+        parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
     if (namespace["curve_secret"] is None) != (namespace["curve_clients"] is None):
         parser.error("--curve-server-secret and --curve-clients go together")
     if not namespace["module"] and namespace["params"]:

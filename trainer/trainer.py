@@ -10,6 +10,7 @@ Hook order (pseudocode)::
             on_epoch_start
             for batch in train_dataset(batch_size):
                 logs = train_step(batch)      # tf.function; a non-finite update is never applied
+                                              # (the first call traces: on_activity "tracing")
                 on_step_end(logs)             # control drains commands here (and holds on pause)
                 raise failure if a callback set one      # -> on_exception
                 restore the last checkpoint if rollback_requested
@@ -21,9 +22,11 @@ Hook order (pseudocode)::
             on_epoch_end
         save -> on_checkpoint
         test -> on_test_end
-        on_train_end(test logs)           # trainer.outcome is "finished" or "stopped"
+        on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
     any exception in fit: on_exception (trainer.error_info), then it propagates
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
+    on_activity whenever trainer.activity changes: "step" during fit; "tracing" around the first
+    train step, "evaluating" around validate/test, "checkpointing" around a save, then back
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
 it, so with a constant batch size it runs ``training_iters // batch_size`` steps.
@@ -31,15 +34,24 @@ it, so with a constant batch size it runs ``training_iters // batch_size`` steps
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trainer.callbacks.base import Callback, Logs, dispatch
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
+from trainer.lifecycle import (
+    ACTIVITY_CHECKPOINTING,
+    ACTIVITY_EVALUATING,
+    ACTIVITY_IDLE,
+    ACTIVITY_STEP,
+    ACTIVITY_TRACING,
+    steps_left,
+)
 from trainer.module import Module
 from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
 from trainer.steps import FINITE_OUTPUT, StepFn, compile_eval_step, compile_train_step, run_evaluation
@@ -87,9 +99,10 @@ class Trainer:
         self.last_checkpoint_path: str | None = None
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
-        self.outcome: str | None = None
+        self.activity = ACTIVITY_IDLE
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
+        self._untraced: set[str] = set()
         self._reset_flags()
 
     def _reset_flags(self) -> None:
@@ -104,25 +117,41 @@ class Trainer:
     def fit(self) -> str:
         """Train until done or stopped; returns ``"finished"`` or ``"stopped"``."""
         self._reset_flags()
-        self.outcome, self.error_info, self.in_fit = None, None, True
+        self.error_info, self.in_fit = None, True
         try:
-            self._dispatch("on_train_start", {})
-            self.service_requests()
-            while not self.done():
-                self._run_epoch()
-            self.outcome = "finished" if self.target_reached() else "stopped"
-            self.save_checkpoint()
-            test_logs = self.test()
-            self._dispatch("on_train_end", test_logs)
-            return self.outcome
+            with self.doing(ACTIVITY_STEP):
+                self._dispatch("on_train_start", {})
+                self.service_requests()
+                while not self.done():
+                    self._run_epoch()
+                ending = self.ending()
+                self.save_checkpoint()
+                test_logs = self.test()
+                self._dispatch("on_train_end", test_logs)
+            return ending
         except Exception as exc:
-            self.outcome, self.error_info = "failed", describe_error(exc)
+            self.error_info = describe_error(exc)
             error = self.error_info
             logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
             self._dispatch("on_exception", {})
             raise
         finally:
             self.in_fit = False
+
+    def ending(self) -> str:
+        """How a run that ends now ends: ``finished`` (budget used up) or ``stopped`` (before)."""
+        return "finished" if self.target_reached() else "stopped"
+
+    @contextlib.contextmanager
+    def doing(self, activity: str) -> Iterator[None]:
+        """``trainer.activity`` is ``activity`` inside, the previous one after (``on_activity``)."""
+        previous, self.activity = self.activity, activity
+        self._dispatch("on_activity", {})
+        try:
+            yield
+        finally:
+            self.activity = previous
+            self._dispatch("on_activity", {})
 
     def test(self) -> dict[str, float]:
         logs = self._evaluate("test")
@@ -136,9 +165,10 @@ class Trainer:
 
     def save_checkpoint(self) -> str:
         if self.last_checkpoint_step != self.step or self.last_checkpoint_path is None:
-            self.last_checkpoint_path = self.store.save(
-                step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
-            )
+            with self.doing(ACTIVITY_CHECKPOINTING):
+                self.last_checkpoint_path = self.store.save(
+                    step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
+                )
             self.last_checkpoint_step = self.step
         self._dispatch("on_checkpoint", {})
         return self.last_checkpoint_path
@@ -198,9 +228,13 @@ class Trainer:
             self.validate()
 
     def total_steps(self) -> int:
-        remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
-        total = self.step + remaining
-        return min(total, self.max_steps) if self.max_steps is not None else total
+        return self.step + steps_left(
+            training_iters=int(self.params[TRAINING_ITERS]),
+            samples_seen=self.samples_seen,
+            batch_size=self.batch_size,
+            step=self.step,
+            max_steps=self.max_steps,
+        )
 
     def target_reached(self) -> bool:
         return self.total_steps() <= self.step
@@ -240,7 +274,12 @@ class Trainer:
         self._dispatch("on_epoch_end", {})
 
     def _run_step(self, train_step: StepFn, batch: Any, started: float) -> dict[str, float]:
-        outputs = train_step(batch)
+        if "train" in self._untraced:
+            with self.doing(ACTIVITY_TRACING):
+                outputs = train_step(batch)
+            self._untraced.discard("train")
+        else:
+            outputs = train_step(batch)
         logs = {name: float(value) for name, value in outputs.items()}  # the one host sync
         # Whether the update was applied is the loop's business, not a metric to publish.
         self.last_step_finite = bool(logs.pop(FINITE_OUTPUT, 1.0))
@@ -279,6 +318,7 @@ class Trainer:
             spec = dataset.element_spec
             if kind == "train":
                 self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec)
+                self._untraced.add(kind)
             else:
                 step = self.module.validation_step if kind == "val" else self.module.test_step
                 self._compiled[kind] = compile_eval_step(step, spec)
@@ -289,4 +329,5 @@ class Trainer:
         dataset = make(max(EVAL_BATCH_SIZE, self.batch_size))
         if dataset is None:
             return {}
-        return run_evaluation(self._step_fn(split, dataset), dataset)
+        with self.doing(ACTIVITY_EVALUATING):
+            return run_evaluation(self._step_fn(split, dataset), dataset)
