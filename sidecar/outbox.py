@@ -5,7 +5,7 @@ calls have no timeout) therefore never stalls the trainer feed or the command pa
 in enqueue order, held while the backend is not ready (logging in); a failed send is logged
 and dropped. The queue is bounded by priority, never blocking the caller: a progress line
 replaces the one still queued for the same chat (latest wins); when the queue is full the
-queued progress goes first, then the oldest event, then the oldest reply; an alert (failed,
+oldest event goes first, then the oldest reply, then the queued progress; an alert (failed,
 finished, stopped, trainer down/back) is never dropped. After hours of a logged-out WeChat
 the owner therefore gets the final state and the latest progress, not 200 stale lines.
 """
@@ -28,7 +28,8 @@ RECENT_TEXTS = 50
 STOP_TIMEOUT_S = 5.0
 READY_POLL_S = 0.5
 FILE_PREFIXES = ("@fil@", "@img@", "@vid@", "@msg@")
-EVICTION_ORDER = (Priority.PROGRESS, Priority.EVENT, Priority.REPLY)  # ALERT: never
+# Progress is coalesced to one per chat already: dropping it frees little and loses the latest.
+EVICTION_ORDER = (Priority.EVENT, Priority.REPLY, Priority.PROGRESS)  # ALERT: never
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class FakeWebhook:
 
     def texts(self) -> list[str]:
         with self.changed:
-            return [str(b.get("text", {}).get("content", b.get("text"))) for b in self.bodies]
+            return [_text(b) for b in self.bodies]
 
     def wait_until(self, predicate: Callable[[FakeWebhook], bool], timeout_s: float) -> None:
         with self.changed:
@@ -49,7 +49,7 @@ class FakeWebhook:
             recent = sum(1 for b in self.bodies if now - b["_at"] < 60.0)
             if path != f"{PATH}?key={KEY}":
                 return {"errcode": 93000, "errmsg": "invalid webhook url"}
-            text = body.get("text", {}).get("content", "") if isinstance(body, dict) else ""
+            text = _text(body)
             if len(str(text).encode()) > MAX_TEXT_BYTES:
                 self.errors.append("text over 2048 bytes")
                 return {"errcode": 40058, "errmsg": "content exceed max length"}
@@ -67,6 +67,14 @@ class FakeWebhook:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def _text(body: Any) -> str:
+    """WeCom's {"msgtype": "text", "text": {"content": ...}} or the generic {"text": ...}."""
+    if not isinstance(body, dict):
+        return ""
+    text = body.get("text")
+    return str(text.get("content", "")) if isinstance(text, dict) else str(text or "")
 
 
 class _Handler(BaseHTTPRequestHandler):
