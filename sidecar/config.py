@@ -79,7 +79,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--allow",
         action="append",
         metavar="NAME",
-        help="a contact (remark or nickname) who may send commands; repeatable "
+        help="a contact (itchat: remark or nickname; iLink: user id) who may send commands; repeatable "
         "(env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
