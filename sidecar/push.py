@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -70,7 +71,7 @@ class PushChannel:
         self._http = requests.Session()
         self._http.trust_env = False
 
-    def body(self, text: str) -> dict[str, object]:
+    def body(self, text: str) -> dict[str, Any]:
         content = truncate_utf8(text)
         if self.wecom:
             return {"msgtype": "text", "text": {"content": content}}
