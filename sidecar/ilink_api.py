@@ -86,7 +86,6 @@ class IlinkApi:
         self.cdn_url = cdn_url.rstrip("/")
         self.token = token
         self._http = requests.Session()
-        self._http.trust_env = False  # no proxy from the environment between us and the bot API
 
     def close(self) -> None:
         self._http.close()

@@ -69,7 +69,6 @@ class PushChannel:
         self._sent_at: deque[float] = deque()
         self._lock = threading.Lock()
         self._http = requests.Session()
-        self._http.trust_env = False
 
     def body(self, text: str) -> dict[str, Any]:
         content = truncate_utf8(text)

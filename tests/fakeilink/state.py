@@ -122,9 +122,14 @@ class FakeIlinkState:
         with self.changed:
             self._failures.setdefault(path, []).extend([answer] * times)
 
+    def failures_left(self, path: str) -> int:
+        with self.changed:
+            return len(self._failures.get(path, []))
+
     def take_failure(self, path: str) -> dict[str, Any] | int | None:
         with self.changed:
             queued = self._failures.get(path)
+            self.changed.notify_all()
             return queued.pop(0) if queued else None
 
     def expire_session(self) -> None:

@@ -19,6 +19,8 @@ from tests.sidecar.ilink_harness import running_ilink
 STRANGER = "x1_stranger@im.wechat"
 WAIT_S = 10.0
 
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
 
 @pytest.fixture
 def server() -> Iterator[FakeIlinkServer]:
@@ -161,7 +163,8 @@ def test_poll_errors_back_off_with_one_line_logs_and_receiving_resumes(
     with running_ilink(server, tmp_path) as running:
         server.fail("getupdates", 502, times=2)
         server.fail("getupdates", {"ret": -1, "errmsg": "system error"})
-        server.push(OWNER, "status")
+        server.wait_until(lambda s: s.failures_left("getupdates") == 0, WAIT_S)
+        server.push(OWNER, "status")  # arrives by the first poll that works
         running.inbox.wait_for(lambda m: m.text == "status")
     retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(retries) >= 2 and all(r.exc_info is None for r in retries)

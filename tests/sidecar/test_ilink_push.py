@@ -12,6 +12,8 @@ from sidecar.push import MAX_TEXT_BYTES, PushChannel, redacted
 from tests.fakeilink import FakeWebhook
 from tests.fakeilink.webhook import KEY
 
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
 
 class Clock:
     def __init__(self) -> None:

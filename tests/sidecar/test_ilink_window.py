@@ -19,6 +19,8 @@ from tests.sidecar.ilink_harness import running_ilink
 HOUR_S = 3600.0
 CHAT = "u1@im.wechat"
 
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
 
 class Clock:
     def __init__(self) -> None:
