@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,7 +62,7 @@ class IlinkBackend(ChatBackend):
         windows: ReplyWindows | None = None,
         push: PushChannel | None = None,
         qr_stream: TextIO | None = None,
-        prompt: Any = terminal_prompt,
+        prompt: Callable[[str], str] = terminal_prompt,
         qr_poll_interval_s: float = 1.0,
         backoff_s: tuple[float, ...] = BACKOFF_S,
     ) -> None:

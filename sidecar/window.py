@@ -168,7 +168,8 @@ def _summary(window: ChatWindow) -> str | None:
     if window.held_dropped:
         lines.append(f"(and {window.held_dropped} older updates; see 'history')")
     count = len(window.held) + window.held_dropped
-    return f"📬 {count} updates WeChat did not deliver while you were away:\n" + "\n".join(lines)
+    updates = "1 update" if count == 1 else f"{count} updates"
+    return f"📬 {updates} WeChat did not deliver while you were away:\n" + "\n".join(lines)
 
 
 def _first_line(text: str) -> str:

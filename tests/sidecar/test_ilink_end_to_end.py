@@ -154,7 +154,7 @@ def test_with_the_window_closed_the_alert_is_pushed_and_summarised_with_the_next
     stack.webhook.wait_until(lambda w: any("Stopped at step" in t for t in w.texts()), REPLY_TIMEOUT_S)
     before = len(stack.ilink.texts())
     stack.ilink.push(OWNER, "status")
-    summary = stack.ilink.wait_text("updates WeChat did not deliver", REPLY_TIMEOUT_S, after=before)
+    summary = stack.ilink.wait_text("WeChat did not deliver", REPLY_TIMEOUT_S, after=before)
     assert "⏹ Stopped at step" in summary
     reply = stack.ilink.wait_text("State:", REPLY_TIMEOUT_S, after=before)
     assert not reply.startswith("State: running")

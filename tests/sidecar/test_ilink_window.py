@@ -153,7 +153,7 @@ def test_with_the_window_closed_an_alert_goes_to_the_webhook_and_the_summary_com
             before = len(server.texts())
             server.push(OWNER, "status")
             running.inbox.wait_for(lambda m: m.text == "status")
-            summary = server.wait_text("updates WeChat did not deliver", after=before)
+            summary = server.wait_text("WeChat did not deliver", after=before)
     assert "Training finished at step 9" in summary and "Last progress: Iter 9" in summary
     assert len(server.refused) == 1  # one ret -2, then nothing more tried until the user wrote
     assert KEY not in caplog.text
