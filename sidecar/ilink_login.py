@@ -123,7 +123,8 @@ class QrLogin:
                 qrcode, host, announced = self._new_qr(), None, ""
             elif status == "need_verifycode":
                 verify_code = self._prompt("Enter the verification code shown in WeChat: ")
-                continue
+                if verify_code:
+                    continue  # no terminal ('' every time): poll at the usual pace, not in a loop
             elif status == "scaned_but_redirect" and answer.get("redirect_host"):
                 host = str(answer["redirect_host"])
                 continue

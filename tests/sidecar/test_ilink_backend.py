@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,18 @@ def test_need_verifycode_asks_on_the_terminal_and_sends_the_code(
     with running_ilink(server, tmp_path) as running:
         assert running.prompts and "verification code" in running.prompts[0]
     assert server.verify_codes == [VERIFY_CODE]
+
+
+def test_without_a_terminal_need_verifycode_keeps_polling_at_its_pace_until_a_new_qr(
+    server: FakeIlinkServer, tmp_path: Path
+) -> None:
+    server.qr_scripts = [["scaned", "need_verifycode", "confirmed"]]
+    with running_ilink(server, tmp_path, wait_ready=False, code="", qr_poll_interval_s=0.2) as running:
+        server.wait_until(lambda s: len(running.prompts) >= 1, WAIT_S)
+        first = time.monotonic()
+        server.wait_until(lambda s: len(running.prompts) >= 3, WAIT_S)
+        assert time.monotonic() - first >= 0.4  # a poll interval between asks, not a busy loop
+        assert not running.backend.ready.is_set() and server.verify_codes == []
 
 
 def test_verify_code_blocked_gets_a_new_qr_code(server: FakeIlinkServer, tmp_path: Path) -> None:
