@@ -32,7 +32,7 @@ FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
 # Until the feed names each message's priority (FeedHandler's notify(text, priority)), its
 # texts are told apart by how sidecar/render.py begins them.
-ALERT_PREFIXES = ("🏁", "⏹", "❌", "⚠️ Trainer down", "✅ Trainer ")
+ALERT_PREFIXES = ("🏁", "⏹", "❌", "⚠️ Trainer down", "✅ Trainer back")
 PROGRESS_PREFIX = "Iter "
 
 
