@@ -26,13 +26,14 @@ from sidecar.ilink_api import (
     DEFAULT_BASE_URL,
     DEFAULT_CDN_URL,
     ITEM_TEXT,
-    ITEM_VOICE,
     MESSAGE_TYPE_BOT,
     OUT_OF_WINDOW,
     IlinkApi,
     IlinkError,
     IlinkUnavailable,
     SessionExpired,
+    message_id,
+    message_text,
 )
 from sidecar.ilink_login import Credentials, CredentialStore, QrLogin, terminal_prompt
 from sidecar.ilink_store import UpdatesCursor
@@ -98,6 +99,8 @@ class IlinkBackend(ChatBackend):
         worker.start()
         self._stopping.wait()
         worker.join(STOP_WAIT_S)  # a long poll in flight may outlive this: it is a daemon
+        if self._ready.is_set():
+            self._notify(started=False)
         self._ready.clear()
 
     def stop(self) -> None:
@@ -141,8 +144,16 @@ class IlinkBackend(ChatBackend):
             return False
         self.credentials = credentials
         self._api = IlinkApi(credentials.baseurl, credentials.bot_token, cdn_url=self._cdn_url)
+        self._notify(started=True)
         self._ready.set()
         return True
+
+    def _notify(self, started: bool) -> None:
+        try:
+            if self._api is not None:
+                self._api.notify(started)
+        except (IlinkUnavailable, IlinkError) as error:
+            logger.info("iLink %s", error)  # observability only: never stops the backend
 
     def _session_expired(self) -> None:
         self._ready.clear()
@@ -183,15 +194,15 @@ class IlinkBackend(ChatBackend):
 
     def _handle(self, message: dict[str, Any], on_message: MessageCallback) -> None:
         assert self.credentials is not None
-        message_id = _message_id(message)
-        if self.cursor.seen(message_id) or message.get("message_type") == MESSAGE_TYPE_BOT:
+        handled_id = message_id(message)
+        if self.cursor.seen(handled_id) or message.get("message_type") == MESSAGE_TYPE_BOT:
             return
         sender = str(message.get("from_user_id") or "")
         from_owner = sender == self.credentials.ilink_user_id
         chat = OWNER_CHAT if from_owner else sender
         if from_owner or sender in self.allowed_ids:
             self._inbound(sender, str(message.get("context_token") or ""))
-        text = _text_of(message.get("item_list") or [])
+        text = message_text(message.get("item_list") or [])
         try:
             if text is None:
                 if from_owner or sender in self.allowed_ids:
@@ -200,7 +211,7 @@ class IlinkBackend(ChatBackend):
                 on_message(IncomingText(text, sender, sender, "", chat, from_owner=from_owner))
         except Exception:
             logger.exception("handling an iLink message from %s failed", sender)
-        self.cursor.handled(message_id)
+        self.cursor.handled(handled_id)
 
     def _inbound(self, user: str, context_token: str) -> None:
         """The window opens again; what it held goes out now, as one message."""
@@ -275,21 +286,3 @@ class IlinkBackend(ChatBackend):
         if self._api is None or not self._ready.is_set():
             raise IlinkUnavailable("not logged in to iLink")
         return self._api
-
-
-def _message_id(message: dict[str, Any]) -> str:
-    if message.get("message_id"):
-        return str(message["message_id"])
-    return f"{message.get('from_user_id')}:{message.get('seq')}:{message.get('create_time_ms')}"
-
-
-def _text_of(items: list[Any]) -> str | None:
-    """The message's text (a voice message's transcript counts); None when it has none."""
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == ITEM_TEXT and (item.get("text_item") or {}).get("text"):
-            return str(item["text_item"]["text"])
-        if item.get("type") == ITEM_VOICE and (item.get("voice_item") or {}).get("text"):
-            return str(item["voice_item"]["text"])
-    return None

@@ -4,7 +4,8 @@ One `IlinkApi` per base URL and token. Every call returns the response body as a
 raises: `IlinkUnavailable` for transport failures (connection, timeout, HTTP status),
 `IlinkError` for a non-zero `ret` or `errcode` in an HTTP 200 (never a silent success),
 `SessionExpired` for errcode -14. Credentials never appear in an exception or a log line.
-Media: AES-128-ECB with PKCS#7 (`cryptography`), uploaded by POST to the CDN.
+Media: AES-128-ECB with PKCS#7 (`cryptography`), uploaded by POST to the CDN. Also the message
+model's two readings the backend needs: a message's id and its text.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ class IlinkApi:
                 return {"ret": 0, "msgs": [], "get_updates_buf": cursor}
             raise
 
+    def notify(self, started: bool) -> None:
+        """msg/notifystart when the client starts receiving, msg/notifystop when it stops."""
+        path = "ilink/bot/msg/notifystart" if started else "ilink/bot/msg/notifystop"
+        self._request("POST", path, "notify start" if started else "notify stop", {"base_info": _base_info()})
+
     def send_message(self, to: str, context_token: str, item: dict[str, Any]) -> None:
         msg = {
             "from_user_id": "",
@@ -228,3 +234,22 @@ def _host_url(host: str) -> str:
 
 def _base_info() -> dict[str, str]:
     return {"channel_version": CHANNEL_VERSION, "bot_agent": BOT_AGENT}
+
+
+def message_id(message: dict[str, Any]) -> str:
+    """A WeixinMessage's id: message_id, else who, seq and time together."""
+    if message.get("message_id"):
+        return str(message["message_id"])
+    return f"{message.get('from_user_id')}:{message.get('seq')}:{message.get('create_time_ms')}"
+
+
+def message_text(items: list[Any]) -> str | None:
+    """The message's text (a voice message's transcript counts); None when it has none."""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == ITEM_TEXT and (item.get("text_item") or {}).get("text"):
+            return str(item["text_item"]["text"])
+        if item.get("type") == ITEM_VOICE and (item.get("voice_item") or {}).get("text"):
+            return str(item["voice_item"]["text"])
+    return None

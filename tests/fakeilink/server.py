@@ -128,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self.fake.send(body.get("msg") or {})
         if path == "getuploadurl":
             return self.fake.upload_url(body)
+        if path in ("msg/notifystart", "msg/notifystop"):
+            self.fake.notified(path.removeprefix("msg/notify"))
+            return {"ret": 0, "errmsg": ""}
         return {"ret": -1, "errmsg": f"unknown path {path}"}
 
     def _qr_status(self, query: dict[str, str], redirected: bool) -> dict[str, Any]:

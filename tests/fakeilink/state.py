@@ -75,6 +75,7 @@ class FakeIlinkState:
         self.refused: list[dict[str, Any]] = []  # sendmessage bodies answered ret -2
         self.bad_requests: list[str] = []  # what the server found wrong in a request
         self.polls = 0
+        self.notifications: list[str] = []  # 'start' / 'stop', from msg/notifystart and notifystop
         self.hold_s = 1.0  # how long getupdates holds when there is nothing new
         self.suggest_ms: int | None = None  # longpolling_timeout_ms to suggest
         self.hang_next_poll_s = 0.0
@@ -131,6 +132,11 @@ class FakeIlinkState:
             queued = self._failures.get(path)
             self.changed.notify_all()
             return queued.pop(0) if queued else None
+
+    def notified(self, what: str) -> None:
+        with self.changed:
+            self.notifications.append(what)
+            self.changed.notify_all()
 
     def expire_session(self) -> None:
         """Every issued bot token stops working (errcode -14 from now on)."""

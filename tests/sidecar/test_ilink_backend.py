@@ -53,6 +53,7 @@ def test_a_restart_reuses_the_saved_token_without_a_new_qr_code(
         server.push(OWNER, "status")
         running.inbox.wait_for(lambda m: m.text == "status")
     assert server.qrcodes == ["qr-1"]
+    assert server.notifications == ["start", "stop", "start", "stop"]
 
 
 def test_an_expired_qr_code_is_replaced_by_a_new_one(server: FakeIlinkServer, tmp_path: Path) -> None:
