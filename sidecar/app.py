@@ -15,7 +15,7 @@ from typing import Any
 
 from protocol import ClientCurve, ControlClient
 from sidecar.access import AccessPolicy
-from sidecar.backend import ChatBackend, IncomingText
+from sidecar.backend import ChatBackend, IncomingText, Priority
 from sidecar.commands import COMMANDS, CommandContext, Reply
 from sidecar.config import Config
 from sidecar.cursor import CursorStore
@@ -30,6 +30,17 @@ logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
+# Until the feed names each message's priority (FeedHandler's notify(text, priority)), its
+# texts are told apart by how sidecar/render.py begins them.
+ALERT_PREFIXES = ("🏁", "⏹", "❌", "⚠️ Trainer down", "✅ Trainer back")
+PROGRESS_PREFIX = "Iter "
+
+
+def feed_priority(text: str) -> Priority:
+    """The priority of a feed text whose sender did not say."""
+    if text.startswith(ALERT_PREFIXES):
+        return Priority.ALERT
+    return Priority.PROGRESS if text.startswith(PROGRESS_PREFIX) else Priority.EVENT
 
 
 class Sidecar:
@@ -64,7 +75,7 @@ class Sidecar:
 
     def _feed_handler(self, request: Request) -> FeedHandler:
         return FeedHandler(
-            self.outbox.text,
+            self._notify,
             request,
             catalog=self.catalog,
             series=self.series,
@@ -72,6 +83,10 @@ class Sidecar:
             progress_interval_s=self.config.progress_interval_s,
             clock=self._clock,
         )
+
+    def _notify(self, text: str, priority: Priority | None = None) -> None:
+        """The feed's messages to the owner's chat: unsolicited, so never REPLY."""
+        self.outbox.text(text, priority=feed_priority(text) if priority is None else priority)
 
     def start(self) -> None:
         """Start the outbox and feed threads (not the backend)."""
