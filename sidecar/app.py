@@ -30,17 +30,7 @@ logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
-# Until the feed names each message's priority (FeedHandler's notify(text, priority)), its
-# texts are told apart by how sidecar/render.py begins them.
-ALERT_PREFIXES = ("🏁", "⏹", "❌", "⚠️ Trainer down", "✅ Trainer back")
-PROGRESS_PREFIX = "Iter "
 
-
-def feed_priority(text: str) -> Priority:
-    """The priority of a feed text whose sender did not say."""
-    if text.startswith(ALERT_PREFIXES):
-        return Priority.ALERT
-    return Priority.PROGRESS if text.startswith(PROGRESS_PREFIX) else Priority.EVENT
 
 
 class Sidecar:
@@ -84,9 +74,9 @@ class Sidecar:
             clock=self._clock,
         )
 
-    def _notify(self, text: str, priority: Priority | None = None) -> None:
+    def _notify(self, text: str, priority: Priority) -> None:
         """The feed's messages to the owner's chat: unsolicited, so never REPLY."""
-        self.outbox.text(text, priority=feed_priority(text) if priority is None else priority)
+        self.outbox.text(text, priority=priority)
 
     def start(self) -> None:
         """Start the outbox and feed threads (not the backend)."""

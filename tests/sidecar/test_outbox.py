@@ -58,25 +58,3 @@ def test_after_hours_logged_out_the_final_state_and_the_latest_progress_go_out_i
     assert [t for t in texts if t.startswith("Iter")] == ["Iter 999"]
     assert len(texts) == 200
     assert [m.priority for m in backend.sent if m.text.startswith("🏁")] == [Priority.ALERT]
-
-
-def test_feed_texts_get_their_priority_from_what_render_wrote() -> None:
-    from sidecar import render
-    from sidecar.app import feed_priority
-
-    alerts = [
-        render.event({"event": "finished", "step": 9}),
-        render.event({"event": "stopped", "step": 9}),
-        render.event({"event": "failed", "step": 9, "error": {"type": "E", "message": "x"}}),
-        render.trainer_down(),
-        render.trainer_back({"state": "running", "step": 3}, restarted=True),
-        render.trainer_back({"state": "loading"}, restarted=False),
-    ]
-    events = [
-        render.event({"event": "checkpoint_saved", "step": 9, "path": "c"}),
-        render.stalled(90.0),
-        render.unstalled(),
-    ]
-    assert [feed_priority(str(t)) for t in alerts] == [Priority.ALERT] * len(alerts)
-    assert [feed_priority(str(t)) for t in events] == [Priority.EVENT] * len(events)
-    assert feed_priority(render.progress({"step": 5, "loss": 0.1})) is Priority.PROGRESS

@@ -61,8 +61,8 @@ def test_seed_commands_start_reparameterise_and_stop(sidecar, trainer: FakeTrain
         "display_step": 20,
     }
     assert "learning_rate (lr) = 0.01" in ask(chat, "参数")
-    assert ask(chat, "停止") == "Stopping at step 0 (state now finished)."
-    assert trainer.state == "finished"
+    assert ask(chat, "停止") == "Stopping at step 0 (state now stopped)."
+    assert trainer.state == "stopped"
 
 
 def test_english_forms_and_several_assignments(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
