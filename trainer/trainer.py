@@ -218,6 +218,7 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         self.batch_size = int(self.params[BATCH_SIZE])
+        self.module.epoch = self.epoch  # seeds this epoch's shuffle
         dataset = self.module.train_dataset(self.batch_size)
         train_step = self._step_fn("train", dataset)
         cardinality = int(dataset.cardinality().numpy())
