@@ -4,8 +4,10 @@ Imported by ``__main__`` only after the sockets are bound (this import pulls in 
 
 On restart with a run directory that holds a checkpoint, the step, epoch, weights, optimizer and
 params are restored at once (``status`` shows them while ``idle``); ``start`` continues from that
-step, and ``--autostart`` continues immediately. ``--param`` flags given on the restart override
-the restored params. A ``start`` after ``failed`` first restores the last good checkpoint.
+step, and ``--autostart`` continues immediately. The run's intent (``trainer.intent``) overrides
+``--autostart``: a run that was running when its process died carries on, one the owner paused
+is paused again, one the owner stopped waits for ``start``. ``--param`` flags given on the
+restart override the restored params. A ``start`` after ``failed`` first restores the last good checkpoint.
 Between runs the main thread waits on the command queue (with a short timeout, so it checks in
 for the heartbeat's ``loop_age_s`` and notices signals) and serves params, checkpoint-now and
 evaluate-now itself.
@@ -28,6 +30,7 @@ from trainer.callbacks.tensorboard import TensorBoard
 from trainer.config import Config
 from trainer.control import FAILED, RUNNING, Command, Controller, Progress
 from trainer.errors import describe_error
+from trainer.intent import PAUSED_INTENT, IntentRecorder, start_on_load
 from trainer.params import parse_assignments, validate_updates
 from trainer.tasks import load_module
 from trainer.trainer import Trainer
@@ -60,6 +63,7 @@ class Session:
         self.controller = controller
         self.publish = publish
         self.trainer: Trainer | None = None
+        self.intent = IntentRecorder(controller, config.run_dir)
 
     def run(self) -> int:
         """Serve until a signal (or ``--exit-when-done``); returns the exit status."""
@@ -76,6 +80,8 @@ class Session:
             step = self.trainer.step if self.trainer else 0
             commands = self.controller.take_commands(step + 1, timeout_s=IDLE_POLL_S)
             self._serve_idle(commands)
+            if self.trainer is not None:
+                self.intent.observe()
         trainer = self.trainer
         if (
             trainer is not None
@@ -102,7 +108,7 @@ class Session:
         )
         trainer = Trainer(
             module,
-            callbacks=build_callbacks(config, self.controller, self.publish),
+            callbacks=[self.intent, *build_callbacks(config, self.controller, self.publish)],
             run_dir=config.run_dir,
             max_steps=config.max_steps,
         )
@@ -119,7 +125,11 @@ class Session:
             total_steps=trainer.total_steps(),
             last_checkpoint_step=trainer.last_checkpoint_step,
         )
-        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=config.autostart)
+        intent = self.intent.intent
+        go = start_on_load(intent, autostart=config.autostart)
+        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
+        if intent == PAUSED_INTENT:
+            self.controller.pause({})
         return trainer
 
     def _run_once(self) -> str:

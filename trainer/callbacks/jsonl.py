@@ -62,7 +62,10 @@ class JsonlLog(Callback):
         self.write(trainer, "test", **logs)
 
     def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "checkpoint", path=trainer.last_checkpoint_path)
+        # Announced once complete, maybe a few steps later: the step is the checkpoint's.
+        self.write(
+            trainer, "checkpoint", path=trainer.last_checkpoint_path, step=trainer.last_checkpoint_step
+        )
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:
