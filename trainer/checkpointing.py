@@ -73,7 +73,7 @@ def _variables(root: tf.train.Checkpoint) -> list[Any]:
 
 
 class Snapshot:
-    """CPU copies of ``root``'s variables, made once and refreshed by ``take`` (main thread).
+    """CPU copies of the variables, made when first seen and refreshed by ``take`` (main thread).
 
     A writer ``tf.train.Checkpoint`` over the same objects serializes the copies instead of the
     live variables (its saver's object map, as TensorFlow's own async checkpoint does), so the
@@ -85,22 +85,22 @@ class Snapshot:
     def __init__(self, objects: Mapping[str, Any]) -> None:
         self.writer = tf.train.Checkpoint(**objects)
         self._pairs: list[tuple[Any, tf.Variable]] = []
-        self._map: Any = None
+        self._map: Any = object_identity.ObjectIdentityDictionary()
 
     def take(self) -> None:
-        if self._map is None:
-            self._map = object_identity.ObjectIdentityDictionary()
-            with tf.device("CPU:0"):
-                for variable in _variables(self.writer):
-                    if variable is self.writer.save_counter:
-                        continue
-                    copy = tf.Variable(variable.value if isinstance(variable, keras.Variable) else variable)
+        with tf.device("CPU:0"):
+            for variable in _variables(self.writer):  # again each time: variables made since
+                if variable is not self.writer.save_counter and variable not in self._map:
+                    copy = tf.Variable(_value(variable))
                     self._map[variable] = copy
                     self._pairs.append((variable, copy))
-            self.writer._saver._object_map = self._map  # noqa: SLF001 (see the class docstring)
-            return
         for variable, copy in self._pairs:
-            copy.assign(variable.value if isinstance(variable, keras.Variable) else variable)
+            copy.assign(_value(variable))
+        self.writer._saver._object_map = self._map  # noqa: SLF001 (see the class docstring)
+
+
+def _value(variable: Any) -> Any:
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 class CheckpointStore:

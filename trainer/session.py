@@ -74,6 +74,7 @@ class Session:
         while not self.controller.signal_stop:
             if self.controller.state == RUNNING:
                 outcome = self._run_once()
+                self.intent.observe()  # finished, stopped or failed: before an exit when done
                 if self.config.exit_when_done:
                     break
                 continue
