@@ -7,7 +7,8 @@ params are restored at once (``status`` shows them while ``idle``); ``start`` co
 step, and ``--autostart`` continues immediately. The run's intent (``trainer.intent``) overrides
 ``--autostart``: a run that was running when its process died carries on, one the owner paused
 is paused again, one the owner stopped waits for ``start``. ``--param`` flags given on the
-restart override the restored params. A ``start`` after ``failed`` first restores the last good checkpoint.
+restart override the restored params. A ``start`` after ``failed`` first restores the last good
+checkpoint.
 Between runs the main thread waits on the command queue (with a short timeout, so it checks in
 for the heartbeat's ``loop_age_s`` and notices signals) and serves params, checkpoint-now and
 evaluate-now itself.
