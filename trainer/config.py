@@ -16,7 +16,9 @@ from typing import Any
 ENV_PREFIX = "CHATTRAIN_"
 DEFAULT_RUN_DIR = "runs/default"
 DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
-DEFAULT_CHECKPOINT_EVERY_S = 600.0
+# A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
+DEFAULT_CHECKPOINT_EVERY_S = 60.0
+DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
 DEFAULT_HISTORY_SIZE = 10_000
 _TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -41,7 +43,7 @@ class Config:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     on_nonfinite: str = "stop"
     checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
-    checkpoint_every_steps: int = 0
+    checkpoint_every_steps: int = DEFAULT_CHECKPOINT_EVERY_STEPS
     quiet: bool = False
     log_level: str = "INFO"
     allow_remote: bool = False
@@ -103,14 +105,14 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "checkpoint_every_s",
         "CHECKPOINT_EVERY_S",
         "float",
-        "seconds between periodic checkpoints (0: off)",
+        f"seconds between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_S:g})",
     ),
     (
         "--checkpoint-every-steps",
         "checkpoint_every_steps",
         "CHECKPOINT_EVERY_STEPS",
         "int",
-        "steps between periodic checkpoints (0: off)",
+        f"steps between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_STEPS})",
     ),
     ("--quiet", "quiet", "QUIET", "flag", "no progress bar"),
     (

@@ -4,10 +4,12 @@ Imported by ``__main__`` only after the sockets are bound (this import pulls in 
 
 On restart with a run directory that holds a checkpoint, the step, epoch, weights, optimizer and
 params are restored at once (``status`` shows them while ``idle``); ``start`` continues from that
-step, and ``--autostart`` continues immediately. ``--param`` flags given on the restart override
-the restored params. A ``start`` after ``failed`` first restores the last good checkpoint's
-weights, optimizer and counters, but keeps the params as they are now: a fix sent after the
-failure (``lr 0.0005`` then ``start``, or ``start lr=0.0005``) is what the new run uses.
+step, and ``--autostart`` continues immediately. The run's intent (``trainer.intent``) overrides
+``--autostart``: a run that was running when its process died carries on, one the owner paused
+is paused again, one the owner stopped waits for ``start``. ``--param`` flags given on the
+restart override the restored params. A ``start`` after ``failed`` first restores the last good
+checkpoint's weights, optimizer and counters, but keeps the params as they are now: a fix sent
+after the failure (``lr 0.0005`` then ``start``, or ``start lr=0.0005``) is what the new run uses.
 Between runs the main thread waits on the command queue (with a short timeout, so it checks in
 for the heartbeat's ``loop_age_s`` and notices signals) and serves params, checkpoint-now and
 evaluate-now itself.
@@ -31,6 +33,7 @@ from trainer.commands import Command
 from trainer.config import Config
 from trainer.control import Controller, Progress
 from trainer.errors import describe_error
+from trainer.intent import PAUSED_INTENT, IntentRecorder, start_on_load
 from trainer.lifecycle import ACTIVITY_LOADING, FAIL, FAILED, FINISH, RUNNING
 from trainer.params import parse_assignments, validate_updates
 from trainer.tasks import load_module
@@ -65,6 +68,7 @@ class Session:
         self.publish = publish
         self.trainer: Trainer | None = None
         self._restore_before_run = False  # the last run failed: start from its last good checkpoint
+        self.intent = IntentRecorder(controller, config.run_dir)
 
     def run(self) -> int:
         """Serve until a signal (or ``--exit-when-done``); returns the exit status."""
@@ -75,12 +79,15 @@ class Session:
         while not self.controller.signal_stop:
             if self.controller.state == RUNNING:
                 outcome = self._run_once()
+                self.intent.observe()  # finished, stopped or failed: before an exit when done
                 if self.config.exit_when_done:
                     break
                 continue
             step = self.trainer.step if self.trainer else 0
             commands = self.controller.take_commands(step + 1, timeout_s=IDLE_POLL_S)
             self._serve_idle(commands)
+            if self.trainer is not None:
+                self.intent.observe()
         trainer = self.trainer
         if (
             trainer is not None
@@ -108,7 +115,7 @@ class Session:
         )
         trainer = Trainer(
             module,
-            callbacks=build_callbacks(config, self.controller, self.publish),
+            callbacks=[self.intent, *build_callbacks(config, self.controller, self.publish)],
             run_dir=config.run_dir,
             max_steps=config.max_steps,
         )
@@ -126,7 +133,11 @@ class Session:
             last_checkpoint_step=trainer.last_checkpoint_step,
             samples_seen=trainer.samples_seen,
         )
-        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=config.autostart)
+        intent = self.intent.intent
+        go = start_on_load(intent, autostart=config.autostart)
+        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
+        if intent == PAUSED_INTENT:
+            self.controller.pause({})
         return trainer
 
     def _run_once(self) -> str:

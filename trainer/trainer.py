@@ -16,11 +16,12 @@ Hook order (pseudocode)::
                 restore the last checkpoint if rollback_requested
                 if step % display_step == 0: on_report(logs + accuracy, lr)
                 service_requests():           # each at most once per boundary
-                    checkpoint_requested -> save -> on_checkpoint
+                    on_checkpoint for each save whose files are now complete
+                    checkpoint_requested -> snapshot, written in the background
                     evaluate_requested -> validate -> on_validation_end
                 if done: break
             on_epoch_end
-        save -> on_checkpoint
+        save, wait until written -> on_checkpoint
         test -> on_test_end
         on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
     any exception in fit: on_exception (trainer.error_info), then it propagates
@@ -131,6 +132,8 @@ class Trainer:
             return ending
         except Exception as exc:
             self.error_info = describe_error(exc)
+            self.store.sync()  # a save queued before the failure still counts
+            self._announce_checkpoints()
             error = self.error_info
             logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
             self._dispatch("on_exception", {})
@@ -163,15 +166,29 @@ class Trainer:
         self._dispatch("on_validation_end", logs)
         return logs
 
-    def save_checkpoint(self) -> str:
-        if self.last_checkpoint_step != self.step or self.last_checkpoint_path is None:
-            with self.doing(ACTIVITY_CHECKPOINTING):
-                self.last_checkpoint_path = self.store.save(
-                    step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
-                )
-            self.last_checkpoint_step = self.step
-        self._dispatch("on_checkpoint", {})
-        return self.last_checkpoint_path
+    def save_checkpoint(self, *, wait: bool = True) -> str:
+        """Save (asynchronously) unless this step is saved; ``wait``: until it is on disk.
+
+        ``on_checkpoint`` follows once the files are complete: here when waiting, else at a later
+        step boundary (``service_requests``)."""
+        with self.doing(ACTIVITY_CHECKPOINTING):  # the snapshot; the write goes on in the background
+            path = self.store.save(
+                step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
+            )
+        if not wait:
+            return path
+        with self.doing(ACTIVITY_CHECKPOINTING):
+            self.store.sync()
+        if not self._announce_checkpoints():  # this step was saved before: say so again
+            self.last_checkpoint_step, self.last_checkpoint_path = self.step, path
+            self._dispatch("on_checkpoint", {})
+        return path
+
+    def _announce_checkpoints(self) -> bool:
+        done = self.store.take_completed()
+        for self.last_checkpoint_step, self.last_checkpoint_path in done:
+            self._dispatch("on_checkpoint", {})
+        return bool(done)
 
     def restore(self) -> Restored | None:
         """Load the latest checkpoint: weights, optimizer, counters and params."""
@@ -220,9 +237,10 @@ class Trainer:
 
     def service_requests(self) -> None:
         """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
+        self._announce_checkpoints()
         if self.checkpoint_requested:
             self.checkpoint_requested = False
-            self.save_checkpoint()
+            self.save_checkpoint(wait=False)
         if self.evaluate_requested:
             self.evaluate_requested = False
             self.validate()
@@ -252,6 +270,7 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         self.batch_size = int(self.params[BATCH_SIZE])
+        self.module.epoch = self.epoch  # seeds this epoch's shuffle
         dataset = self.module.train_dataset(self.batch_size)
         train_step = self._step_fn("train", dataset)
         cardinality = int(dataset.cardinality().numpy())

@@ -30,9 +30,13 @@ class JsonlLog(Callback):
         self.every_step = every_step
         self._file: IO[str] | None = None
 
-    def write(self, trainer: Trainer, kind: str, fields: Mapping[str, Any] | None = None) -> None:
-        """One record; a field named like the record's own keys is renamed (``with_metrics``)."""
-        head = {"ts": round(time.time(), 3), "kind": kind, "step": trainer.step, "epoch": trainer.epoch}
+    def write(
+        self, trainer: Trainer, kind: str, fields: Mapping[str, Any] | None = None, *, step: int | None = None
+    ) -> None:
+        """One record (at ``step``, the trainer's by default); a field named like the record's own
+        keys is renamed (``with_metrics``)."""
+        at = trainer.step if step is None else step
+        head = {"ts": round(time.time(), 3), "kind": kind, "step": at, "epoch": trainer.epoch}
         record = with_metrics(head, fields or {})
         try:
             if self._file is None:
@@ -60,7 +64,9 @@ class JsonlLog(Callback):
         self.write(trainer, "test", logs)
 
     def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "checkpoint", {"path": trainer.last_checkpoint_path})
+        # Announced once complete, maybe a few steps later: the step is the checkpoint's.
+        fields = {"path": trainer.last_checkpoint_path}
+        self.write(trainer, "checkpoint", fields, step=trainer.last_checkpoint_step)
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:

@@ -64,7 +64,9 @@ class PublishMetrics(Callback):
         self._metrics(trainer, "metrics.test", logs)
 
     def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
-        self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path)
+        # Announced once complete, maybe a few steps later: the step is the checkpoint's.
+        step = trainer.last_checkpoint_step
+        self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path, step=step)
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:
