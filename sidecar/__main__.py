@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from sidecar.access import AccessPolicy
 from sidecar.app import Sidecar
 from sidecar.backend import ChatBackend
 from sidecar.config import Config, parse_config
@@ -22,21 +23,22 @@ logger = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def make_backend(config: Config) -> ChatBackend:
+def make_backend(config: Config, access: AccessPolicy) -> ChatBackend:
     if config.backend == "console":
         from sidecar.console import ConsoleBackend
 
         return ConsoleBackend()
     from sidecar.wechat import WeChatBackend  # imports itchat: only when asked for
 
-    return WeChatBackend(config.state_dir, allowed_contacts=config.allow, base_url=config.wechat_base_url)
+    return WeChatBackend(config.state_dir, base_url=config.wechat_base_url, access=access)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv, os.environ)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
-    backend = make_backend(config)
-    app = Sidecar(config, backend)
+    access = AccessPolicy(config.allow)  # one policy: the backend resolves it, the app applies it
+    backend = make_backend(config, access)
+    app = Sidecar(config, backend, access=access)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("signal %d: stopping", signum)

@@ -69,8 +69,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--allow",
         action="append",
         metavar="NAME",
-        help="a contact (remark or nickname) who may send commands; repeatable "
-        "(env CHATTRAIN_ALLOW, comma-separated)",
+        help="a contact who may send commands: the remark name you gave them in WeChat (never a "
+        "nickname, which anyone can choose), or id:ID; repeatable (env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
         "--progress-interval",

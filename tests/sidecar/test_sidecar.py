@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ParamSpec
+from sidecar.access import Contact
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, UNAVAILABLE_TEXT
 from tests.fake_trainer import SEED_SPECS, FakeTrainer
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
@@ -34,6 +35,7 @@ def trainer(eps: tuple[str, str]) -> Iterator[FakeTrainer]:
 @pytest.fixture
 def sidecar(trainer: FakeTrainer, eps: tuple[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
     with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally",))) as (app, chat):
+        app.access.resolve([Contact("@alice", "Ally", "Alice"), Contact("@bob", "", "Bob")])
         chat.wait_text("Sidecar connected")
         yield app, chat
 
@@ -121,7 +123,7 @@ def test_a_contact_not_on_the_allow_list_is_ignored(sidecar, trainer: FakeTraine
     assert ask(chat, "status").startswith("State: running")  # a later command is answered...
     assert len(chat.snapshot()) == before + 1  # ...but the stranger got nothing
     assert "stop" not in trainer.requests
-    assert "ignored message from 'Bob'" in caplog.text
+    assert "ignored message from @bob (nickname 'Bob'" in caplog.text
 
 
 def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
@@ -129,6 +131,15 @@ def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTraine
     reply = ask(chat, "开始", sender_id="@alice", sender_name="Alice", sender_remark="Ally")
     assert reply.startswith("Starting")
     assert trainer.state == "running"
+
+
+def test_a_contact_who_takes_an_allowed_name_is_not_obeyed(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.state = "running"
+    before = len(chat.snapshot())
+    chat.push_message("stop", sender_id="@bob", sender_name="Ally", sender_remark="Ally")
+    assert ask(chat, "status").startswith("State: running")
+    assert len(chat.snapshot()) == before + 1 and "stop" not in trainer.requests
 
 
 def test_plot_sends_a_png_from_the_series(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]

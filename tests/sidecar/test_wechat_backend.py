@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sidecar.access import AccessPolicy
 from sidecar.backend import IncomingText, SendError
 from tests.fakewechat import FakeWeChatServer
 
@@ -64,10 +65,10 @@ def test_itchat_text_path_needs_the_restored_unescape() -> None:
     assert itchat.utils.htmlParser.unescape("a &amp; b") == "a & b"
 
 
-def test_allowed_contact_text_carries_name_and_remark(
+def test_contact_text_carries_the_stable_user_name_with_nickname_and_remark(
     start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
 ) -> None:
-    running = start_wechat_backend(allowed_contacts=["Ally"])
+    running = start_wechat_backend()
     fake_wechat.push_text("alice", "owner", "status")
     message = running.inbox.wait_for(lambda m: True)
     alice = fake_wechat.user_name("alice")
@@ -75,15 +76,26 @@ def test_allowed_contact_text_carries_name_and_remark(
     assert (message.sender_name, message.sender_remark) == ("Alice", "Ally")
 
 
-def test_texts_from_other_contacts_and_owner_chats_with_others_are_not_delivered(
+def test_owner_chats_with_others_are_not_delivered(
     start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
 ) -> None:
-    running = start_wechat_backend(allowed_contacts=["Alice"])
-    fake_wechat.push_text("bob", "owner", "stop")  # not allowed
+    running = start_wechat_backend()
     fake_wechat.push_text("owner", "alice", "stop")  # the owner chatting with Alice
     fake_wechat.push_text("owner", "filehelper", "marker")
     running.inbox.wait_for(lambda m: m.text == "marker")
     assert [m.text for m in running.inbox.messages] == ["marker"]
+
+
+def test_login_resolves_the_allow_list_by_remark_name_to_this_logins_user_names(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
+) -> None:
+    access = AccessPolicy(["ally", "Bob"])  # Bob is only a nickname: anyone may choose it
+    running = start_wechat_backend(access=access)
+    assert access.allowed_ids() == {fake_wechat.user_name("alice")}
+    fake_wechat.end_session()  # a new login: new UserNames, resolved again
+    fake_wechat.wait_until(lambda f: f.login_count == 2, timeout_s=20)
+    assert running.backend.ready.wait(20)
+    assert access.allowed_ids() == {fake_wechat.user_name("alice")}
 
 
 def test_send_text_goes_to_filehelper_by_default_and_to_a_given_chat(
