@@ -96,11 +96,15 @@ class ControlClient:
     def _connected_socket(self) -> zmq.Socket[bytes]:
         if self._socket is None:
             socket = self._context.socket(zmq.REQ)
-            socket.linger = 0
-            socket.immediate = True  # queue only on a completed connection
-            if self._curve is not None:
-                self._curve.apply(socket)
-            socket.connect(self.endpoint)
+            try:
+                socket.linger = 0
+                socket.immediate = True  # queue only on a completed connection
+                if self._curve is not None:
+                    self._curve.apply(socket)
+                socket.connect(self.endpoint)
+            except BaseException:
+                socket.close(linger=0)  # an open socket would make close()'s term() wait forever
+                raise
             self._socket = socket
         return self._socket
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from protocol import UnsafeDirectory
 from sidecar.access import AccessPolicy
 from sidecar.app import Sidecar
 from sidecar.backend import ChatBackend
@@ -20,6 +21,7 @@ from sidecar.config import Config, parse_config
 
 logger = logging.getLogger(__name__)
 
+EXIT_USAGE = 2  # final: respawn does not retry it
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -34,6 +36,7 @@ def make_backend(config: Config, access: AccessPolicy) -> ChatBackend:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # everything it writes (the chat session, cursor, plots) is the user's alone
     config = parse_config(argv, os.environ)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
     access = AccessPolicy(config.allow)  # one policy: the backend resolves it, the app applies it
@@ -53,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.state_dir,
         list(config.allow) or "owner only",
     )
-    app.run()
+    try:
+        app.run()
+    except UnsafeDirectory as exc:  # a configuration error: the supervisor must not retry it
+        logger.error("%s", exc)
+        return EXIT_USAGE
     return 0
 
 

@@ -1,9 +1,11 @@
 """The sidecar's configuration: one dataclass, built once in __main__ from flags and environment.
 
 Every option has an environment variable (shown in --help); a flag wins over its variable.
-Endpoints: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the --connection
-file (CHATTRAIN_CONNECTION), else the trainer's connection file for the instance when it
-exists, else protocol's default ipc endpoints for the instance.
+Endpoints and CurveZMQ keys come from protocol's connection factory (`resolve_connection`), by the
+same rules as trainctl's: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the
+--connection file (CHATTRAIN_CONNECTION) or the instance's, else the instance's default ipc
+endpoints; keys from --curve-secret-key/--curve-server-key, else the connection file, else the
+instance's key file.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import ConnectionInfo, default_connection_file, default_endpoints
+from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
@@ -31,9 +33,12 @@ class Config:
     wechat_base_url: str | None = None
     request_timeout_ms: int = 1500
     request_retries: int = 2
-    curve_secret_key: Path | None = None
-    curve_server_key: Path | None = None
+    curve: ClientCurve | None = None  # from protocol's connection factory, like the endpoints
     log_level: str = "INFO"
+
+    def connection(self) -> Connection:
+        """What the control client and the feed subscriber are both made from."""
+        return Connection(self.control, self.metrics, self.curve)
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -102,6 +107,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CurveZMQ: the trainer's public key file (env CHATTRAIN_CURVE_SERVER_KEY)",
     )
     add(
+        "--insecure-no-curve",
+        action="store_true",
+        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
+        help="INSECURE: connect without CurveZMQ, to a trainer started so (env CHATTRAIN_INSECURE_NO_CURVE)",
+    )
+    add(
         "--log-level",
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
@@ -114,34 +125,31 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     args = parser.parse_args(argv)
     if args.progress_interval < 0:
         parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
-    if (args.curve_secret_key is None) != (args.curve_server_key is None):
-        parser.error("--curve-secret-key and --curve-server-key go together")
-    control, metrics = _endpoints(args)
+    try:
+        connection = resolve_connection(
+            control=args.control,
+            metrics=args.metrics,
+            connection_file=args.connection,
+            instance=args.instance,
+            curve_secret_key=args.curve_secret_key,
+            curve_server_key=args.curve_server_key,
+            insecure_no_curve=args.insecure_no_curve,
+            environ=environ,
+        )
+    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        parser.error(str(exc))
     allow = list(args.allow or [])
     if not args.allow and environ.get("CHATTRAIN_ALLOW"):
         allow = environ["CHATTRAIN_ALLOW"].split(",")
     return Config(
         backend=args.backend,
-        control=control,
-        metrics=metrics,
+        control=connection.control,
+        metrics=connection.metrics,
         state_dir=args.state_dir,
         allow=tuple(name.strip() for name in allow if name.strip()),
         progress_interval_s=args.progress_interval,
         wechat_base_url=args.wechat_base_url,
         request_timeout_ms=args.request_timeout_ms,
-        curve_secret_key=args.curve_secret_key,
-        curve_server_key=args.curve_server_key,
+        curve=connection.curve,
         log_level=args.log_level.upper(),
     )
-
-
-def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
-    connection: Path | None = args.connection
-    if connection is None and not (args.control and args.metrics):
-        candidate = default_connection_file(args.instance)
-        connection = candidate if candidate.exists() else None
-    if connection is not None and not (args.control and args.metrics):
-        info = ConnectionInfo.read(connection)
-        return args.control or info.control, args.metrics or info.metrics
-    control, metrics = default_endpoints(args.instance)
-    return args.control or control, args.metrics or metrics

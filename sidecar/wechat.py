@@ -31,6 +31,9 @@ from typing import Any, TextIO
 
 import requests
 
+from protocol import UnsafeDirectory
+from protocol.endpoints import check_private_file
+
 from .access import AccessPolicy, Contact
 from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, SendError
 from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, qr_text
@@ -148,6 +151,7 @@ class WeChatBackend(ChatBackend):
             itchat.config.BASE_URL = self.base_url.rstrip("/")
         core = self._core
         core.useHotReload, core.hotReloadDir = True, str(self.status_path)
+        self._drop_unsafe_status()
         with _setdaemon_tolerated():
             if self.status_path.exists() and core.load_login_status(
                 str(self.status_path), loginCallback=self._on_login, exitCallback=self._on_exit
@@ -173,6 +177,17 @@ class WeChatBackend(ChatBackend):
             self._core.alive = False
             if not self._receive_done.wait(self._stop_wait_s):
                 logger.info("itchat's receive loop still in its long poll; leaving it")
+
+    def _drop_unsafe_status(self) -> None:
+        """itchat unpickles the saved session: a file anyone else could have written is code
+        they would run as us. Such a file is deleted, never loaded (a new QR login follows)."""
+        if not self.status_path.exists():
+            return
+        try:
+            check_private_file(self.status_path, "saved WeChat session")
+        except UnsafeDirectory as exc:
+            logger.error("%s: deleting it, not loading it", exc)
+            self.status_path.unlink()
 
     def _save_status(self) -> None:
         try:

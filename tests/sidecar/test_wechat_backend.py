@@ -6,6 +6,8 @@ import html.parser
 import io
 import logging
 import os
+import pickle
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -197,6 +199,31 @@ def test_restart_with_the_same_state_dir_needs_no_new_qr_scan(
     assert second.inbox.wait_for(lambda m: m.text == "status").from_owner
     second.backend.send_text("ok")
     assert fake_wechat.wait_for_sent(lambda t: t.text == "ok", timeout_s=5).session == 1
+
+
+class _Planted:
+    """A pickle that runs code when loaded: here it only creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_saved_session_others_could_have_written_is_deleted_unloaded(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    planted = state / "itchat.pkl"
+    planted.write_bytes(pickle.dumps(_Planted(tmp_path / "code-ran")))
+    planted.chmod(0o666)
+    running = start_wechat_backend()
+    assert not (tmp_path / "code-ran").exists()
+    assert fake_wechat.qr_count == 1  # a fresh QR login instead
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o600  # the new session, saved privately
+    running.stop()
 
 
 def test_send_before_login_raises_send_error(tmp_path: Path) -> None:
