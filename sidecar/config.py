@@ -80,7 +80,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add(
         "--progress-interval",
         type=float,
-        default=float(env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)) or 0),
+        # A string default goes through `type` too: a bad variable is a usage error (exit 2).
+        default=env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)),
         help="seconds between progress messages at most (env CHATTRAIN_PROGRESS_INTERVAL)",
     )
     add(
@@ -91,7 +92,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add(
         "--request-timeout-ms",
         type=int,
-        default=int(env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500") or 0),
+        default=env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500"),
         help="control request timeout per attempt (env CHATTRAIN_REQUEST_TIMEOUT_MS)",
     )
     add(
@@ -125,6 +126,8 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     args = parser.parse_args(argv)
     if args.progress_interval < 0:
         parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
+    if args.request_timeout_ms < 1:
+        parser.error(f"--request-timeout-ms must be >= 1, got {args.request_timeout_ms}")
     try:
         connection = resolve_connection(
             control=args.control,

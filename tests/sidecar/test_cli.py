@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from protocol import server_curve
 from sidecar.backend import OWNER_CHAT, IncomingText
 from sidecar.config import parse_config
@@ -159,3 +161,22 @@ def test_a_runtime_dir_others_can_write_exits_2(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=environ,
                           cwd=REPO_ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
     assert done.returncode == 2 and "refusing runtime directory" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {"CHATTRAIN_PROGRESS_INTERVAL": "soon"}, "invalid float value: 'soon'"),
+        ([], {"CHATTRAIN_REQUEST_TIMEOUT_MS": "0"}, "--request-timeout-ms must be >= 1"),
+        (["--curve-secret-key", "/nonexistent.key_secret"], {}, "cannot read the CurveZMQ secret key"),
+        (["--curve-server-key", "/nonexistent.key"], {}, "--curve-server-key needs --curve-secret-key"),
+    ],
+)
+def test_configuration_errors_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    environ = {"CHATTRAIN_RUNTIME_DIR": str(tmp_path / "rt"), **environ}
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([*argv, "--control", "ipc:///c", "--metrics", "ipc:///m"], environ)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
