@@ -13,6 +13,10 @@ set their WeChat nickname to "Alice". An allow-list entry is either
 The owner (the logged-in account) commands in its own chat with the bot: web WeChat's file
 transfer chat, or a direct chat (the chat id is the owner's own id, as on iLink). The owner
 talking to friends is not commanding. Everyone else is ignored and logged, never answered.
+
+Roles: the owner may do everything. An allowed contact may only read (status, params, history,
+plot, help) unless the entry says `=steer` (`Alice=steer`, `id:o9cq80...=steer`): a contact who
+may watch is not thereby one who may stop the run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from sidecar.backend import OWNER_CHAT, IncomingText
 logger = logging.getLogger(__name__)
 
 ID_PREFIX = "id:"
+OWNER, STEER, READ = "owner", "steer", "read"
+ENTRY_ROLES = (READ, STEER)
+READ_OPS = frozenset({"status", "describe", "get_params", "history"})  # plus local ones (no op)
 
 
 @dataclass(frozen=True)
@@ -39,45 +46,73 @@ class Contact:
 
 
 class AccessPolicy:
-    """The owner, plus contacts resolved from remark names at login, plus fixed ids."""
+    """The owner, plus contacts resolved from remark names at login, plus fixed ids; each a role."""
 
     def __init__(self, entries: Iterable[str] = ()) -> None:
-        cleaned = [entry.strip() for entry in entries if entry.strip()]
-        self.fixed_ids = frozenset(e[len(ID_PREFIX) :].strip() for e in cleaned if e.startswith(ID_PREFIX))
-        self.remarks = frozenset(e.casefold() for e in cleaned if not e.startswith(ID_PREFIX))
+        """`entries`: `NAME`, `id:ID`, either with `=read` (the default) or `=steer`; ValueError
+        for another role."""
+        self.fixed_ids: dict[str, str] = {}
+        self.remarks: dict[str, str] = {}  # casefolded remark name -> role
+        for entry in (e.strip() for e in entries):
+            if not entry:
+                continue
+            name, _, role = entry.rpartition("=") if "=" in entry else (entry, "", READ)
+            role = role.strip().lower()
+            if role not in ENTRY_ROLES or not name.strip():
+                raise ValueError(f"allow-list entry {entry!r}: expected NAME or NAME=steer (or id:ID)")
+            if name.startswith(ID_PREFIX):
+                self.fixed_ids[name[len(ID_PREFIX) :].strip()] = role
+            else:
+                self.remarks[name.strip().casefold()] = role
         self._lock = threading.Lock()
-        self._resolved: frozenset[str] = frozenset()
+        self._resolved: dict[str, str] = {}
 
     def resolve(self, contacts: Iterable[Contact]) -> frozenset[str]:
         """At login: allow the ids of contacts whose remark is on the list (replacing the last
         login's ids, which the chat service may have reassigned). Returns the allowed ids."""
         known = list(contacts)
-        ids = {c.id for c in known if c.remark.strip().casefold() in self.remarks and c.id}
-        for remark in sorted(self.remarks):
-            matches = [c for c in known if c.remark.strip().casefold() == remark]
+        resolved: dict[str, str] = {}
+        for remark, role in sorted(self.remarks.items()):
+            matches = [c for c in known if c.remark.strip().casefold() == remark and c.id]
             if len(matches) > 1:
                 logger.warning("allowed remark %r names %d contacts: all are allowed", remark, len(matches))
             if not matches:
                 logger.warning("allowed name %r is no contact's remark name%s", remark, _hint(remark, known))
             for contact in matches:
-                logger.info("allowed contact %r is %s", remark, contact.id)
+                logger.info("allowed contact %r (%s) is %s", remark, role, contact.id)
+                resolved[contact.id] = role
         with self._lock:
-            self._resolved = frozenset(ids)
-        return self._resolved | self.fixed_ids
+            self._resolved = resolved
+        return self.allowed_ids()
 
     def allowed_ids(self) -> frozenset[str]:
         with self._lock:
-            return self._resolved | self.fixed_ids
+            return frozenset(self._resolved) | frozenset(self.fixed_ids)
+
+    def role(self, message: IncomingText) -> str | None:
+        """OWNER, STEER or READ for who sent `message` (and where), None for everyone else."""
+        if message.from_owner:
+            return OWNER if message.chat_id in (OWNER_CHAT, message.sender_id) else None
+        if not message.sender_id:
+            return None
+        with self._lock:
+            return self.fixed_ids.get(message.sender_id) or self._resolved.get(message.sender_id)
 
     def permits(self, message: IncomingText) -> bool:
-        if message.from_owner:
-            return message.chat_id in (OWNER_CHAT, message.sender_id)
-        return bool(message.sender_id) and message.sender_id in self.allowed_ids()
+        return self.role(message) is not None
 
-    def check(self, message: IncomingText) -> bool:
-        """`permits`, logging the refusal (who sent it, not the text)."""
-        if self.permits(message):
+    @staticmethod
+    def may_run(role: str | None, op: str | None) -> bool:
+        """Whether `role` may run a command that needs trainer operation `op` (None: a local one)."""
+        if role in (OWNER, STEER):
             return True
+        return role == READ and (op is None or op in READ_OPS)
+
+    def check(self, message: IncomingText) -> str | None:
+        """`role`, logging a refusal (who sent it, not the text)."""
+        role = self.role(message)
+        if role is not None:
+            return role
         if message.from_owner:
             logger.debug("the owner's message in chat %s is not a command", message.chat_id)
         else:
@@ -87,7 +122,7 @@ class AccessPolicy:
                 message.sender_name,
                 message.sender_remark,
             )
-        return False
+        return None
 
 
 def _hint(remark: str, contacts: list[Contact]) -> str:

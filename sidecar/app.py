@@ -103,10 +103,11 @@ class Sidecar:
         """The backend's callback: never raises (a failure is logged and answered)."""
         if message.from_owner and self.outbox.sent_recently(message.text):
             return  # our own message, echoed back by the chat service
-        if not self.access.check(message):
+        role = self.access.check(message)
+        if role is None:
             return
         try:
-            reply = self.dispatcher.handle(message.text)
+            reply = self.dispatcher.handle(message.text, lambda spec: self.access.may_run(role, spec.op))
         except Exception:
             logger.exception("handling %r failed", message.text[:80])
             reply = Reply(INTERNAL_ERROR_TEXT)

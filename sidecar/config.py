@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from sidecar.access import AccessPolicy
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
@@ -75,7 +76,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="a contact who may send commands: the remark name you gave them in WeChat (never a "
-        "nickname, which anyone can choose), or id:ID; repeatable (env CHATTRAIN_ALLOW, comma-separated)",
+        "nickname, which anyone can choose), or id:ID; NAME=steer may also steer, NAME alone only "
+        "read (status, params, history, plot); repeatable (env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
         "--progress-interval",
@@ -141,18 +143,29 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         )
     except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
         parser.error(str(exc))
-    allow = list(args.allow or [])
-    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
-        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    allow = _allow_list(parser, args, environ)
     return Config(
         backend=args.backend,
         control=connection.control,
         metrics=connection.metrics,
         state_dir=args.state_dir,
-        allow=tuple(name.strip() for name in allow if name.strip()),
+        allow=allow,
         progress_interval_s=args.progress_interval,
         wechat_base_url=args.wechat_base_url,
         request_timeout_ms=args.request_timeout_ms,
         curve=connection.curve,
         log_level=args.log_level.upper(),
     )
+
+
+def _allow_list(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[str, ...]:
+    allow = list(args.allow or [])
+    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
+        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    try:
+        AccessPolicy(allow)  # a wrong role is a usage error now, not at login
+    except ValueError as exc:
+        parser.error(str(exc))
+    return tuple(name.strip() for name in allow if name.strip())

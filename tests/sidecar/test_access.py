@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.access import AccessPolicy, Contact
+from sidecar.access import OWNER, READ, STEER, AccessPolicy, Contact
 from sidecar.backend import IncomingText
 from sidecar.cursor import Cursor, CursorStore
 
@@ -58,6 +58,19 @@ def test_a_stable_id_entry_is_allowed_without_a_contact_list() -> None:
     policy = AccessPolicy(["id:o9cq80@im.wechat"])
     assert policy.permits(message(sender="o9cq80@im.wechat", chat="o9cq80@im.wechat"))
     assert policy.resolve([]) == {"o9cq80@im.wechat"}
+
+
+def test_roles_contacts_read_unless_allowed_to_steer_and_bad_roles_are_refused() -> None:
+    policy = AccessPolicy(["Ally", "Bob=steer", "id:o9=STEER"])
+    policy.resolve([ALICE, Contact("@bob", "bob")])
+    roles = [policy.role(message(sender=s, chat=s)) for s in ("@alice", "@bob", "o9", "@eve")]
+    assert roles == [READ, STEER, STEER, None]
+    assert policy.role(message(owner=True)) == OWNER
+    assert AccessPolicy.may_run(READ, "status") and AccessPolicy.may_run(READ, None)  # plot, help
+    assert not AccessPolicy.may_run(READ, "stop") and not AccessPolicy.may_run(READ, "set_params")
+    assert AccessPolicy.may_run(STEER, "stop") and not AccessPolicy.may_run(None, "status")
+    with pytest.raises(ValueError, match="expected NAME or NAME=steer"):
+        AccessPolicy(["Ally=admin"])
 
 
 def test_cursor_round_trips_and_survives_a_corrupt_file(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from protocol import ParamSpec
 from sidecar.access import Contact
-from sidecar.dispatch import INTERNAL_ERROR_TEXT, UNAVAILABLE_TEXT
+from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
 from tests.fake_trainer import SEED_SPECS, FakeTrainer
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
@@ -34,8 +34,10 @@ def trainer(eps: tuple[str, str]) -> Iterator[FakeTrainer]:
 
 @pytest.fixture
 def sidecar(trainer: FakeTrainer, eps: tuple[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally",))) as (app, chat):
-        app.access.resolve([Contact("@alice", "Ally", "Alice"), Contact("@bob", "", "Bob")])
+    with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally=steer", "Carol"))) as (app, chat):
+        app.access.resolve(
+            [Contact("@alice", "Ally", "Alice"), Contact("@bob", "", "Bob"), Contact("@carol", "Carol")]
+        )
         chat.wait_text("Sidecar connected")
         yield app, chat
 
@@ -131,6 +133,16 @@ def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTraine
     reply = ask(chat, "开始", sender_id="@alice", sender_name="Alice", sender_remark="Ally")
     assert reply.startswith("Starting")
     assert trainer.state == "running"
+
+
+def test_a_contact_allowed_to_read_may_watch_but_not_steer(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.state = "running"
+    carol = {"sender_id": "@carol", "sender_name": "Carol", "sender_remark": "Carol"}
+    assert ask(chat, "status", **carol).startswith("State: running")
+    for text in ("stop", "lr 0.5", "checkpoint"):
+        assert ask(chat, text, **carol) == NOT_ALLOWED_TEXT
+    assert not {"stop", "set_params", "checkpoint"} & set(trainer.requests)
 
 
 def test_a_contact_who_takes_an_allowed_name_is_not_obeyed(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
