@@ -65,13 +65,17 @@ def test_curve_keys_admit_listed_clients_only(tmp_path: Path, free_tcp_endpoints
         process.wait(timeout=60)
 
 
+@pytest.mark.parametrize("bind", ["loopback", "all interfaces with --allow-remote"])
 def test_with_no_key_options_only_the_connection_files_key_gets_in(
-    tmp_path: Path, free_tcp_endpoints: tuple[str, str]
+    tmp_path: Path, free_tcp_endpoints: tuple[str, str], bind: str
 ) -> None:
     control, metrics = free_tcp_endpoints
+    served = [control, metrics]
+    if bind != "loopback":
+        served = [e.replace("127.0.0.1", "0.0.0.0") for e in served] + ["--allow-remote"]
     connection = tmp_path / "connection.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "trainer", "--control", control, "--metrics", metrics,
+        [sys.executable, "-m", "trainer", "--control", served[0], "--metrics", served[1], *served[2:],
          "--run-dir", str(tmp_path / "run"), "--synthetic-data", "64", "--quiet",
          "--connection-file", str(connection)],
         env={**os.environ, "CHATTRAIN_RUNTIME_DIR": str(tmp_path / "rt")},
