@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ParamSpec
+from protocol import ClientCurve, KeyPair, ParamSpec, ServerCurve
 from sidecar.access import Contact
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
 from tests.fake_trainer import SEED_SPECS, FakeTrainer
@@ -266,3 +266,18 @@ def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # t
     app.outbox.text("@img@/etc/hosts")  # even our own text cannot start with a file prefix
     assert chat.wait_for(lambda m: "/etc/hosts" in m.text, after=before).text == " @img@/etc/hosts"
     assert all(m.kind == "text" for m in chat.snapshot())
+
+
+def test_with_curve_both_the_commands_and_the_feed_get_through(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client = KeyPair.generate()
+    server = ServerCurve(KeyPair.generate(), frozenset({client.public}))
+    trainer = FakeTrainer(*eps, announce=False, curve=server).start()
+    config = make_config(*eps, tmp_path / "state", curve=ClientCurve(client, server.public_key()))
+    try:
+        with running_sidecar(config) as (_, chat):
+            chat.wait_text("Sidecar connected")  # the feed's snapshot (over its control client)
+            trainer.event("started")
+            chat.wait_text("▶️ Training started at step 0")  # over the SUB socket: it has the keys
+            assert ask(chat, "status").startswith("State: idle")
+    finally:
+        trainer.close()
