@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +110,34 @@ def test_a_public_key_file_given_as_the_secret_key_is_refused_before_any_socket(
 def test_allow_any_client_key_is_refused(keys: dict[str, Path]) -> None:
     with pytest.raises(CurveKeyError, match="admits any key"):
         ServerCurve(KeyPair.generate(), clients_dir=Path("*"))
+
+
+def test_a_refused_key_or_a_client_without_curve_is_told_at_once_not_after_its_budget(
+    endpoint: Callable[[str], str],
+    serve: Callable[..., ControlServer],
+    client: Callable[..., ControlClient],
+) -> None:
+    server = ServerCurve(KeyPair.generate(), frozenset({KeyPair.generate().public}))
+    serve(endpoint("control"), {"status": CallLog()}, curve=server)
+    stranger = ClientCurve(KeyPair.generate(), server.public_key())
+    for curve, reason in ((stranger, "refused this client's CurveZMQ key"), (None, "CurveZMQ")):
+        began = time.monotonic()
+        with pytest.raises(TrainerUnavailable, match=reason):
+            client(endpoint("control"), curve=curve, timeout_ms=5000, retries=2).status()
+        assert time.monotonic() - began < 5.0  # within the first attempt of a 15 s budget
+
+
+def test_a_wrong_server_key_is_named_as_a_likely_cause_when_the_request_times_out(
+    endpoint: Callable[[str], str],
+    serve: Callable[..., ControlServer],
+    client: Callable[..., ControlClient],
+) -> None:
+    admitted = KeyPair.generate()
+    serve(
+        endpoint("control"),
+        {"status": CallLog()},
+        curve=ServerCurve(KeyPair.generate(), frozenset({admitted.public})),
+    )
+    wrong = ClientCurve(admitted, KeyPair.generate().public)
+    with pytest.raises(TrainerUnavailable, match="a wrong server key"):
+        client(endpoint("control"), curve=wrong, timeout_ms=500, retries=0).status()
