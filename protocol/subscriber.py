@@ -102,6 +102,7 @@ class Subscriber:
         self._synced = False
         self._first_poll = True
         self._stalled = False
+        self._held: list[msg.Message] = []  # received, not yet applied (another session's)
 
     @property
     def connected(self) -> bool:
@@ -117,18 +118,8 @@ class Subscriber:
         ready = dict(self._poller.poll(timeout_ms))
         if self._monitor in ready:
             self._on_monitor(events)
-        if self._socket in ready:
-            for _ in range(MAX_BATCH):
-                try:
-                    frames = self._socket.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    message = msg.Message.from_frames(frames)
-                except ProtocolError as exc:
-                    logger.warning("ignored an undecodable feed message: %s", exc)
-                    continue
-                self._on_message(message, events)
+        if self._held or self._socket in ready:
+            self._receive(events)
         found = self._liveness.check()
         if found is not None:
             events.append(found)
@@ -141,6 +132,31 @@ class Subscriber:
         if self._own_context:
             self._context.term()
 
+    def _receive(self, events: list[FeedEvent], *, session_only: bool = False) -> None:
+        """Take what the SUB socket holds. `session_only`: stop at the first message of another
+        session and hold it for later (a restarted trainer's first words come after the old one's
+        death is reported)."""
+        held, self._held = self._held, []
+        for index in range(MAX_BATCH):
+            if held:
+                message = held.pop(0)
+            else:
+                try:
+                    frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    message = msg.Message.from_frames(frames)
+                except ProtocolError as exc:
+                    logger.warning("ignored an undecodable feed message: %s", exc)
+                    continue
+            if session_only and self.session is not None and message.session != self.session:
+                self._held = [message, *held]
+                return
+            self._on_message(message, events)
+            if index == MAX_BATCH - 1:
+                self._held = held
+
     def _on_monitor(self, events: list[FeedEvent]) -> None:
         """Transport events, seen by libzmq's I/O thread whatever the trainer's GIL is doing."""
         for _ in range(MAX_BATCH):
@@ -151,6 +167,8 @@ class Subscriber:
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._liveness.on_connected()
             elif event["event"] == zmq.EVENT_DISCONNECTED:
+                # What the process sent before it died was read before its connection closed.
+                self._receive(events, session_only=True)
                 down = self._liveness.on_disconnected()
                 if down is not None:
                     self._stalled = False

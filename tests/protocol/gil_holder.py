@@ -2,7 +2,7 @@
 
 Run as `python -m tests.protocol.gil_holder CONTROL METRICS`: prints `ready`, then for each stdin
 line `hold N` calls libc `sleep(N)` through `ctypes.PyDLL`, which keeps the GIL for the whole call
-(the way a long C call in TensorFlow's import or a trace can), then prints `released`. Every Python
+(the way a long C call in TensorFlow's import or a trace can), then prints `released`; `burst N` publishes N data messages, then prints `sent`. Every Python
 thread (the heartbeat's too) stands still meanwhile; libzmq's I/O thread does not.
 """
 
@@ -24,6 +24,9 @@ def main() -> None:
         if word == "hold":
             libc.sleep(int(value))
             print("released", flush=True)
+        elif word == "burst":  # publish N messages; `sent` once the publisher has sent them all
+            trainer.publish_many(int(value))
+            print("sent", flush=True)
     trainer.close()
 
 

@@ -144,6 +144,26 @@ def test_a_killed_trainer_is_down_within_seconds_and_back_when_restarted(
     assert not kinds(events + poll_until_quiet(sub, 0.5), TrainerDown)
 
 
+def test_what_a_killed_trainer_sent_is_delivered_before_it_is_reported_down(
+    gil_holder: subprocess.Popen[str], endpoint: Callable[[str], str], closing: Callable[[Any], Any]
+) -> None:
+    from protocol import Data
+
+    sub = _sub(endpoint, closing)
+    _first_events(sub)
+    assert gil_holder.stdin is not None and gil_holder.stdout is not None
+    gil_holder.stdin.write("burst 200\n")
+    gil_holder.stdin.flush()
+    assert gil_holder.stdout.readline().strip() == "sent"
+    os.kill(gil_holder.pid, signal.SIGKILL)
+    gil_holder.wait()
+    events = poll_until(sub, lambda evs: bool(kinds(evs, TrainerDown)), timeout_s=20, what="TrainerDown")
+    down = events.index(kinds(events, TrainerDown)[0])
+    assert len([e for e in events[:down] if isinstance(e, Data)]) >= 200 - 1  # the probe aside
+    assert not [e for e in events[down:] if isinstance(e, Data)]
+    assert not kinds(events, TrainerBack)  # never a 'back' made up from the dead one's tail
+
+
 def test_a_closed_trainer_is_down_then_back(
     trainer: Callable[..., FakeTrainer], subscriber: Callable[..., Subscriber]
 ) -> None:

@@ -60,10 +60,11 @@ class WatchProcess:
         return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
 
     def wait_attached(self) -> None:
+        """Until it has its snapshot and a first data message: only then can it see the kill."""
         processes.wait_for(
-            lambda: any(line["kind"] == "snapshot" for line in self.lines()),
+            lambda: any(line["kind"] == "data" for line in self.lines()),
             START_TIMEOUT_S,
-            "trainctl watch to attach",
+            "trainctl watch to attach and follow the feed",
         )
 
     def stop(self) -> int:
@@ -91,7 +92,9 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
         old_pid = stack.trainer_pid()
         assert old_pid is not None
         supervisor = processes.parent_pid(old_pid)
-        checkpoint_step = _kill_after_a_checkpoint(stack, recorder, old_pid)
+        # A checkpoint announced after both feed clients follow (an earlier one may predate the watch).
+        seen = max(feed.checkpoint_steps(feed.data_messages(recorder.events())), default=0)
+        checkpoint_step = _kill_after_a_checkpoint(stack, recorder, old_pid, after=seen)
         new_pid = processes.wait_for(
             lambda: (pid := stack.trainer_pid()) != old_pid and pid, START_TIMEOUT_S, "a new trainer"
         )
@@ -125,11 +128,15 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
         recorder.stop()
 
 
-def _kill_after_a_checkpoint(stack: ProcfileStack, recorder: feed.FeedRecorder, trainer_pid: int) -> int:
-    """SIGKILL the trainer as soon as a periodic checkpoint is announced (the next one is
-    CHECKPOINT_EVERY_STEPS steps away); returns that checkpoint's step."""
+def _kill_after_a_checkpoint(
+    stack: ProcfileStack, recorder: feed.FeedRecorder, trainer_pid: int, *, after: int
+) -> int:
+    """SIGKILL the trainer as soon as a periodic checkpoint past step `after` is announced (the
+    next one is CHECKPOINT_EVERY_STEPS steps away); returns that checkpoint's step."""
     step = recorder.wait_for(
-        lambda events: max(feed.checkpoint_steps(feed.data_messages(events)), default=0),
+        lambda events: max(
+            (s for s in feed.checkpoint_steps(feed.data_messages(events)) if s > after), default=0
+        ),
         START_TIMEOUT_S,
         "a checkpoint",
     )
