@@ -7,7 +7,9 @@ Threads: the protocol's server thread calls the handlers (``Controller.handlers(
 take one lock, validate, change the state or enqueue a ``Command``, and read the ``Progress`` snapshot
 the training loop replaces at each step. The training loop (main thread) drains commands at step
 boundaries with ``take_commands``. Because a command enqueued after a drain is seen at the next one,
-the controller knows exactly at which step it applies, and says so in the reply.
+the controller knows exactly at which step it applies, and says so in the reply. When the loop
+runs several steps per compiled call it sets ``gate``: a handler closes it, which ends the call
+after the step in flight and tells which step that is (``trainer.multistep``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
 from trainer.params import validate_updates
@@ -35,6 +37,16 @@ TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "log"
 )
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+
+class Gate(Protocol):
+    """What the graph reads before every step (``trainer.multistep.StepGate``)."""
+
+    def close(self) -> int:
+        """No step is claimed after this; returns the last step that was."""
+        ...
+
+    def reopen(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,8 @@ class Controller:
         # Set from a signal handler, so a plain attribute: taking the lock there could deadlock.
         self.signal_stop = False
         self.last_seq: Callable[[], int] = lambda: 0
+        # Set by the loop when it runs several steps per call: where a command applies comes from it.
+        self.gate: Gate | None = None
 
     # ----- handlers (server thread) -----
 
@@ -162,7 +176,7 @@ class Controller:
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
-            at_step = self._apply_step - 1
+            at_step = self._last_step_locked()
             if self._state in (RUNNING, PAUSED):
                 self._transition_locked(STOPPING)
                 return {"state": self._state, "at_step": at_step, "already": False}
@@ -223,6 +237,8 @@ class Controller:
             taken = list(self._commands)
             self._commands.clear()
             self._apply_step = next_step
+            if self.gate is not None:
+                self.gate.reopen()  # under the lock: a command is drained here or closes the next call
             self._last_check_in = time.monotonic()
             return taken
 
@@ -270,7 +286,7 @@ class Controller:
 
     def _toggle(self, target: str, *, from_state: str) -> dict[str, Any]:
         with self._cond:
-            at_step = self._apply_step - 1
+            at_step = self._last_step_locked()
             if self._state == target:
                 return {"state": self._state, "at_step": at_step, "already": True}
             if self._state != from_state:
@@ -286,17 +302,22 @@ class Controller:
             if self._state == LOADING:
                 raise RequestError(ErrorCode.NOT_READY, f"cannot {kind} while loading")
             self._enqueue_locked(Command(kind))
-            return {"scheduled_at_step": self._apply_step - 1}
+            return {"scheduled_at_step": self._last_step_locked()}
 
     def _enqueue_locked(self, command: Command) -> None:
         self._commands.append(command)
         self._cond.notify_all()
 
+    def _last_step_locked(self) -> int:
+        """The last step that runs before the loop sees a command enqueued now."""
+        return self.gate.close() if self.gate is not None else self._apply_step - 1
+
     def _applies_at_locked(self, applies: str) -> int:
+        first = self._last_step_locked() + 1
         if applies == "next_epoch" and self._state in (RUNNING, PAUSED, STOPPING):
             nxt = self._progress.next_epoch_step
-            return max(self._apply_step, nxt) if nxt is not None else self._apply_step
-        return self._apply_step
+            return max(first, nxt) if nxt is not None else first
+        return first
 
     def _spec(self, name: str) -> ParamSpec:
         return next(s for s in self._specs if s.name == name)

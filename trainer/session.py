@@ -105,6 +105,8 @@ class Session:
             callbacks=build_callbacks(config, self.controller, self.publish),
             run_dir=config.run_dir,
             max_steps=config.max_steps,
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=config.jit_compile,
         )
         trainer.restore()
         if config.params:
