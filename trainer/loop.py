@@ -70,7 +70,11 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
     k = trainer.sizer.next_k()
     traced = call.tracing_count()
     started = time.perf_counter()
-    rows = call(iterator, k, call_limit(trainer, remaining))
+    try:
+        rows = call(iterator, k, call_limit(trainer, remaining))
+    except Exception:
+        _count_finished_steps(trainer)
+        raise
     seconds = time.perf_counter() - started
     steps = len(rows)
     trainer.sizer.observe(steps, seconds, traced=call.tracing_count() != traced)
@@ -81,6 +85,13 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
         raise trainer.failure
     trainer.service_requests()
     return steps, ran_out
+
+
+def _count_finished_steps(trainer: Trainer) -> None:
+    """A step failed inside a call: the steps before it ran (their rows are lost with the call)."""
+    finished = max(0, int(trainer.gate.count.numpy()) - 1 - trainer.step)  # the failed one was claimed
+    trainer.step += finished
+    trainer.samples_seen += finished * trainer.batch_size
 
 
 def replay(trainer: Trainer, rows: Any, names: list[str], seconds: float) -> None:

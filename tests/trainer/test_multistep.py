@@ -187,3 +187,12 @@ def test_bad_steps_per_execution_or_jit_is_a_usage_error(argv: list[str]) -> Non
     with pytest.raises(SystemExit) as exited:
         parse_config(argv, {})
     assert exited.value.code == 2
+
+
+def test_a_step_that_raises_inside_a_call_counts_the_steps_before_it(tmp_path: Path) -> None:
+    module = TinyModule(synthetic=1024, fail_at_call=6)
+    trainer, controller, _ = controlled_trainer(tmp_path, module, steps=20)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        trainer.fit()
+    assert trainer.step == 5 and trainer.samples_seen == 5 * BATCH
+    assert controller.status({})["step"] == 5 and controller.state == "failed"

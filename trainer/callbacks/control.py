@@ -74,6 +74,7 @@ class ControlBridge(Callback):
         self._controller.set_state(FINISHED)
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {})  # the steps of a failed call ran, unreplayed
         self._controller.set_state(FAILED, error=trainer.error_info)
 
     def _push_progress(self, trainer: Trainer, metrics: Logs) -> None:
