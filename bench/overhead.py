@@ -204,6 +204,49 @@ def run(steps: int = 1536, warmup: int = 128, repeats: int = 3) -> dict[str, Any
     }
 
 
+VARIANT_TEXT = {
+    "fit_spe1": "`keras.Model.fit`, `steps_per_execution=1`",
+    "fit_spe32": "`keras.Model.fit`, `steps_per_execution=32`",
+    "trainer": "`trainer.Trainer`, steps per call auto, control plane live + 2 subscribers",
+    "trainer_spe1": "the same at 1 step per call",
+}
+
+
+def markdown(o: dict[str, Any]) -> list[str]:
+    """The section of BENCHMARKS.md (``bench.report``)."""
+    from bench.report_sections import fig, table, verdict
+
+    ratios = o["ratios"]
+    rows = []
+    for variant, rate in o["steps_per_s"].items():
+        first = o["runs"][variant][0]
+        how = f"jit {first.get('jit')}" + (f", K median {first['k_median']}" if "k_median" in first else "")
+        rows.append([VARIANT_TEXT[variant], fig(rate, "{:,.0f}"), how])
+    spe32, spe1 = ratios["trainer_vs_fit_spe32"], ratios["trainer_vs_fit_spe1"]
+    compared = [
+        ["trainer / fit(spe=32)", fig(spe32, "{:.2f}"), verdict(spe32["median"], _at_least(1.0), ">= 1.0")],
+        ["trainer / fit(spe=1)", fig(spe1, "{:.2f}"), verdict(spe1["median"], _at_least(2.0), ">= 2.0")],
+        ["trainer at 1 step per call / fit(spe=1)", fig(ratios["trainer_spe1_vs_fit_spe1"], "{:.2f}"), ""],
+        ["fit(spe=32) / fit(spe=1)", fig(ratios["fit_spe32_vs_fit_spe1"], "{:.2f}"), ""],
+    ]
+    load = " ".join(f"{value:.2f}" for value in o["load_average_at_end"])
+    return [
+        "## Where the framework is the cost: a tiny MLP",
+        "",
+        f"{o['model']}; each run times {o['timed_steps']} steps after {o['warmup_steps']}; "
+        f"{o['repeats']} repetition(s), interleaved in the order {', '.join(o['order'])}; every "
+        f"variant its own process. Load average at the end: {load}. "
+        f"Rerun alone: `{o['command']}`.",
+        "",
+        *table(["variant", "steps/s", "ran with"], rows),
+        *table(["comparison", "paired ratio", "target (median)"], compared),
+    ]
+
+
+def _at_least(bound: float) -> Any:
+    return lambda value: value >= bound
+
+
 def _role(variant: str, warmup: int, steps: int) -> dict[str, Any]:
     if variant.startswith("fit_spe"):
         return fit(int(variant.removeprefix("fit_spe")), warmup, steps)
@@ -224,7 +267,9 @@ def main() -> None:
         print(json.dumps(_role(args.variant, args.warmup, args.steps)))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(json.dumps(run(args.steps, args.warmup, args.repeats), indent=2))
+    result = run(args.steps, args.warmup, args.repeats)
+    print(json.dumps(result, indent=2))
+    logger.info("\n%s", "\n".join(markdown(result)))
 
 
 if __name__ == "__main__":
