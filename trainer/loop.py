@@ -73,6 +73,7 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
     try:
         rows = call(iterator, k, call_limit(trainer, remaining))
     except Exception:
+        trainer.gate.abandon()
         _count_finished_steps(trainer)
         raise
     seconds = time.perf_counter() - started
