@@ -33,7 +33,7 @@ RATE_SMOOTHING = 0.2  # per step
 
 def run_epoch(trainer: Trainer) -> None:
     trainer.batch_size = int(trainer.params[BATCH_SIZE])
-    dataset = trainer.module.train_dataset(trainer.batch_size)
+    dataset = trainer.train_dataset()
     call = trainer.multi_step(dataset)
     cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
     trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None

@@ -3,8 +3,8 @@
 The trainer calls ``setup()`` once, then ``configure_optimizers(params)``; it compiles
 ``training_step`` (inside a ``tf.GradientTape``) and ``validation_step`` / ``test_step`` into
 ``tf.function``s, and asks for datasets by batch size (a new batch size takes effect at the next
-epoch, when the trainer asks again). ``KerasModule(model, train=(x, y))`` wraps a compiled
-``keras.Model`` in one line.
+epoch, when the trainer asks again; with the same batch size it iterates the same dataset
+again). ``KerasModule(model, train=(x, y))`` wraps a compiled ``keras.Model`` in one line.
 """
 
 from __future__ import annotations

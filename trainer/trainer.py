@@ -100,6 +100,7 @@ class Trainer:
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
         self._multi_step: MultiStep | None = None
+        self._train_data: tuple[int, Any] | None = None
         self.gate = StepGate()  # closed by the control handlers (``Controller.gate``)
         self._reset_flags()
 
@@ -238,6 +239,15 @@ class Trainer:
         if restored is None:
             raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
         logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
+
+    def train_dataset(self) -> Any:
+        """The module's dataset for the current batch size, asked for again only when that changes.
+
+        Iterating a dataset again reshuffles it, as ``fit`` does; building it anew every epoch
+        copied the arrays each time (100 ms for 100 MB, a quarter of the tiny MLP's time)."""
+        if self._train_data is None or self._train_data[0] != self.batch_size:
+            self._train_data = (self.batch_size, self.module.train_dataset(self.batch_size))
+        return self._train_data[1]
 
     def multi_step(self, dataset: Any) -> MultiStep:
         if self._multi_step is None:
