@@ -160,18 +160,28 @@ def rss_kib(pid: int) -> dict[str, int]:
 # ---------------------------------------------------------------- the trainer as a process
 
 
-def jsonl_times(run_dir: Path) -> dict[int, float]:
-    """step -> wall time of the trainer's own ``report`` records (every display_step steps)."""
-    times: dict[int, float] = {}
+def jsonl_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """The trainer's ``metrics.jsonl`` records of one ``kind``, in order."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
-        return times
+        return []
+    records = []
     for line in path.read_text().splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if record.get("kind") == "report":
-                times[int(record["step"])] = float(record["ts"])
-    return times
+            if record.get("kind") == kind:
+                records.append(record)
+    return records
+
+
+def jsonl_times(run_dir: Path) -> dict[int, float]:
+    """step -> wall time of the trainer's own ``report`` records (every display_step steps)."""
+    return {int(r["step"]): float(r["ts"]) for r in jsonl_records(run_dir, "report")}
+
+
+def jsonl_steps(run_dir: Path, kind: str) -> list[int]:
+    """The steps of the ``kind`` records (``checkpoint``: the steps saved)."""
+    return [int(r["step"]) for r in jsonl_records(run_dir, kind)]
 
 
 @dataclass

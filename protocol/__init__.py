@@ -62,7 +62,7 @@ OPERATIONS = (
     "checkpoint",
     "evaluate",
 )
-STATES = ("loading", "idle", "running", "paused", "stopping", "finished", "failed")
+STATES = ("loading", "idle", "running", "paused", "stopping", "stopped", "finished", "failed")
 TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "event.", "log", "heartbeat")
 
 __all__ = [

@@ -1,6 +1,11 @@
-"""What the control server and the publisher share: one bound server socket with its safeguards."""
+"""What the control server and the publisher share: one bound server socket with its safeguards,
+and the guard that reports a serving thread's death to its owner."""
 
 from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -8,6 +13,38 @@ from zmq.auth.thread import ThreadAuthenticator
 from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.endpoints import BoundEndpoint, check_bind_address
 from protocol.security import ServerCurve
+
+logger = logging.getLogger(__name__)
+
+# Called with the thread's name and what ended it (None when it returned without being closed).
+ThreadDeath = Callable[[str, BaseException | None], None]
+
+
+def guarded_thread(
+    name: str, body: Callable[[], None], closing: threading.Event, on_death: ThreadDeath | None
+) -> Callable[[], None]:
+    """A thread target that runs `body` and, unless `closing` is set, reports its end to `on_death`.
+
+    A serving thread that ends while its process goes on leaves a trainer that looks alive and
+    cannot be steered or followed; the owner decides what to do (the trainer exits non-zero).
+    """
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            body()
+        except BaseException as exc:  # whatever ended it, the owner must hear of it
+            error = exc
+        if closing.is_set():
+            return
+        logger.critical("the %s thread died", name, exc_info=error)
+        if on_death is not None:
+            try:
+                on_death(name, error)
+            except Exception:
+                logger.exception("the %s thread's death handler failed", name)
+
+    return run
 
 
 class ServerSocket:

@@ -1,7 +1,7 @@
 """`sidecar` / `python -m sidecar`: parse the configuration, set up logging, run.
 
-The only place logging is configured. The WeChat backend (and with it itchat) is imported
-only when chosen.
+The only place logging is configured. The WeChat backend (and with it itchat) and the iLink
+backend are imported only when chosen.
 """
 
 from __future__ import annotations
@@ -22,7 +22,27 @@ logger = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def make_ilink_backend(config: Config) -> ChatBackend:
+    from sidecar.ilink import IlinkBackend
+    from sidecar.ilink_api import DEFAULT_BASE_URL, DEFAULT_CDN_URL
+    from sidecar.push import PushChannel
+    from sidecar.window import ReplyWindows
+
+    windows = ReplyWindows(config.state_dir, config.ilink_window_s, config.ilink_per_inbound)
+    push = PushChannel(config.push_url, config.push_format) if config.push_url else None
+    return IlinkBackend(
+        config.state_dir,
+        allowed_ids=config.allow,
+        base_url=config.ilink_base_url or DEFAULT_BASE_URL,
+        cdn_url=config.ilink_cdn_url or DEFAULT_CDN_URL,
+        windows=windows,
+        push=push,
+    )
+
+
 def make_backend(config: Config) -> ChatBackend:
+    if config.backend == "ilink":
+        return make_ilink_backend(config)
     if config.backend == "console":
         from sidecar.console import ConsoleBackend
 
@@ -35,6 +55,8 @@ def make_backend(config: Config) -> ChatBackend:
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv, os.environ)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    # urllib3 logs request URLs at DEBUG: QR codes and webhook keys travel in them.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLogger().level))
     backend = make_backend(config)
     app = Sidecar(config, backend)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from protocol import ClientCurve, ControlClient
 from sidecar.access import AccessPolicy
-from sidecar.backend import ChatBackend, IncomingText
+from sidecar.backend import ChatBackend, IncomingText, Priority
 from sidecar.commands import COMMANDS, CommandContext, Reply
 from sidecar.config import Config
 from sidecar.cursor import CursorStore
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
+
 
 
 class Sidecar:
@@ -64,7 +65,7 @@ class Sidecar:
 
     def _feed_handler(self, request: Request) -> FeedHandler:
         return FeedHandler(
-            self.outbox.text,
+            self._notify,
             request,
             catalog=self.catalog,
             series=self.series,
@@ -72,6 +73,10 @@ class Sidecar:
             progress_interval_s=self.config.progress_interval_s,
             clock=self._clock,
         )
+
+    def _notify(self, text: str, priority: Priority) -> None:
+        """The feed's messages to the owner's chat: unsolicited, so never REPLY."""
+        self.outbox.text(text, priority=priority)
 
     def start(self) -> None:
         """Start the outbox and feed threads (not the backend)."""

@@ -23,7 +23,6 @@ from sidecar.series import MetricSeries
 
 DEFAULT_HISTORY_EVENTS = 10
 MAX_HISTORY_EVENTS = 50
-HISTORY_LOOKBACK_SEQ = 2000
 
 
 class CommandError(Exception):
@@ -163,7 +162,7 @@ def _resolve(specs: Sequence[ParamSpec], name: str) -> ParamSpec:
         close = difflib.get_close_matches(name, words, n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise CommandError(
-            f"Unknown parameter {name!r}.{hint} Known: {', '.join(s.name for s in specs)}."
+            f"Unknown parameter {render.quote(name)}.{hint} Known: {', '.join(s.name for s in specs)}."
         ) from error
 
 
@@ -171,14 +170,16 @@ def _resolve(specs: Sequence[ParamSpec], name: str) -> ParamSpec:
 def history(context: CommandContext, args: tuple[str, ...]) -> str:
     count = _count(args[0]) if args else DEFAULT_HISTORY_EVENTS
     last_seq = int(context.link.request("status").get("last_seq") or 0)
-    messages, _ = fetch_history(context.link.request, max(0, last_seq - HISTORY_LOOKBACK_SEQ), last_seq)
+    # From the oldest the trainer still holds: events are rare among per-step metrics, so a fixed
+    # look-back of N seqs would miss them ("no events" while the ring holds some).
+    messages, _ = fetch_history(context.link.request, 0, last_seq)
     events = [m["body"] for m in messages if str(m.get("topic", "")).startswith("event.")]
     return render.history([e for e in events if e.get("event") not in render.QUIET_EVENTS][-count:])
 
 
 def _count(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_HISTORY_EVENTS:
-        raise CommandError(f"history takes a count from 1 to {MAX_HISTORY_EVENTS}, got {text!r}")
+        raise CommandError(f"history takes a count from 1 to {MAX_HISTORY_EVENTS}, got {render.quote(text)}")
     return int(text)
 
 
@@ -215,7 +216,7 @@ def help_(context: CommandContext, args: tuple[str, ...]) -> str:
                 return f"{spec.usage}\n{spec.help}" + (
                     f"\nAliases: {', '.join(spec.aliases)}" if spec.aliases else ""
                 )
-        raise CommandError(f"No command {args[0]!r}. Send 'help' for the list.")
+        raise CommandError(f"No command {render.quote(args[0])}. Send 'help' for the list.")
     ops = context.link.catalog.ops()
     lines = ["Commands:"] + [
         f"{spec.usage} ({'/'.join(spec.aliases)}): {spec.help}"

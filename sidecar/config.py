@@ -9,15 +9,17 @@ exists, else protocol's default ipc endpoints for the instance.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from protocol import ConnectionInfo, default_connection_file, default_endpoints
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
-BACKENDS = ("wechat", "console")
+BACKENDS = ("wechat", "console", "ilink")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class Config:
     curve_secret_key: Path | None = None
     curve_server_key: Path | None = None
     log_level: str = "INFO"
+    # -- the iLink backend and the push fallback --
+    ilink_base_url: str | None = None  # None: iLink's public API (sidecar/ilink_api.py)
+    ilink_cdn_url: str | None = None
+    ilink_window_s: float = 12 * 3600.0
+    ilink_per_inbound: int = 10
+    push_url: str | None = None
+    push_format: str = "auto"
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -48,7 +57,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--backend",
         choices=BACKENDS,
         default=env("CHATTRAIN_BACKEND", "wechat"),
-        help="chat backend (env CHATTRAIN_BACKEND; default wechat)",
+        help="chat backend: ilink (official bot API), wechat (web WeChat via itchat) or console "
+        "(env CHATTRAIN_BACKEND; default wechat)",
     )
     add("--control", default=env("CHATTRAIN_CONTROL"), help="control endpoint (env CHATTRAIN_CONTROL)")
     add("--metrics", default=env("CHATTRAIN_METRICS"), help="metrics endpoint (env CHATTRAIN_METRICS)")
@@ -69,7 +79,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--allow",
         action="append",
         metavar="NAME",
-        help="a contact (remark or nickname) who may send commands; repeatable "
+        help="a contact (itchat: remark or nickname; iLink: user id) who may send commands; repeatable "
         "(env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
@@ -106,6 +116,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
     )
+    _add_ilink_options(add, env)
     return parser
 
 
@@ -132,6 +143,7 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         curve_secret_key=args.curve_secret_key,
         curve_server_key=args.curve_server_key,
         log_level=args.log_level.upper(),
+        **_ilink_config(args, parser),
     )
 
 
@@ -145,3 +157,62 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
         return args.control or info.control, args.metrics or info.metrics
     control, metrics = default_endpoints(args.instance)
     return args.control or control, args.metrics or metrics
+
+
+# -- the iLink backend and the push fallback ---------------------------------------------------
+
+
+def _add_ilink_options(add: Callable[..., Any], env: Callable[[str, str | None], str | None]) -> None:
+    add(
+        "--ilink-base-url",
+        default=env("CHATTRAIN_ILINK_BASE_URL", None),
+        help="iLink bot API base URL, for a fake server in tests (env CHATTRAIN_ILINK_BASE_URL)",
+    )
+    add(
+        "--ilink-cdn-url",
+        default=env("CHATTRAIN_ILINK_CDN_URL", None),
+        help="iLink media CDN base URL (env CHATTRAIN_ILINK_CDN_URL)",
+    )
+    add(
+        "--ilink-window-hours",
+        type=float,
+        default=float(env("CHATTRAIN_ILINK_WINDOW_HOURS", "12") or 0),
+        help="hours after your last message in which iLink delivers the bot's messages "
+        "(env CHATTRAIN_ILINK_WINDOW_HOURS; default 12)",
+    )
+    add(
+        "--ilink-per-inbound",
+        type=int,
+        default=int(env("CHATTRAIN_ILINK_PER_INBOUND", "10") or 0),
+        help="messages iLink delivers per message of yours (env CHATTRAIN_ILINK_PER_INBOUND; default 10)",
+    )
+    add(
+        "--push-url",
+        default=env("CHATTRAIN_PUSH_URL", None),
+        help="push alerts here when the chat cannot deliver them: a WeCom group robot webhook or "
+        "any JSON webhook (env CHATTRAIN_PUSH_URL; default off)",
+    )
+    add(
+        "--push-format",
+        choices=("auto", "wecom", "json"),
+        default=env("CHATTRAIN_PUSH_FORMAT", "auto"),
+        help="push body: wecom, json, or auto (wecom for qyapi.weixin.qq.com) (env CHATTRAIN_PUSH_FORMAT)",
+    )
+
+
+def _ilink_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    if args.ilink_window_hours <= 0:
+        parser.error(f"--ilink-window-hours must be > 0, got {args.ilink_window_hours}")
+    if args.ilink_per_inbound < 1:
+        parser.error(f"--ilink-per-inbound must be >= 1, got {args.ilink_per_inbound}")
+    push = urlsplit(args.push_url) if args.push_url else None
+    if push is not None and (push.scheme not in ("http", "https") or not push.hostname):
+        parser.error(f"--push-url must be an http(s) URL, got one starting {args.push_url[:8]!r}")
+    return {
+        "ilink_base_url": args.ilink_base_url,
+        "ilink_cdn_url": args.ilink_cdn_url,
+        "ilink_window_s": args.ilink_window_hours * 3600.0,
+        "ilink_per_inbound": args.ilink_per_inbound,
+        "push_url": args.push_url,
+        "push_format": args.push_format,
+    }

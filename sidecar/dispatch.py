@@ -58,7 +58,7 @@ class Dispatcher:
             return Reply(UNAVAILABLE_TEXT)
         except RemoteError as error:
             logger.info("command %s refused: %s %s", parsed.name, error.code, error.message)
-            return Reply(f"Refused by the trainer ({error.code}): {error.message}")
+            return Reply(f"Refused by the trainer ({error.code}): {error.message[: render.MAX_ERROR_CHARS]}")
         except Exception:
             logger.exception("command %s %r failed", parsed.name, parsed.args)
             return Reply(INTERNAL_ERROR_TEXT)

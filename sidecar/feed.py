@@ -37,6 +37,7 @@ from protocol import (
     Unstalled,
 )
 from sidecar import render
+from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
 from sidecar.link import Catalog, Request, fetch_history
 from sidecar.series import MetricSeries
@@ -53,7 +54,7 @@ POLL_TIMEOUT_MS = 200
 TERMINAL_EVENTS = frozenset({"finished", "failed", "stopped"})
 # A restarted trainer that is still loading after this long gets a 'back, still loading' note.
 BACK_LOADING_NOTE_S = 60.0
-Notify = Callable[[str], None]
+Notify = Callable[[str, Priority], None]
 
 
 class FeedHandler:
@@ -101,16 +102,16 @@ class FeedHandler:
             if not self._down:
                 self._down = True
                 step, saved = self._last_step, self._checkpoint_step
-                self._notify(render.trainer_down(event.reason, event.silent_s, step, saved))
+                self._notify(render.trainer_down(event.reason, event.silent_s, step, saved), Priority.ALERT)
         elif isinstance(event, TrainerBack):
             # After a restart the Subscriber reports SessionChanged first, which handled it.
             if self._down:
                 self._down = False
-                self._notify(render.trainer_back(event.status, restarted=event.restarted))
+                self._notify(render.trainer_back(event.status, restarted=event.restarted), Priority.ALERT)
         elif isinstance(event, NotResponding):
-            self._notify(render.not_responding(event.silent_s))
+            self._notify(render.not_responding(event.silent_s), Priority.EVENT)
         elif isinstance(event, Responding):
-            self._notify(render.responding(event.silent_s))
+            self._notify(render.responding(event.silent_s), Priority.EVENT)
         elif isinstance(event, Stalled):
             self._send_event(render.stalled(event.loop_age_s))
         elif isinstance(event, Unstalled):
@@ -122,16 +123,16 @@ class FeedHandler:
         """Send what has come due; call after each poll."""
         due = self._progress.due()
         if due is not None:
-            self._notify(render.progress(due))
+            self._notify(render.progress(due), Priority.PROGRESS)
         if self._params and self._clock() - self._params_since >= PARAM_COALESCE_S:
             self._flush_params()
         pending = self._pending_back
         if pending is not None and not pending[2] and self._clock() - pending[1] >= BACK_LOADING_NOTE_S:
             self._pending_back = (pending[0], pending[1], True)
-            self._notify(render.trainer_back({"state": "loading"}, restarted=True))
+            self._notify(render.trainer_back({"state": "loading"}, restarted=True), Priority.ALERT)
         held = self._limiter.suppressed()
         if held:
-            self._notify(f"({held} more events not shown: too many at once; see 'history')")
+            self._notify(f"({held} more events not shown: too many at once; see 'history')", Priority.EVENT)
         if self._clock() - self._cursor_saved_at >= CURSOR_SAVE_INTERVAL_S:
             self.save_cursor()
 
@@ -150,7 +151,7 @@ class FeedHandler:
         self._synced, self._down = True, False
         self._note_status(status)
         self._refresh_catalog(cursor.session)
-        self._notify(self._catch_up(status, self._cursors.load()))
+        self._notify(self._catch_up(status, self._cursors.load()), Priority.EVENT)
         self._cursor = cursor
         self.save_cursor()
 
@@ -167,7 +168,7 @@ class FeedHandler:
             self._pending_back = (old_step, self._clock(), False)
         else:
             self._note_status(status)
-            self._notify(render.trainer_back(status, restarted=True, old_step=old_step))
+            self._notify(render.trainer_back(status, restarted=True, old_step=old_step), Priority.ALERT)
         self._down = False
         self._cursor = Cursor(session, 0)  # its messages follow as Data from seq 1
         self.save_cursor()
@@ -183,7 +184,7 @@ class FeedHandler:
             if topic == "metrics.report":
                 due = self._progress.offer(body)
                 if due is not None:
-                    self._notify(render.progress(due))
+                    self._notify(render.progress(due), Priority.PROGRESS)
         elif topic.startswith("event."):
             self._on_trainer_event(body)
         elif topic == "log":
@@ -196,7 +197,7 @@ class FeedHandler:
         if name == "state" and self._pending_back is not None and body.get("state") != "loading":
             old_step = self._pending_back[0]
             self._pending_back = None
-            self._notify(render.trainer_back(body, restarted=True, old_step=old_step))
+            self._notify(render.trainer_back(body, restarted=True, old_step=old_step), Priority.ALERT)
             return
         if name == "param_changed":
             if not self._params:
@@ -208,7 +209,7 @@ class FeedHandler:
             # The final state always gets through: pending progress rides on this message.
             text = render.event(body, last_progress=self._progress.take())
             if text:
-                self._notify(text)
+                self._notify(text, Priority.ALERT)
         else:
             text = render.event(body)
             if text:
@@ -230,7 +231,7 @@ class FeedHandler:
 
     def _send_event(self, text: str) -> None:
         if self._limiter.allow():
-            self._notify(text)
+            self._notify(text, Priority.EVENT)
         else:
             logger.warning("event not sent (flood guard): %s", text)
 

@@ -16,7 +16,14 @@ from typing import Any
 Body = Mapping[str, Any]
 QUIET_EVENTS = frozenset({"state"})  # every change already has its own event
 MAX_ERROR_CHARS = 300
+MAX_ECHO_CHARS = 40
 NOT_METRICS = frozenset({"step", "epoch", "eta_s", "steps_per_s", "lr", "finite"})  # shown apart
+
+
+def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """Chat text echoed back in a reply: repr'd and cut, so 5,000 characters never come back."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return repr(shown)
 
 
 def duration(seconds: float | None) -> str:
@@ -167,10 +174,15 @@ def allowed_range(spec: Body) -> str:
     return f" {value(low) if low is not None else '-∞'}..{value(high) if high is not None else '∞'}"
 
 
+def _applies_from(step: Any) -> str:
+    # None: the trainer is still loading and does not know yet at which step it will resume.
+    return "once the trainer has loaded" if step is None else f"from step {step}"
+
+
 def params_set(result: Body) -> str:
     """A set_params result -> 'lr = 0.01 (from step 120)'."""
     at = result.get("applies_at_step") or {}
-    parts = [f"{k} = {value(v)} (from step {at.get(k, '?')})" for k, v in result["params"].items()]
+    parts = [f"{k} = {value(v)} ({_applies_from(at.get(k, '?'))})" for k, v in result["params"].items()]
     return "OK: " + "; ".join(parts)
 
 
@@ -251,7 +263,7 @@ def unstalled() -> str:
 
 
 def unknown_command(word: str, suggestions: Sequence[str]) -> str:
-    return f"Unknown command {word!r}. Did you mean: {', '.join(suggestions)}? (help lists all)"
+    return f"Unknown command {quote(word)}. Did you mean: {', '.join(suggestions)}? (help lists all)"
 
 
 def connected(result: Body) -> str:

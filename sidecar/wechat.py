@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import requests
 
-from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, SendError
+from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, Priority, SendError
 from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, qr_text
 
 with contextlib.redirect_stdout(io.StringIO()):  # itchat writes a block character on import
@@ -259,7 +259,7 @@ class WeChatBackend(ChatBackend):
         return IncomingText(text, sender, nick, remark, sender, from_owner=False)
 
     # -- sending --------------------------------------------------------------------------------
-    def send_text(self, text: str, to: str | None = None) -> None:
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         chat = to or OWNER_CHAT
         self._sent.record(chat, text)
         result = self._call("send a text", lambda: self._core.send_msg(text, toUserName=chat))

@@ -89,7 +89,7 @@ class FakeTrainer:
         state: str = "idle",
         session: str | None = None,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-        stopped_state: str = "finished",
+        stopped_state: str = "stopped",
         announce: bool = True,
     ) -> None:
         self.session = session or new_session_id()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -29,14 +30,18 @@ from protocol import (
     new_session_id,
 )
 from trainer.config import Config, parse_config
-from trainer.control import FAILED, Controller, Publish
+from trainer.control import Controller, Publish
 from trainer.errors import describe_error
+from trainer.lifecycle import FAIL, FAILED
+from trainer.pacing import Pacer, paced
 from trainer.params import PARAM_SPECS, defaults
 
 logger = logging.getLogger("trainer")
 
 EXIT_ENDPOINT_IN_USE = 3
 EXIT_USAGE = 2  # final: respawn does not retry it
+EXIT_CONTROL_PLANE_DIED = 4  # not final: respawn starts a process whose control plane works
+CONTROL_PLANE_EXIT_GRACE_S = 60.0
 IDLE_POLL_S = 0.25
 
 
@@ -56,6 +61,37 @@ def install_signal_handlers(controller: Controller) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
+class ControlPlaneWatch:
+    """`on_thread_death` for the server and the publisher: fail loudly, stop, and exit non-zero."""
+
+    def __init__(self, controller: Controller, publish: Publish) -> None:
+        self._controller = controller
+        self._publish = publish
+        self.error: dict[str, str] | None = None
+
+    def __call__(self, name: str, exc: BaseException | None) -> None:
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+        self.error = {
+            "type": "ControlPlaneDied",
+            "message": f"the {name} thread died ({cause:.200}); the trainer restarts",
+            "traceback_tail": "",
+        }
+        step = self._controller.progress().step
+        self._publish("event.failed", {"event": "failed", "step": step, "state": FAILED, "error": self.error})
+        self._controller.signal_stop = True  # stop at the next step boundary, as on SIGTERM
+        # A loop that does not get there in time must not keep an unsteerable process alive.
+        watchdog = threading.Timer(CONTROL_PLANE_EXIT_GRACE_S, os._exit, args=(EXIT_CONTROL_PLANE_DIED,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    def exit_code(self, code: int) -> int:
+        """The process's exit code: `code`, unless a serving thread died (then the run failed)."""
+        if self.error is None:
+            return code
+        self._controller.fire(FAIL, error=self.error)
+        return EXIT_CONTROL_PLANE_DIED
+
+
 def serve(config: Config) -> int:
     control, metrics = default_endpoints(config.instance)
     control, metrics = config.control or control, config.metrics or metrics
@@ -72,6 +108,7 @@ def serve(config: Config) -> int:
         history_size=config.history_size,
         curve=curve,
         allow_remote=config.allow_remote,
+        on_thread_death=lambda name, exc: watch(name, exc),
     )
     controller = Controller(
         PARAM_SPECS,
@@ -80,10 +117,19 @@ def serve(config: Config) -> int:
         session=session,
         publish=publisher.publish,
         heartbeat_interval_s=config.heartbeat_interval_s,
+        max_steps=config.max_steps,
     )
     controller.last_seq = lambda: publisher.last_seq
-    handlers = {**controller.handlers(), "history": publisher.history_handler}
-    server = ControlServer(control, handlers, session=session, curve=curve, allow_remote=config.allow_remote)
+    watch = ControlPlaneWatch(controller, publisher.publish)
+    handlers = paced({**controller.handlers(), "history": publisher.history_handler}, Pacer())
+    server = ControlServer(
+        control,
+        handlers,
+        session=session,
+        curve=curve,
+        allow_remote=config.allow_remote,
+        on_thread_death=watch,
+    )
     try:
         publisher.start()
         server.start()
@@ -108,7 +154,7 @@ def serve(config: Config) -> int:
     install_signal_handlers(controller)
     logger.info("serving control on %s, metrics on %s (session %s)", control, metrics, session)
     try:
-        return _run_session(config, controller, publisher.publish)
+        return watch.exit_code(_run_session(config, controller, publisher.publish))
     finally:
         server.close()
         publisher.close()
@@ -121,7 +167,7 @@ def _run_session(config: Config, controller: Controller, publish: Publish) -> in
     except Exception as exc:  # a broken install fails the run; the sockets say why
         logger.exception("cannot load the TensorFlow side")
         error = describe_error(exc)
-        controller.set_state(FAILED, error=error)
+        controller.fire(FAIL, error=error)
         publish("event.failed", {"event": "failed", "step": 0, "state": FAILED, "error": error})
         while not (controller.signal_stop or config.exit_when_done):
             controller.take_commands(1, timeout_s=IDLE_POLL_S)

@@ -16,7 +16,9 @@ from typing import Any
 ENV_PREFIX = "CHATTRAIN_"
 DEFAULT_RUN_DIR = "runs/default"
 DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
-DEFAULT_CHECKPOINT_EVERY_S = 600.0
+# A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
+DEFAULT_CHECKPOINT_EVERY_S = 60.0
+DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
 JIT_CHOICES = ("auto", "on", "off")
 DEFAULT_HISTORY_SIZE = 10_000
@@ -42,7 +44,7 @@ class Config:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     on_nonfinite: str = "stop"
     checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
-    checkpoint_every_steps: int = 0
+    checkpoint_every_steps: int = DEFAULT_CHECKPOINT_EVERY_STEPS
     quiet: bool = False
     log_level: str = "INFO"
     allow_remote: bool = False
@@ -106,14 +108,14 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "checkpoint_every_s",
         "CHECKPOINT_EVERY_S",
         "float",
-        "seconds between periodic checkpoints (0: off)",
+        f"seconds between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_S:g})",
     ),
     (
         "--checkpoint-every-steps",
         "checkpoint_every_steps",
         "CHECKPOINT_EVERY_STEPS",
         "int",
-        "steps between periodic checkpoints (0: off)",
+        f"steps between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_STEPS})",
     ),
     ("--quiet", "quiet", "QUIET", "flag", "no progress bar"),
     (
@@ -234,6 +236,9 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     policy = namespace["on_nonfinite"]
     if policy is not None and policy not in NONFINITE_POLICIES:
         parser.error(f"--on-nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {policy!r}")
+    interval = namespace["heartbeat_interval_s"]
+    if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
+        parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
     if (namespace["curve_secret"] is None) != (namespace["curve_clients"] is None):
         parser.error("--curve-server-secret and --curve-clients go together")
     if not namespace["module"] and namespace["params"]:

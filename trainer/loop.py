@@ -21,6 +21,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from trainer.lifecycle import ACTIVITY_TRACING
 from trainer.multistep import LR_OUTPUT, MultiStep
 from trainer.params import BATCH_SIZE, DISPLAY_STEP
 from trainer.steps import FINITE_OUTPUT
@@ -33,7 +34,8 @@ RATE_SMOOTHING = 0.2  # per step
 
 def run_epoch(trainer: Trainer) -> None:
     trainer.batch_size = int(trainer.params[BATCH_SIZE])
-    dataset = trainer.train_dataset()
+    trainer.module.epoch = trainer.epoch  # seeds this epoch's shuffle
+    dataset = trainer.module.train_dataset(trainer.batch_size)
     call = trainer.multi_step(dataset)
     cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
     trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
@@ -71,7 +73,11 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
     traced = call.tracing_count()
     started = time.perf_counter()
     try:
-        rows = call(iterator, k, call_limit(trainer, remaining))
+        if traced == 0:
+            with trainer.doing(ACTIVITY_TRACING):
+                rows = call(iterator, k, call_limit(trainer, remaining))
+        else:
+            rows = call(iterator, k, call_limit(trainer, remaining))
     except Exception:
         trainer.gate.abandon()
         _count_finished_steps(trainer)

@@ -3,8 +3,8 @@
 The trainer calls ``setup()`` once, then ``configure_optimizers(params)``; it compiles
 ``training_step`` (inside a ``tf.GradientTape``) and ``validation_step`` / ``test_step`` into
 ``tf.function``s, and asks for datasets by batch size (a new batch size takes effect at the next
-epoch, when the trainer asks again; with the same batch size it iterates the same dataset
-again). ``KerasModule(model, train=(x, y))`` wraps a compiled ``keras.Model`` in one line.
+epoch, when the trainer asks again). ``KerasModule(model, train=(x, y))`` wraps a compiled
+``keras.Model`` in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Module:
     """Base class. ``training_step`` must return a dict with a scalar ``"loss"``."""
 
     model: keras.Model
+    epoch = 0  # the epoch the next ``train_dataset`` call is for (set by the trainer)
 
     def param_specs(self) -> Sequence[ParamSpec]:
         """The live parameters (``trainer.params.PARAM_SPECS``; extend to add your own)."""
@@ -109,8 +110,9 @@ class KerasModule(Module):
         source = self._data[split]
         if source is None or callable(source):
             return source(batch_size) if source is not None else None
-        make = train_dataset if split == "train" else eval_dataset
-        return make(source, batch_size)
+        if split == "train":
+            return train_dataset(source, batch_size, epoch=self.epoch)
+        return eval_dataset(source, batch_size)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         dataset = self._dataset("train", batch_size)

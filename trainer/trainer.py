@@ -11,6 +11,7 @@ Hook order (pseudocode)::
             while the epoch has batches and not done:   # trainer.loop
                 rows = K steps in one compiled call   # trainer.multistep: stops early at a closed
                                                       # gate, a non-finite step, a step limit
+                                                      # (the first call traces: on_activity "tracing")
                 for each step in rows:
                     on_step_end(logs)             # one point per step, from the call's one read
                     raise failure if a callback set one      # -> on_exception
@@ -19,14 +20,18 @@ Hook order (pseudocode)::
                 on_boundary                       # control drains commands here (and holds on pause)
                 raise failure if a callback set one
                 service_requests():               # each at most once per boundary
-                    checkpoint_requested -> save -> on_checkpoint
+                    on_checkpoint for each save whose files are now complete
+                    checkpoint_requested -> snapshot, written in the background
                     evaluate_requested -> validate -> on_validation_end
+                if done: break
             on_epoch_end
-        save -> on_checkpoint
+        save, wait until written -> on_checkpoint
         test -> on_test_end
-        on_train_end(test logs)           # trainer.outcome is "finished" or "stopped"
+        on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
     any exception in fit: on_exception (trainer.error_info), then it propagates
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
+    on_activity whenever trainer.activity changes: "step" during fit; "tracing" around the first
+    train step, "evaluating" around validate/test, "checkpointing" around a save, then back
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
 it, so with a constant batch size it runs ``training_iters // batch_size`` steps.
@@ -34,14 +39,22 @@ it, so with a constant batch size it runs ``training_iters // batch_size`` steps
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trainer.callbacks.base import Callback, Logs, dispatch
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
+from trainer.lifecycle import (
+    ACTIVITY_CHECKPOINTING,
+    ACTIVITY_EVALUATING,
+    ACTIVITY_IDLE,
+    ACTIVITY_STEP,
+    steps_left,
+)
 from trainer.loop import run_epoch
 from trainer.module import Module
 from trainer.multistep import CallSizer, MultiStep, StepGate, resolve_jit
@@ -96,11 +109,10 @@ class Trainer:
         self.last_checkpoint_path: str | None = None
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
-        self.outcome: str | None = None
+        self.activity = ACTIVITY_IDLE
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
         self._multi_step: MultiStep | None = None
-        self._train_data: tuple[int, Any] | None = None
         self.gate = StepGate()  # closed by the control handlers (``Controller.gate``)
         self._reset_flags()
 
@@ -116,26 +128,44 @@ class Trainer:
     def fit(self) -> str:
         """Train until done or stopped; returns ``"finished"`` or ``"stopped"``."""
         self._reset_flags()
-        self.outcome, self.error_info, self.in_fit = None, None, True
+        self.error_info, self.in_fit = None, True
         try:
             self.gate.sync(self.step)
-            self.dispatch("on_train_start", {})
-            self.service_requests()
-            while not self.done():
-                self._run_epoch()
-            self.outcome = "finished" if self.target_reached() else "stopped"
-            self.save_checkpoint()
-            test_logs = self.test()
-            self.dispatch("on_train_end", test_logs)
-            return self.outcome
+            with self.doing(ACTIVITY_STEP):
+                self.dispatch("on_train_start", {})
+                self.service_requests()
+                while not self.done():
+                    self._run_epoch()
+                ending = self.ending()
+                self.save_checkpoint()
+                test_logs = self.test()
+                self.dispatch("on_train_end", test_logs)
+            return ending
         except Exception as exc:
-            self.outcome, self.error_info = "failed", describe_error(exc)
+            self.error_info = describe_error(exc)
+            self.store.sync()  # a save queued before the failure still counts
+            self._announce_checkpoints()
             error = self.error_info
             logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
             self.dispatch("on_exception", {})
             raise
         finally:
             self.in_fit = False
+
+    def ending(self) -> str:
+        """How a run that ends now ends: ``finished`` (budget used up) or ``stopped`` (before)."""
+        return "finished" if self.target_reached() else "stopped"
+
+    @contextlib.contextmanager
+    def doing(self, activity: str) -> Iterator[None]:
+        """``trainer.activity`` is ``activity`` inside, the previous one after (``on_activity``)."""
+        previous, self.activity = self.activity, activity
+        self.dispatch("on_activity", {})
+        try:
+            yield
+        finally:
+            self.activity = previous
+            self.dispatch("on_activity", {})
 
     def test(self) -> dict[str, float]:
         logs = self._evaluate("test")
@@ -147,14 +177,29 @@ class Trainer:
         self.dispatch("on_validation_end", logs)
         return logs
 
-    def save_checkpoint(self) -> str:
-        if self.last_checkpoint_step != self.step or self.last_checkpoint_path is None:
-            self.last_checkpoint_path = self.store.save(
+    def save_checkpoint(self, *, wait: bool = True) -> str:
+        """Save (asynchronously) unless this step is saved; ``wait``: until it is on disk.
+
+        ``on_checkpoint`` follows once the files are complete: here when waiting, else at a later
+        step boundary (``service_requests``)."""
+        with self.doing(ACTIVITY_CHECKPOINTING):  # the snapshot; the write goes on in the background
+            path = self.store.save(
                 step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
             )
-            self.last_checkpoint_step = self.step
-        self.dispatch("on_checkpoint", {})
-        return self.last_checkpoint_path
+        if not wait:
+            return path
+        with self.doing(ACTIVITY_CHECKPOINTING):
+            self.store.sync()
+        if not self._announce_checkpoints():  # this step was saved before: say so again
+            self.last_checkpoint_step, self.last_checkpoint_path = self.step, path
+            self.dispatch("on_checkpoint", {})
+        return path
+
+    def _announce_checkpoints(self) -> bool:
+        done = self.store.take_completed()
+        for self.last_checkpoint_step, self.last_checkpoint_path in done:
+            self.dispatch("on_checkpoint", {})
+        return bool(done)
 
     def restore(self) -> Restored | None:
         """Load the latest checkpoint: weights, optimizer, counters and params."""
@@ -204,17 +249,22 @@ class Trainer:
 
     def service_requests(self) -> None:
         """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
+        self._announce_checkpoints()
         if self.checkpoint_requested:
             self.checkpoint_requested = False
-            self.save_checkpoint()
+            self.save_checkpoint(wait=False)
         if self.evaluate_requested:
             self.evaluate_requested = False
             self.validate()
 
     def total_steps(self) -> int:
-        remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
-        total = self.step + remaining
-        return min(total, self.max_steps) if self.max_steps is not None else total
+        return self.step + steps_left(
+            training_iters=int(self.params[TRAINING_ITERS]),
+            samples_seen=self.samples_seen,
+            batch_size=self.batch_size,
+            step=self.step,
+            max_steps=self.max_steps,
+        )
 
     def target_reached(self) -> bool:
         return self.total_steps() <= self.step
@@ -240,15 +290,6 @@ class Trainer:
             raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
         logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
 
-    def train_dataset(self) -> Any:
-        """The module's dataset for the current batch size, asked for again only when that changes.
-
-        Iterating a dataset again reshuffles it, as ``fit`` does; building it anew every epoch
-        copied the arrays each time (100 ms for 100 MB, a quarter of the tiny MLP's time)."""
-        if self._train_data is None or self._train_data[0] != self.batch_size:
-            self._train_data = (self.batch_size, self.module.train_dataset(self.batch_size))
-        return self._train_data[1]
-
     def multi_step(self, dataset: Any) -> MultiStep:
         if self._multi_step is None:
             self._multi_step = MultiStep(self._step_fn("train", dataset), self.gate, self.optimizer)
@@ -270,4 +311,5 @@ class Trainer:
         dataset = make(max(EVAL_BATCH_SIZE, self.batch_size))
         if dataset is None:
             return {}
-        return run_evaluation(self._step_fn(split, dataset), dataset)
+        with self.doing(ACTIVITY_EVALUATING):
+            return run_evaluation(self._step_fn(split, dataset), dataset)

@@ -28,6 +28,13 @@ def fake_wechat(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChatServer]:
         yield server
 
 
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to fake servers on 127.0.0.1 bypass any proxy set in the environment."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
 class Inbox:
     """Collects what a backend delivers; tests wait on it, never sleep."""
 

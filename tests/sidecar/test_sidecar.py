@@ -61,8 +61,8 @@ def test_seed_commands_start_reparameterise_and_stop(sidecar, trainer: FakeTrain
         "display_step": 20,
     }
     assert "learning_rate (lr) = 0.01" in ask(chat, "参数")
-    assert ask(chat, "停止") == "Stopping at step 0 (state now finished)."
-    assert trainer.state == "finished"
+    assert ask(chat, "停止") == "Stopping at step 0 (state now stopped)."
+    assert trainer.state == "stopped"
 
 
 def test_english_forms_and_several_assignments(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
@@ -245,3 +245,19 @@ def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # t
     app.outbox.text("@img@/etc/hosts")  # even our own text cannot start with a file prefix
     assert chat.wait_for(lambda m: "/etc/hosts" in m.text, after=before).text == " @img@/etc/hosts"
     assert all(m.kind == "text" for m in chat.snapshot())
+
+
+def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.event("checkpoint_saved", path="ckpt-1")
+    trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
+    reply = ask(chat, "history")
+    assert "checkpoint_saved" in reply or "Checkpoint" in reply, reply
+
+
+def test_chat_text_is_never_echoed_back_at_length(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    long_word = "x" * 5000
+    for text in (f"lr {long_word}", f"help {long_word}", f"history {long_word}", f"set {long_word} 1"):
+        reply = ask(chat, text)
+        assert len(reply) < 400 and long_word[:100] not in reply, (text[:20], reply[:200])

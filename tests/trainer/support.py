@@ -79,7 +79,12 @@ class TrainerProcess:
         deadline = time.monotonic() + timeout_s
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            status = self.client.status()
+            try:
+                status = self.client.status()
+            except TrainerUnavailable:  # busy (importing TensorFlow, tracing) on a loaded machine
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"trainer exited: {self.log()}") from None
+                continue
             if predicate(status):
                 return status
             time.sleep(0.05)

@@ -142,7 +142,7 @@ def test_a_non_finite_step_ends_the_call_and_the_policy_acts_at_it(tmp_path: Pat
     trainer, _, _ = controlled_trainer(tmp_path, module, NonFinitePolicy("stop"), steps=20)
     with pytest.raises(NonFiniteLoss):
         trainer.fit()
-    assert trainer.step == 4 and trainer.outcome == "failed"
+    assert trainer.step == 4 and trainer.error_info is not None
 
 
 def test_xla_on_trains_and_auto_means_on_only_with_a_gpu(tmp_path: Path) -> None:
