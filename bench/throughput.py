@@ -86,7 +86,7 @@ def _trainer_process(
         idle.linger = 0
         try:
             trainer.start()
-            feeds = [FeedReader(trainer.metrics, trainer.control).start() for _ in range(readers)]
+            feeds = [FeedReader(trainer.connection()).start() for _ in range(readers)]
             if idle_sub:
                 idle.subscribe(b"")
                 idle.connect(trainer.metrics)

@@ -28,7 +28,7 @@ from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.errors import ErrorCode, ProtocolError, RequestError
 from protocol.feed_queue import FEED_QUEUE_SIZE, FeedQueue
 from protocol.security import ServerCurve
-from protocol.serving import ServerSocket, ThreadDeath, guarded_thread
+from protocol.serving import CLOSE_TIMEOUT_S, ServerSocket, SocketHandover, ThreadDeath, guarded_thread
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Publisher:
         self._last_seq = 0
         self._thread: threading.Thread | None = None
         self._server: ServerSocket | None = None
+        self._handover = SocketHandover("metrics-publisher")
 
     @property
     def last_seq(self) -> int:
@@ -110,10 +111,12 @@ class Publisher:
         self._closing.set()
         if self._thread is not None:
             self._queue.wake()
-            self._thread.join(timeout=5)
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._handover.close(self._thread, self._close_socket, CLOSE_TIMEOUT_S)
+
+    def _close_socket(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
 
     def history_handler(self, args: dict[str, Any]) -> dict[str, Any]:
         """The `history` op: data messages with seq > `since`, oldest first, at most `limit`."""
@@ -146,6 +149,12 @@ class Publisher:
         return {"session": self.session, "last_seq": last_seq, "messages": messages, "more": more}
 
     def _run(self) -> None:
+        try:
+            self._run_loop()
+        finally:
+            self._handover.thread_ended(self._close_socket)
+
+    def _run_loop(self) -> None:
         assert self._server is not None
         socket = self._server.socket
         next_heartbeat = time.monotonic()

@@ -25,7 +25,7 @@ from protocol import message as msg
 from protocol.errors import ErrorCode, ProtocolError, RequestError
 from protocol.reply_cache import ReplyCache
 from protocol.security import ServerCurve
-from protocol.serving import ServerSocket, ThreadDeath, guarded_thread
+from protocol.serving import CLOSE_TIMEOUT_S, ServerSocket, SocketHandover, ThreadDeath, guarded_thread
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class ControlServer:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: ServerSocket | None = None
+        self._handover = SocketHandover("control-server")
 
     def start(self) -> None:
         """Bind now (raises EndpointInUse or ValueError) and serve from a daemon thread."""
@@ -85,13 +86,20 @@ class ControlServer:
 
     def close(self) -> None:
         self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._handover.close(self._thread, self._close_socket, CLOSE_TIMEOUT_S)
+
+    def _close_socket(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
 
     def _serve(self) -> None:
+        try:
+            self._serve_loop()
+        finally:
+            self._handover.thread_ended(self._close_socket)
+
+    def _serve_loop(self) -> None:
         assert self._server is not None
         socket = self._server.socket
         failures = 0

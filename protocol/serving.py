@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 # Called with the thread's name and what ended it (None when it returned without being closed).
 ThreadDeath = Callable[[str, BaseException | None], None]
+# How long `close()` waits for a serving thread before leaving its socket for it to close.
+CLOSE_TIMEOUT_S = 5.0
 
 
 def guarded_thread(
@@ -45,6 +47,36 @@ def guarded_thread(
                 logger.exception("the %s thread's death handler failed", name)
 
     return run
+
+
+class SocketHandover:
+    """Who closes a serving thread's socket: `close()` when the thread stopped in time, else the
+    thread itself as it ends (a socket must never be closed under a thread still using it)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._thread_done = False
+        self._late = False
+
+    def thread_ended(self, close: Callable[[], None]) -> None:
+        """From the serving thread, last thing: close now if `close()` gave up waiting for it."""
+        with self._lock:
+            self._thread_done = True
+            late = self._late
+        if late:
+            close()
+
+    def close(self, thread: threading.Thread | None, close: Callable[[], None], timeout_s: float) -> None:
+        """From the owner: wait for `thread`, then close; if it is still busy, leave it to it."""
+        if thread is not None:
+            thread.join(timeout_s)
+        with self._lock:
+            if thread is not None and thread.is_alive() and not self._thread_done:
+                self._late = True
+                logger.warning("the %s thread is still busy; it closes its socket when it ends", self._name)
+                return
+        close()
 
 
 class ServerSocket:

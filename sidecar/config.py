@@ -1,9 +1,11 @@
 """The sidecar's configuration: one dataclass, built once in __main__ from flags and environment.
 
 Every option has an environment variable (shown in --help); a flag wins over its variable.
-Endpoints: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the --connection
-file (CHATTRAIN_CONNECTION), else the trainer's connection file for the instance when it
-exists, else protocol's default ipc endpoints for the instance.
+Endpoints and CurveZMQ keys come from protocol's connection factory (`resolve_connection`), by the
+same rules as trainctl's: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the
+--connection file (CHATTRAIN_CONNECTION) or the instance's, else the instance's default ipc
+endpoints; keys from --curve-secret-key/--curve-server-key, else the connection file, else the
+instance's key file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocol import ConnectionInfo, default_connection_file, default_endpoints
+from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from sidecar.access import AccessPolicy
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
@@ -33,8 +36,7 @@ class Config:
     wechat_base_url: str | None = None
     request_timeout_ms: int = 1500
     request_retries: int = 2
-    curve_secret_key: Path | None = None
-    curve_server_key: Path | None = None
+    curve: ClientCurve | None = None  # from protocol's connection factory, like the endpoints
     log_level: str = "INFO"
     # -- the iLink backend and the push fallback --
     ilink_base_url: str | None = None  # None: iLink's public API (sidecar/ilink_api.py)
@@ -43,6 +45,10 @@ class Config:
     ilink_per_inbound: int = 10
     push_url: str | None = None
     push_format: str = "auto"
+
+    def connection(self) -> Connection:
+        """What the control client and the feed subscriber are both made from."""
+        return Connection(self.control, self.metrics, self.curve)
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -79,13 +85,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--allow",
         action="append",
         metavar="NAME",
-        help="a contact (itchat: remark or nickname; iLink: user id) who may send commands; repeatable "
-        "(env CHATTRAIN_ALLOW, comma-separated)",
+        help="a contact who may send commands: the remark name you gave them in WeChat (never a "
+        "nickname, which anyone can choose), or id:ID; NAME=steer may also steer, NAME alone only "
+        "read (status, params, history, plot); repeatable (env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
         "--progress-interval",
         type=float,
-        default=float(env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)) or 0),
+        # A string default goes through `type` too: a bad variable is a usage error (exit 2).
+        default=env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)),
         help="seconds between progress messages at most (env CHATTRAIN_PROGRESS_INTERVAL)",
     )
     add(
@@ -96,7 +104,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add(
         "--request-timeout-ms",
         type=int,
-        default=int(env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500") or 0),
+        default=env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500"),
         help="control request timeout per attempt (env CHATTRAIN_REQUEST_TIMEOUT_MS)",
     )
     add(
@@ -112,6 +120,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CurveZMQ: the trainer's public key file (env CHATTRAIN_CURVE_SERVER_KEY)",
     )
     add(
+        "--insecure-no-curve",
+        action="store_true",
+        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
+        help="INSECURE: connect without CurveZMQ, to a trainer started so (env CHATTRAIN_INSECURE_NO_CURVE)",
+    )
+    add(
         "--log-level",
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
@@ -125,38 +139,48 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     args = parser.parse_args(argv)
     if args.progress_interval < 0:
         parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
-    if (args.curve_secret_key is None) != (args.curve_server_key is None):
-        parser.error("--curve-secret-key and --curve-server-key go together")
-    control, metrics = _endpoints(args)
-    allow = list(args.allow or [])
-    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
-        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    if args.request_timeout_ms < 1:
+        parser.error(f"--request-timeout-ms must be >= 1, got {args.request_timeout_ms}")
+    try:
+        connection = resolve_connection(
+            control=args.control,
+            metrics=args.metrics,
+            connection_file=args.connection,
+            instance=args.instance,
+            curve_secret_key=args.curve_secret_key,
+            curve_server_key=args.curve_server_key,
+            insecure_no_curve=args.insecure_no_curve,
+            environ=environ,
+        )
+    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        parser.error(str(exc))
+    allow = _allow_list(parser, args, environ)
     return Config(
         backend=args.backend,
-        control=control,
-        metrics=metrics,
+        control=connection.control,
+        metrics=connection.metrics,
         state_dir=args.state_dir,
-        allow=tuple(name.strip() for name in allow if name.strip()),
+        allow=allow,
         progress_interval_s=args.progress_interval,
         wechat_base_url=args.wechat_base_url,
         request_timeout_ms=args.request_timeout_ms,
-        curve_secret_key=args.curve_secret_key,
-        curve_server_key=args.curve_server_key,
+        curve=connection.curve,
         log_level=args.log_level.upper(),
         **_ilink_config(args, parser),
     )
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
-    connection: Path | None = args.connection
-    if connection is None and not (args.control and args.metrics):
-        candidate = default_connection_file(args.instance)
-        connection = candidate if candidate.exists() else None
-    if connection is not None and not (args.control and args.metrics):
-        info = ConnectionInfo.read(connection)
-        return args.control or info.control, args.metrics or info.metrics
-    control, metrics = default_endpoints(args.instance)
-    return args.control or control, args.metrics or metrics
+def _allow_list(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[str, ...]:
+    allow = list(args.allow or [])
+    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
+        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    try:
+        AccessPolicy(allow)  # a wrong role is a usage error now, not at login
+    except ValueError as exc:
+        parser.error(str(exc))
+    return tuple(name.strip() for name in allow if name.strip())
 
 
 # -- the iLink backend and the push fallback ---------------------------------------------------

@@ -9,7 +9,7 @@ Chatter gets None (no reply).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol import RemoteError, TrainerUnavailable
 from sidecar import render
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR_TEXT = "Internal error, see the sidecar's log."
 UNAVAILABLE_TEXT = "Trainer unavailable: it did not answer. Is it running?"
+NOT_ALLOWED_TEXT = "Only the owner can do that. You may use: status, params, history, plot, help."
 
 
 class Dispatcher:
@@ -38,13 +39,16 @@ class Dispatcher:
     def vocabulary(self) -> Vocabulary:
         return Vocabulary(self._words, self._context.link.catalog.param_words())
 
-    def handle(self, text: str) -> Reply | None:
-        """The reply to `text`, or None when it is chatter."""
+    def handle(self, text: str, may_run: Callable[[CommandSpec], bool] | None = None) -> Reply | None:
+        """The reply to `text`, or None when it is chatter; `may_run` says which commands the
+        sender's role allows (the access policy's; None: all)."""
         parsed = parse(text, self.vocabulary())
         if parsed is None:
             return None
         if isinstance(parsed, Unknown):
             return Reply(render.unknown_command(parsed.word, parsed.suggestions))
+        if may_run is not None and not may_run(self._commands[parsed.name]):
+            return Reply(NOT_ALLOWED_TEXT)
         return self.run(parsed)
 
     def run(self, parsed: Command) -> Reply:

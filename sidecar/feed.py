@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol import (
-    ControlClient,
+    Connection,
     Data,
     Gap,
     NotResponding,
@@ -279,14 +279,12 @@ class FeedThread:
     def __init__(
         self,
         make_handler: Callable[[Request], FeedHandler],
-        control_endpoint: str,
-        metrics_endpoint: str,
+        connection: Connection,
         *,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self._make_handler = make_handler
-        self._control_endpoint = control_endpoint
-        self._metrics_endpoint = metrics_endpoint
+        self._connection = connection  # one factory: the client and the feed get the same keys
         self._client_options = client_options or {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sidecar-feed", daemon=True)
@@ -301,8 +299,8 @@ class FeedThread:
 
     def _run(self) -> None:
         try:
-            client = ControlClient(self._control_endpoint, **self._client_options)
-            subscriber = Subscriber(self._metrics_endpoint, client)
+            client = self._connection.control_client(**self._client_options)
+            subscriber = self._connection.subscriber(client)
             handler = self._make_handler(client.request)
         except Exception:
             logger.exception("the trainer feed could not start: no notifications will be sent")

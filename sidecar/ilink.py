@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from sidecar.access import AccessPolicy
 from sidecar.backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, Priority, SendError
 from sidecar.ilink_api import (
     DEFAULT_BASE_URL,
@@ -57,7 +58,7 @@ class IlinkBackend(ChatBackend):
         self,
         state_dir: Path,
         *,
-        allowed_ids: Iterable[str] = (),
+        access: AccessPolicy | None = None,
         base_url: str = DEFAULT_BASE_URL,
         cdn_url: str = DEFAULT_CDN_URL,
         windows: ReplyWindows | None = None,
@@ -68,7 +69,7 @@ class IlinkBackend(ChatBackend):
         backoff_s: tuple[float, ...] = BACKOFF_S,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self.allowed_ids = frozenset(allowed_ids)
+        self.access = access or AccessPolicy()  # the sidecar's one policy: who may command
         self.windows = windows or ReplyWindows(self.state_dir)
         self.push = push
         self.cursor = UpdatesCursor(self.state_dir)
@@ -200,15 +201,18 @@ class IlinkBackend(ChatBackend):
         sender = str(message.get("from_user_id") or "")
         from_owner = sender == self.credentials.ilink_user_id
         chat = OWNER_CHAT if from_owner else sender
-        if from_owner or sender in self.allowed_ids:
-            self._inbound(sender, str(message.get("context_token") or ""))
         text = message_text(message.get("item_list") or [])
+        # iLink knows no names: the stable user id is the identity, nickname and remark stay empty.
+        incoming = IncomingText(text or "", sender, "", "", chat, from_owner=from_owner)
+        permitted = self.access.permits(incoming)
+        if permitted:
+            self._inbound(sender, str(message.get("context_token") or ""))
         try:
             if text is None:
-                if from_owner or sender in self.allowed_ids:
+                if permitted:
                     self.send_text(TEXT_ONLY, to=chat)
             else:
-                on_message(IncomingText(text, sender, sender, "", chat, from_owner=from_owner))
+                on_message(incoming)
         except Exception:
             logger.exception("handling an iLink message from %s failed", sender)
         self.cursor.handled(handled_id)

@@ -2,7 +2,7 @@
 
     trainctl status                       trainctl set lr 0.01 batch_size 256
     trainctl start --param epochs=3       trainctl watch                (Ctrl-C detaches)
-    trainctl --json history --since 100   trainctl watch --json --until-state finished,failed
+    trainctl --json history --since 100   trainctl watch --json --until-state stopped,finished,failed
 
 Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
 6 `watch --for` ended before `--until-state` was reached.

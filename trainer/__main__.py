@@ -23,11 +23,14 @@ from protocol import (
     ConnectionInfo,
     ControlServer,
     EndpointInUse,
+    KeyPair,
     Publisher,
     ServerCurve,
+    check_bind_address,
     default_connection_file,
     default_endpoints,
     new_session_id,
+    server_curve,
 )
 from trainer.config import Config, parse_config
 from trainer.control import Controller, Publish
@@ -92,14 +95,18 @@ class ControlPlaneWatch:
         return EXIT_CONTROL_PLANE_DIED
 
 
+class UsageError(Exception):
+    """A configuration the trainer cannot start with: exit 2, one line, no restart."""
+
+
 def serve(config: Config) -> int:
-    control, metrics = default_endpoints(config.instance)
-    control, metrics = config.control or control, config.metrics or metrics
+    try:
+        control, metrics, connection_file, curve, client_keys = _setup(config)
+    except UsageError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
     session = new_session_id()
     run_id = run_id_for(config.run_dir)
-    curve = None
-    if config.curve_secret is not None and config.curve_clients is not None:
-        curve = ServerCurve(config.curve_secret, config.curve_clients)
     publisher = Publisher(
         metrics,
         session=session,
@@ -137,11 +144,11 @@ def serve(config: Config) -> int:
         logger.error("%s", exc)
         publisher.close()
         return EXIT_ENDPOINT_IN_USE
-    except ValueError as exc:  # a non-loopback address without --allow-remote, a bad key file
+    except ValueError as exc:  # a non-loopback address without --allow-remote
         logger.error("%s", exc)
+        server.close()
         publisher.close()
         return EXIT_USAGE
-    connection_file = config.connection_file or default_connection_file(config.instance)
     ConnectionInfo(
         control=control,
         metrics=metrics,
@@ -150,6 +157,8 @@ def serve(config: Config) -> int:
         protocol_version=PROTOCOL_VERSION,
         server_public_key=curve.public_key() if curve else None,
         pid=os.getpid(),
+        client_public_key=client_keys.public if client_keys else None,
+        client_secret_key=client_keys.secret if client_keys else None,
     ).write(connection_file)
     install_signal_handlers(controller)
     logger.info("serving control on %s, metrics on %s (session %s)", control, metrics, session)
@@ -159,6 +168,27 @@ def serve(config: Config) -> int:
         server.close()
         publisher.close()
         _remove_if_ours(connection_file, session)
+
+
+def _setup(config: Config) -> tuple[str, str, Path, ServerCurve | None, KeyPair | None]:
+    """Endpoints, connection file and CurveZMQ keys; UsageError for what a restart cannot fix."""
+    try:
+        control, metrics = default_endpoints(config.instance)
+        connection_file = config.connection_file or default_connection_file(config.instance)
+        for endpoint in (config.control or control, config.metrics or metrics):
+            check_bind_address(endpoint, allow_remote=config.allow_remote)
+        if config.insecure_no_curve:
+            logger.warning(
+                "INSECURE: CurveZMQ is off (--insecure-no-curve): whoever can reach %s can steer this run",
+                config.control or control,
+            )
+            return config.control or control, config.metrics or metrics, connection_file, None, None
+        curve, client_keys = server_curve(
+            connection_file, secret_key_file=config.curve_secret, clients_dir=config.curve_clients
+        )
+    except (ValueError, OSError) as exc:  # a refused directory, a bad key file, a refused address
+        raise UsageError(str(exc)) from None
+    return config.control or control, config.metrics or metrics, connection_file, curve, client_keys
 
 
 def _run_session(config: Config, controller: Controller, publish: Publish) -> int:

@@ -50,6 +50,7 @@ class Config:
     allow_remote: bool = False
     curve_secret: Path | None = None
     curve_clients: Path | None = None
+    insecure_no_curve: bool = False
     history_size: int = DEFAULT_HISTORY_SIZE
     steps_per_execution: int | None = None  # None: auto
     jit_compile: str = "auto"
@@ -123,21 +124,28 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "allow_remote",
         "ALLOW_REMOTE",
         "flag",
-        "allow non-loopback tcp endpoints (use with --curve-server-secret)",
+        "allow non-loopback tcp endpoints (CurveZMQ protects them, as every endpoint)",
     ),
     (
         "--curve-server-secret",
         "curve_secret",
         "CURVE_SERVER_SECRET",
         "path",
-        "CurveZMQ: the server's secret key file (enables encryption and client keys)",
+        "CurveZMQ: the server's secret key file (default: the instance's generated key)",
     ),
     (
         "--curve-clients",
         "curve_clients",
         "CURVE_CLIENTS",
         "path",
-        "CurveZMQ: directory of the public key files of allowed clients",
+        "CurveZMQ: directory of public key files of clients admitted besides the connection file's",
+    ),
+    (
+        "--insecure-no-curve",
+        "insecure_no_curve",
+        "INSECURE_NO_CURVE",
+        "flag",
+        "INSECURE: no CurveZMQ; whoever can reach an endpoint can steer the run",
     ),
     ("--history-size", "history_size", "HISTORY_SIZE", "int", "data messages kept for `history`"),
     (
@@ -239,12 +247,19 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     interval = namespace["heartbeat_interval_s"]
     if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
         parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
-    if (namespace["curve_secret"] is None) != (namespace["curve_clients"] is None):
-        parser.error("--curve-server-secret and --curve-clients go together")
+    _check_curve(parser, namespace)
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}
     return Config(**values)
+
+
+def _check_curve(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> None:
+    clients = namespace["curve_clients"]
+    if clients is not None and str(clients).strip() == "*":
+        parser.error("--curve-clients '*' would admit any key: name a directory of public key files")
+    if namespace["insecure_no_curve"] and (clients is not None or namespace["curve_secret"] is not None):
+        parser.error("--insecure-no-curve contradicts --curve-server-secret / --curve-clients")
 
 
 def _check_params(parser: argparse.ArgumentParser, items: Sequence[str]) -> None:

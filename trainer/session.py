@@ -187,6 +187,9 @@ class Session:
             commands = [c for c in commands if c.kind != "checkpoint"]
         try:
             apply_commands(trainer, commands, trainer.step + 1)
+            if trainer.checkpoint_requested:  # no step boundary will come to announce it: wait
+                trainer.checkpoint_requested = False
+                trainer.save_checkpoint()
             trainer.service_requests()
         except Exception as exc:
             trainer.checkpoint_requested = trainer.evaluate_requested = False

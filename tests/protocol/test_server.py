@@ -366,3 +366,36 @@ def test_a_failing_loop_iteration_is_logged_and_serving_goes_on(
     wait_until(lambda: len(failures) == 2, what="two failed iterations")
     assert client(control).status() == {"n": 1}
     assert server.alive and deaths == []
+
+
+def test_close_never_pulls_the_socket_from_under_a_busy_serving_thread(
+    control: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import protocol.server
+
+    monkeypatch.setattr(protocol.server, "CLOSE_TIMEOUT_S", 0.2)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(args: dict[str, Any]) -> dict[str, Any]:
+        entered.set()
+        release.wait(10)
+        return {"done": True}
+
+    server = ControlServer(control, {"slow": slow}, session=SESSION)
+    server.start()
+    client = ControlClient(control, timeout_ms=5000, retries=0)
+    replies: list[dict[str, Any]] = []
+    asking = threading.Thread(target=lambda: replies.append(client.request("slow")))
+    asking.start()
+    try:
+        assert entered.wait(5)
+        server.close()  # the thread is inside the handler: it must keep its socket
+        release.set()
+        asking.join(10)
+        assert replies == [{"done": True}]  # the in-flight request still got its reply
+        wait_until(lambda: not server.alive, what="the serving thread to end")
+        assert server._server is None  # and it closed its socket itself as it ended
+    finally:
+        release.set()
+        client.close()
+        server.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,15 @@ if TYPE_CHECKING:
     from sidecar.wechat import WeChatBackend
 
 READY_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Default endpoints and instance keys in a private directory, not the user's shared one."""
+    path = Path(tempfile.mkdtemp(prefix="cts-", dir="/tmp"))
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.__main__ import make_backend
+from sidecar.access import AccessPolicy
 from sidecar.config import parse_config
 from sidecar.ilink import IlinkBackend
 
@@ -19,15 +20,15 @@ def test_ilink_options_come_from_the_environment_and_build_the_backend(tmp_path:
         "CHATTRAIN_ILINK_WINDOW_HOURS": "6",
         "CHATTRAIN_ILINK_PER_INBOUND": "8",
         "CHATTRAIN_PUSH_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
-        "CHATTRAIN_ALLOW": "a1@im.wechat",
+        "CHATTRAIN_ALLOW": "id:a1@im.wechat=steer",
     }
     config = parse_config([*ENDPOINTS, "--state-dir", str(tmp_path)], environ)
     assert (config.backend, config.ilink_window_s, config.ilink_per_inbound) == ("ilink", 6 * 3600.0, 8)
-    backend = make_backend(config)
+    backend = make_backend(config, AccessPolicy(config.allow))
     assert isinstance(backend, IlinkBackend)
     assert backend.windows.window_s == 6 * 3600.0 and backend.windows.per_inbound == 8
     assert backend.push is not None and backend.push.wecom
-    assert backend.allowed_ids == {"a1@im.wechat"}
+    assert backend.access.allowed_ids() == {"a1@im.wechat"}
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_a_paused_run_stays_paused_and_a_stopped_one_stays_stopped_across_restar
         second.client.resume()
         second.wait_status(lambda s: s["state"] == "running" and s["step"] > paused["step"])
         second.client.stop()
-        second.wait_status(lambda s: s["state"] == "finished")
+        second.wait_status(lambda s: s["state"] == "stopped")
         second.popen.send_signal(signal.SIGKILL)
     finally:
         second.close()

@@ -121,8 +121,10 @@ class ControlBridge(Callback):
         while True:
             commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
             apply_commands(trainer, commands, upcoming)
+            # Every poll, not only after a command: a background save that completed meanwhile is
+            # announced (last_checkpoint_step) while the run stays paused.
+            trainer.service_requests()
             if commands:
-                trainer.service_requests()
                 self._controller.set_activity(ACTIVITY_IDLE)  # a checkpoint or evaluation ended
             if self._controller.signal_stop and self._controller.state == PAUSED:
                 self._controller.fire(STOP)
