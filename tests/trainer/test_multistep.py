@@ -196,3 +196,23 @@ def test_a_step_that_raises_inside_a_call_counts_the_steps_before_it(tmp_path: P
         trainer.fit()
     assert trainer.step == 5 and trainer.samples_seen == 5 * BATCH
     assert controller.status({})["step"] == 5 and controller.state == "failed"
+
+
+def test_tensorboard_gets_each_report_at_its_step(tmp_path: Path) -> None:
+    from trainer.callbacks.tensorboard import TensorBoard
+
+    board = TensorBoard(tmp_path)
+    trainer, _, _ = controlled_trainer(tmp_path, TinyModule(synthetic=256), board, steps=16, ds=4)
+    trainer.fit()
+    board.flush()
+    seen: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                seen.setdefault(value.tag, []).append((event.step, number))
+    assert [step for step, _ in seen["train/loss"]] == [4, 8, 12, 16]
+    assert {"train/accuracy", "train/lr", "test/accuracy"} <= set(seen)
+    assert "train/eta_s" not in seen
+    assert all(lr == pytest.approx(0.001) for _, lr in seen["train/lr"])
