@@ -14,9 +14,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import overhead  # noqa: E402
 from bench import report_sections as sections  # noqa: E402
 
-GPU_COMMAND = "python bench/run_all.py --only throughput --repeats 3"
+GPU_COMMAND = "python bench/run_all.py --only throughput overhead --repeats 3"
 
 
 def _load(values: list[float] | None) -> str:
@@ -89,6 +90,7 @@ def markdown(results: dict[str, Any]) -> str:
         *machine(results),
         *_section(results, "throughput", sections.throughput, "Training throughput"),
         *_section(results, "throughput", sections.control_plane, "Cost of the control plane"),
+        *_section(results, "overhead", overhead.markdown, "Where the framework is the cost"),
         *_section(results, "control", sections.latency, "Control latency"),
         *_section(results, "feed", lambda f: sections.feed(f, t_ok), "Metrics feed"),
         *_section(results, "sidecar", sections.sidecar, "Sidecar"),
@@ -96,7 +98,7 @@ def markdown(results: dict[str, Any]) -> str:
         *gpu(results),
         "## Reproduce",
         "",
-        "`python bench/run_all.py` (the full run: about 15 min with the default 3 repetitions, 27 min "
+        "`python bench/run_all.py` (the full run: about 17 min with the default 3 repetitions, 30 min "
         "with `--repeats 6`, on 2 CPU cores; run it on a quiet machine). `--quick` for a smoke run, "
         "`--skip-quality`, `--only SECTION ...`, `--repeats N`, `--data PATH`. Each `bench/<name>.py` "
         "also runs alone; `bench/step_profile.py` splits a "

@@ -2,8 +2,9 @@
 
     python bench/run_all.py [--quick] [--repeats N] [--data PATH] [--skip-quality] [--only SECTION ...]
 
-Sections, in order: throughput (with the control-plane cost), control (latency under load), feed,
-sidecar, quality. The full run takes about 15 minutes on 2 CPU cores (27 with ``--repeats 6``);
+Sections, in order: throughput (with the control-plane cost), overhead (a tiny MLP where the
+framework is the cost), control (latency under load), feed,
+sidecar, quality. The full run takes about 17 minutes on 2 CPU cores (30 with ``--repeats 6``);
 ``--quick`` is a smoke run of a few minutes (one repetition, few steps: its figures are not for
 publishing). ``--only`` writes ``bench/results/only-<sections>.md`` / ``.json`` instead of
 BENCHMARKS.md, so a partial run (e.g. on a GPU machine) never overwrites the committed table. A
@@ -26,12 +27,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import control_latency, metrics_feed, quality, report, sidecar_bench, throughput  # noqa: E402
+from bench import (  # noqa: E402
+    control_latency,
+    metrics_feed,
+    overhead,
+    quality,
+    report,
+    sidecar_bench,
+    throughput,
+)
 from bench.harness import DEFAULT_DATA, REPO, RESULTS_DIR, machine  # noqa: E402
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("throughput", "control", "feed", "sidecar", "quality")
+SECTIONS = ("throughput", "overhead", "control", "feed", "sidecar", "quality")
 
 
 @dataclass(frozen=True)
@@ -45,15 +54,18 @@ class Plan:
     sidecar_messages: int
     quality_max_steps: int
     quality_eval_every: int
+    overhead_warmup: int
+    overhead_steps: int
 
 
-FULL = Plan(3, 20, 200, 300, 20, quality.DEFAULT_MAX_STEPS, 100)
-QUICK = Plan(1, 10, 30, 50, 5, 200, 100)
+FULL = Plan(3, 20, 200, 300, 20, quality.DEFAULT_MAX_STEPS, 100, 128, 1536)
+QUICK = Plan(1, 10, 30, 50, 5, 200, 100, 64, 256)
 
 
 def section_runners(plan: Plan, data: str) -> dict[str, Callable[[], dict[str, Any]]]:
     return {
         "throughput": lambda: throughput.run(data, plan.timed_steps, plan.warmup_steps, plan.repeats),
+        "overhead": lambda: overhead.run(plan.overhead_steps, plan.overhead_warmup, plan.repeats),
         "control": lambda: control_latency.run(data, plan.control_requests, plan.repeats),
         "feed": lambda: metrics_feed.run(plan.repeats),
         "sidecar": lambda: sidecar_bench.run(data, plan.sidecar_messages, plan.repeats),

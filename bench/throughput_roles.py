@@ -216,9 +216,12 @@ def _stop_readers(readers: subprocess.Popen[str] | None) -> dict[str, Any] | Non
 
 def read_feed(workdir: str) -> dict[str, Any]:
     """The ``readers`` role: FEED_READERS Subscribers on the in-process trainer until stdin closes."""
-    endpoints = (f"ipc://{workdir}/metrics", f"ipc://{workdir}/control")
+    from protocol.connect import Connection
+
+    # The in-process control plane (``_control_plane``) serves without CurveZMQ.
+    connection = Connection(f"ipc://{workdir}/control", f"ipc://{workdir}/metrics", curve=None)
     began_cpu, began = time.process_time(), time.monotonic()
-    readers = [FeedReader(*endpoints).start() for _ in range(FEED_READERS)]
+    readers = [FeedReader(connection).start() for _ in range(FEED_READERS)]
     sys.stdin.read()
     for reader in readers:
         reader.close()

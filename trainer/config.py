@@ -20,6 +20,7 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
 DEFAULT_CHECKPOINT_EVERY_S = 60.0
 DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
+JIT_CHOICES = ("auto", "on", "off")
 DEFAULT_HISTORY_SIZE = 10_000
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -51,6 +52,8 @@ class Config:
     curve_clients: Path | None = None
     insecure_no_curve: bool = False
     history_size: int = DEFAULT_HISTORY_SIZE
+    steps_per_execution: int | None = None  # None: auto
+    jit_compile: str = "auto"
 
 
 # (flag, dest, env name, type, help); type "flag" is a boolean switch, "list" repeats.
@@ -145,9 +148,43 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "INSECURE: no CurveZMQ; whoever can reach an endpoint can steer the run",
     ),
     ("--history-size", "history_size", "HISTORY_SIZE", "int", "data messages kept for `history`"),
+    (
+        "--steps-per-execution",
+        "steps_per_execution",
+        "STEPS_PER_EXECUTION",
+        "spe",
+        "training steps per compiled call: N >= 1 or auto (default auto)",
+    ),
+    (
+        "--jit-compile",
+        "jit_compile",
+        "JIT_COMPILE",
+        "str",
+        "XLA for the train step: auto (on when a GPU is visible), on, off",
+    ),
     ("--log-level", "log_level", "LOG_LEVEL", "str", "logging level"),
 )
-_CONVERT: dict[str, Any] = {"str": str, "path": Path, "int": int, "float": float}
+
+
+def steps_per_execution(raw: str) -> int | None:
+    """``auto`` (None) or a positive count."""
+    if raw.strip().lower() == "auto":
+        return None
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"steps per execution must be >= 1 or auto, got {raw!r}")
+    return value
+
+
+steps_per_execution.__name__ = "steps-per-execution"  # argparse: "invalid steps-per-execution value"
+_CONVERT: dict[str, Any] = {
+    "str": str,
+    "path": Path,
+    "int": int,
+    "float": float,
+    "spe": steps_per_execution,
+}
+_CHOICES = {"on_nonfinite": NONFINITE_POLICIES, "jit_compile": JIT_CHOICES}
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -167,7 +204,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             parser.set_defaults(**{f"_env_{dest}": items})
         else:
             convert = _CONVERT[kind]
-            choices = NONFINITE_POLICIES if dest == "on_nonfinite" else None
+            choices = _CHOICES.get(dest)
             parser.add_argument(
                 flag,
                 dest=dest,

@@ -7,8 +7,10 @@ Threads: the protocol's server thread calls the handlers (``Controller.handlers(
 take one lock, validate, fire a state-machine event (``trainer.lifecycle``) or record a pending
 command, and read the ``Progress`` snapshot the training loop replaces at each step. The training
 loop (main thread) drains the pending commands (coalesced: ``trainer.commands``) at step
-boundaries with ``take_commands``. Because a command recorded after a drain is seen at the next one, the
-controller knows at which step it applies, and says so in the reply.
+boundaries with ``take_commands``. Because a command recorded after a drain is seen at the next one,
+the controller knows at which step it applies, and says so in the reply. When the loop runs
+several steps per compiled call it sets ``gate``: a handler closes it, which ends the call after
+the step in flight and tells which step that is (``trainer.multistep``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
 from trainer.commands import Command, PendingCommands
@@ -54,6 +56,16 @@ NOT_CHECKPOINTED_WHEN_FAILED = (
 )
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+
+class Gate(Protocol):
+    """What the graph reads before every step (``trainer.multistep.StepGate``)."""
+
+    def close(self) -> int:
+        """No step is claimed after this; returns the last step that was."""
+        ...
+
+    def reopen(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,8 @@ class Controller:
         # Set from a signal handler, so a plain attribute: taking the lock there could deadlock.
         self.signal_stop = False
         self.last_seq: Callable[[], int] = lambda: 0
+        # Set by the loop when it runs several steps per call: where a command applies comes from it.
+        self.gate: Gate | None = None
 
     # ----- handlers (server thread) -----
 
@@ -164,7 +178,7 @@ class Controller:
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
-            at_step = self._apply_step - 1
+            at_step = self._last_step_locked()
             if self._state in (RUNNING, PAUSED):
                 self._fire_locked(STOP)
                 return {"state": self._state, "at_step": at_step, "already": False}
@@ -225,6 +239,8 @@ class Controller:
                 self._cond.wait(timeout_s)
             taken = self._pending.drain()
             self._apply_step = next_step
+            if self.gate is not None:
+                self.gate.reopen()  # under the lock: a command is drained here or closes the next call
             self._activity_progress = time.monotonic()
             return taken
 
@@ -285,7 +301,7 @@ class Controller:
 
     def _toggle(self, event: str, *, target: str) -> dict[str, Any]:
         with self._cond:
-            at_step = self._apply_step - 1
+            at_step = self._last_step_locked()
             if self._state == target:
                 return {"state": self._state, "at_step": at_step, "already": True}
             try:
@@ -302,12 +318,16 @@ class Controller:
                 raise RequestError(ErrorCode.INVALID_STATE, NOT_CHECKPOINTED_WHEN_FAILED)
             self._pending.schedule(kind)
             self._cond.notify_all()
-            return {"scheduled_at_step": self._apply_step - 1}
+            return {"scheduled_at_step": self._last_step_locked()}
 
     def _record_params_locked(self, values: Mapping[str, Any]) -> None:
         self._pending.set_params(values)
         self._params = {**self._params, **values}
         self._cond.notify_all()
+
+    def _last_step_locked(self) -> int:
+        """The last step that runs before the loop sees a command recorded now."""
+        return self.gate.close() if self.gate is not None else self._apply_step - 1
 
     def _check_budget_locked(self, params: Mapping[str, Any]) -> None:
         reason = self._budget_refusal_locked(params)
@@ -329,10 +349,11 @@ class Controller:
     def _applies_at_locked(self, applies: str) -> int | None:
         if self._state == LOADING:
             return None  # applies when loaded: a restored run resumes at a step not known yet
+        first = self._last_step_locked() + 1
         if applies == "next_epoch" and self._state in (RUNNING, PAUSED, STOPPING):
             nxt = self._progress.next_epoch_step
-            return max(self._apply_step, nxt) if nxt is not None else self._apply_step
-        return self._apply_step
+            return max(first, nxt) if nxt is not None else first
+        return first
 
     def _spec(self, name: str) -> ParamSpec:
         return next(s for s in self._specs if s.name == name)

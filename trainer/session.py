@@ -118,6 +118,8 @@ class Session:
             callbacks=[self.intent, *build_callbacks(config, self.controller, self.publish)],
             run_dir=config.run_dir,
             max_steps=config.max_steps,
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=config.jit_compile,
         )
         trainer.restore()
         if config.params:

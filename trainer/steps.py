@@ -4,7 +4,8 @@ The train step applies the update only when the loss and the gradients are finit
 inside the graph), so a non-finite step never touches the weights whatever the policy; the
 policy (stop / skip / rollback) is then the host's decision. The input signature has an unknown
 batch dimension, so a new batch size never retraces; the learning rate is an optimizer variable,
-so changing it never retraces either.
+so changing it never retraces either. ``trainer.multistep`` runs several of these train steps per
+call.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def relaxed_signature(element_spec: Any) -> Any:
     return tf.nest.map_structure(relax, element_spec)
 
 
-def compile_train_step(module: Module, optimizer: keras.optimizers.Optimizer, element_spec: Any) -> StepFn:
+def compile_train_step(
+    module: Module, optimizer: keras.optimizers.Optimizer, element_spec: Any, *, jit_compile: bool = False
+) -> StepFn:
+    """One update; ``jit_compile`` compiles it with XLA (the loop around it, ``MultiStep``, is not:
+    the gate's critical section and the iterator stay outside the cluster, as in Keras)."""
+
     def train_step(batch: Any) -> dict[str, tf.Tensor]:
         variables = module.trainable_variables
         with tf.GradientTape() as tape:
@@ -50,7 +56,8 @@ def compile_train_step(module: Module, optimizer: keras.optimizers.Optimizer, el
         outputs[FINITE_OUTPUT] = tf.cond(finite, apply, lambda: tf.constant(False))
         return outputs
 
-    compiled: StepFn = tf.function(train_step, input_signature=[relaxed_signature(element_spec)])
+    signature = [relaxed_signature(element_spec)]
+    compiled: StepFn = tf.function(train_step, input_signature=signature, jit_compile=jit_compile)
     return compiled
 
 

@@ -8,14 +8,18 @@ Hook order (pseudocode)::
         while not done:                   # done: should_stop, training_iters or max_steps reached
             batch_size = params.batch_size    # a new batch size takes effect here
             on_epoch_start
-            for batch in train_dataset(batch_size):
-                logs = train_step(batch)      # tf.function; a non-finite update is never applied
-                                              # (the first call traces: on_activity "tracing")
-                on_step_end(logs)             # control drains commands here (and holds on pause)
-                raise failure if a callback set one      # -> on_exception
-                restore the last checkpoint if rollback_requested
-                if step % display_step == 0: on_report(logs + accuracy, lr)
-                service_requests():           # each at most once per boundary
+            while the epoch has batches and not done:   # trainer.loop
+                rows = K steps in one compiled call   # trainer.multistep: stops early at a closed
+                                                      # gate, a non-finite step, a step limit
+                                                      # (the first call traces: on_activity "tracing")
+                for each step in rows:
+                    on_step_end(logs)             # one point per step, from the call's one read
+                    raise failure if a callback set one      # -> on_exception
+                    restore the last checkpoint if rollback_requested
+                    if step % display_step == 0: on_report(logs + accuracy, lr)
+                on_boundary                       # control drains commands here (and holds on pause)
+                raise failure if a callback set one
+                service_requests():               # each at most once per boundary
                     on_checkpoint for each save whose files are now complete
                     checkpoint_requested -> snapshot, written in the background
                     evaluate_requested -> validate -> on_validation_end
@@ -37,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,16 +53,16 @@ from trainer.lifecycle import (
     ACTIVITY_EVALUATING,
     ACTIVITY_IDLE,
     ACTIVITY_STEP,
-    ACTIVITY_TRACING,
     steps_left,
 )
+from trainer.loop import run_epoch
 from trainer.module import Module
-from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
-from trainer.steps import FINITE_OUTPUT, StepFn, compile_eval_step, compile_train_step, run_evaluation
+from trainer.multistep import CallSizer, MultiStep, StepGate, resolve_jit
+from trainer.params import BATCH_SIZE, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
+from trainer.steps import StepFn, compile_eval_step, compile_train_step, run_evaluation
 
 logger = logging.getLogger(__name__)
 
-RATE_SMOOTHING = 0.2
 EVAL_BATCH_SIZE = 500
 DEFAULT_RUN_DIR = Path("runs/default")
 
@@ -75,7 +78,13 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         run_dir: str | Path = DEFAULT_RUN_DIR,
         max_steps: int | None = None,
+        steps_per_execution: int | None = 1,
+        jit_compile: str = "auto",
     ) -> None:
+        """``steps_per_execution``: steps per compiled call, None for auto (``trainer.multistep``);
+        ``jit_compile``: ``auto`` (XLA when a GPU is visible), ``on`` or ``off``."""
+        self.sizer = CallSizer(steps_per_execution)
+        self.jit_compile = resolve_jit(jit_compile)
         module.setup()
         self.module = module
         self.specs = tuple(module.param_specs())
@@ -103,7 +112,8 @@ class Trainer:
         self.activity = ACTIVITY_IDLE
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
-        self._untraced: set[str] = set()
+        self._multi_step: MultiStep | None = None
+        self.gate = StepGate()  # closed by the control handlers (``Controller.gate``)
         self._reset_flags()
 
     def _reset_flags(self) -> None:
@@ -120,15 +130,16 @@ class Trainer:
         self._reset_flags()
         self.error_info, self.in_fit = None, True
         try:
+            self.gate.sync(self.step)
             with self.doing(ACTIVITY_STEP):
-                self._dispatch("on_train_start", {})
+                self.dispatch("on_train_start", {})
                 self.service_requests()
                 while not self.done():
                     self._run_epoch()
                 ending = self.ending()
                 self.save_checkpoint()
                 test_logs = self.test()
-                self._dispatch("on_train_end", test_logs)
+                self.dispatch("on_train_end", test_logs)
             return ending
         except Exception as exc:
             self.error_info = describe_error(exc)
@@ -136,7 +147,7 @@ class Trainer:
             self._announce_checkpoints()
             error = self.error_info
             logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
-            self._dispatch("on_exception", {})
+            self.dispatch("on_exception", {})
             raise
         finally:
             self.in_fit = False
@@ -149,21 +160,21 @@ class Trainer:
     def doing(self, activity: str) -> Iterator[None]:
         """``trainer.activity`` is ``activity`` inside, the previous one after (``on_activity``)."""
         previous, self.activity = self.activity, activity
-        self._dispatch("on_activity", {})
+        self.dispatch("on_activity", {})
         try:
             yield
         finally:
             self.activity = previous
-            self._dispatch("on_activity", {})
+            self.dispatch("on_activity", {})
 
     def test(self) -> dict[str, float]:
         logs = self._evaluate("test")
-        self._dispatch("on_test_end", logs)
+        self.dispatch("on_test_end", logs)
         return logs
 
     def validate(self) -> dict[str, float]:
         logs = self._evaluate("val")
-        self._dispatch("on_validation_end", logs)
+        self.dispatch("on_validation_end", logs)
         return logs
 
     def save_checkpoint(self, *, wait: bool = True) -> str:
@@ -181,13 +192,13 @@ class Trainer:
             self.store.sync()
         if not self._announce_checkpoints():  # this step was saved before: say so again
             self.last_checkpoint_step, self.last_checkpoint_path = self.step, path
-            self._dispatch("on_checkpoint", {})
+            self.dispatch("on_checkpoint", {})
         return path
 
     def _announce_checkpoints(self) -> bool:
         done = self.store.take_completed()
         for self.last_checkpoint_step, self.last_checkpoint_path in done:
-            self._dispatch("on_checkpoint", {})
+            self.dispatch("on_checkpoint", {})
         return bool(done)
 
     def restore(self) -> Restored | None:
@@ -203,6 +214,7 @@ class Trainer:
         if changed:
             self.set_params(changed, at_step=self.step + 1, reason="restored")
         self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self.gate.sync(self.step)
         return restored
 
     def set_params(
@@ -233,7 +245,7 @@ class Trainer:
             )
             self.params[name] = new
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-        self._dispatch("on_params_changed", numeric)
+        self.dispatch("on_params_changed", numeric)
 
     def service_requests(self) -> None:
         """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
@@ -265,79 +277,30 @@ class Trainer:
 
     # ----- internals -----
 
-    def _dispatch(self, hook: str, logs: Logs) -> None:
+    def dispatch(self, hook: str, logs: Logs) -> None:
         dispatch(self.callbacks, hook, self, logs)
 
     def _run_epoch(self) -> None:
-        self.batch_size = int(self.params[BATCH_SIZE])
-        self.module.epoch = self.epoch  # seeds this epoch's shuffle
-        dataset = self.module.train_dataset(self.batch_size)
-        train_step = self._step_fn("train", dataset)
-        cardinality = int(dataset.cardinality().numpy())
-        self.next_epoch_step = self.step + cardinality + 1 if cardinality > 0 else None
-        self._dispatch("on_epoch_start", {})
-        ran, ended_early = 0, False
-        started = time.perf_counter()
-        for batch in dataset:
-            logs = self._run_step(train_step, batch, started)
-            ran += 1
-            self._after_step(logs)
-            started = time.perf_counter()
-            if self.done():
-                ended_early = ran != cardinality
-                break
-        if ran == 0:
-            raise ValueError(f"the training dataset yielded no batch (batch_size={self.batch_size})")
-        if not ended_early:
-            self.epoch += 1  # ``epoch`` counts completed passes over the training data
-        self._dispatch("on_epoch_end", {})
+        run_epoch(self)
 
-    def _run_step(self, train_step: StepFn, batch: Any, started: float) -> dict[str, float]:
-        if "train" in self._untraced:
-            with self.doing(ACTIVITY_TRACING):
-                outputs = train_step(batch)
-            self._untraced.discard("train")
-        else:
-            outputs = train_step(batch)
-        logs = {name: float(value) for name, value in outputs.items()}  # the one host sync
-        # Whether the update was applied is the loop's business, not a metric to publish.
-        self.last_step_finite = bool(logs.pop(FINITE_OUTPUT, 1.0))
-        self.step += 1
-        self.samples_seen += self.batch_size
-        rate = 1.0 / max(time.perf_counter() - started, 1e-9)
-        self.steps_per_s = (
-            rate
-            if self.steps_per_s == 0
-            else ((1 - RATE_SMOOTHING) * self.steps_per_s + RATE_SMOOTHING * rate)
-        )
-        remaining = self.total_steps() - self.step
-        logs["steps_per_s"] = self.steps_per_s
-        logs["eta_s"] = remaining / self.steps_per_s
-        return logs
-
-    def _after_step(self, logs: dict[str, float]) -> None:
-        self._dispatch("on_step_end", logs)
-        if self.failure is not None:
-            raise self.failure
-        if self.rollback_requested:
-            self.rollback_requested = False
-            self._rollback()
-        if self.step % int(self.params[DISPLAY_STEP]) == 0:
-            self._dispatch("on_report", {**logs, "lr": self.learning_rate()})
-        self.service_requests()
-
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
+        """Restore the last checkpoint after a non-finite step (``NonFinitePolicy`` asked)."""
         restored = self.restore()
         if restored is None:
             raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
         logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
 
+    def multi_step(self, dataset: Any) -> MultiStep:
+        if self._multi_step is None:
+            self._multi_step = MultiStep(self._step_fn("train", dataset), self.gate, self.optimizer)
+        return self._multi_step
+
     def _step_fn(self, kind: str, dataset: Any) -> StepFn:
         if kind not in self._compiled:
             spec = dataset.element_spec
             if kind == "train":
-                self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec)
-                self._untraced.add(kind)
+                jit = self.jit_compile
+                self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec, jit_compile=jit)
             else:
                 step = self.module.validation_step if kind == "val" else self.module.test_step
                 self._compiled[kind] = compile_eval_step(step, spec)

@@ -63,7 +63,8 @@ def test_a_stop_ends_in_the_stopped_state_with_a_final_stopped_event(tmp_path: P
     assert trainer.fit() == "stopped"
     assert controller.state == "stopped" and controller.status({})["state"] == "stopped"
     final = [body for topic, body in published if topic in ("event.stopped", "event.finished")]
-    assert [(body["event"], body["state"], body["step"]) for body in final] == [("stopped", "stopped", 4)]
+    # Sent between steps 3 and 4 (the loop is on the host): step 4 never starts.
+    assert [(body["event"], body["state"], body["step"]) for body in final] == [("stopped", "stopped", 3)]
     states = [body["state"] for topic, body in published if topic == "event.state"]
     assert states == ["running", "stopping", "stopped"]
 
@@ -130,8 +131,8 @@ def test_a_flood_of_set_params_reaches_the_loop_as_one_change_per_boundary(tmp_p
             controller.set_params({"params": {"lr": 0.002 if index % 2 else 0.003}})
         controller.set_params({"params": {"ds": 2}})  # the value in use: no change at all
 
-    trainer.callbacks.append(Actions(controller, {2: flood}))  # after the drain for step 3
+    trainer.callbacks.append(Actions(controller, {2: flood}))  # between steps 2 and 3
     assert trainer.fit() == "finished"
     changes = [body for topic, body in published if topic == "event.param_changed"]
-    assert [(c["name"], c["new"], c["applies_at_step"]) for c in changes] == [("learning_rate", 0.002, 4)]
+    assert [(c["name"], c["new"], c["applies_at_step"]) for c in changes] == [("learning_rate", 0.002, 3)]
     assert trainer.learning_rate() == pytest.approx(0.002)

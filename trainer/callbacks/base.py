@@ -1,6 +1,6 @@
 """The callback base: every hook a no-op with one signature ``(self, trainer, logs)``.
 
-``logs`` holds plain Python floats only (converted once by the trainer before any callback sees it);
+``logs`` holds plain Python floats only (read once per compiled call before any callback sees it);
 step, epoch, params and error details are read from the trainer. Callbacks act by setting flags on
 the trainer (``should_stop``, ``checkpoint_requested``, ``evaluate_requested``,
 ``rollback_requested``, ``failure``), never by raising. The hook order is written in
@@ -26,6 +26,7 @@ HOOKS = (
     "on_epoch_start",
     "on_epoch_end",
     "on_step_end",
+    "on_boundary",
     "on_report",
     "on_validation_end",
     "on_test_end",
@@ -54,6 +55,9 @@ class Callback:
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
         """After every step: loss, finite, steps_per_s, eta_s (a step boundary)."""
 
+    def on_boundary(self, trainer: Trainer, logs: Logs) -> None:
+        """After the steps of one compiled call, the loop back on the host (``logs`` empty)."""
+
     def on_report(self, trainer: Trainer, logs: Logs) -> None:
         """Every ``display_step`` steps: the step logs plus accuracy etc and lr."""
 
@@ -74,6 +78,14 @@ class Callback:
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
         """The run failed; ``trainer.error_info`` says why (the checkpoint on disk is kept)."""
+
+    def next_boundary(self, trainer: Trainer) -> int | None:
+        """The step after which this callback needs the loop on the host (None: no need).
+
+        Several steps run per compiled call; ``on_step_end`` replays them afterwards, so a flag set
+        there is acted on at the call's end. A callback that must act at an exact step (a
+        checkpoint every N steps) says which one here, and the call ends there."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -40,6 +40,11 @@ class PeriodicCheckpoint(Callback):
         if acknowledged and not trainer.in_fit:
             trainer.store.save_params(trainer.params)
 
+    def next_boundary(self, trainer: Trainer) -> int | None:
+        if self.every_steps <= 0:
+            return None
+        return (trainer.step // self.every_steps + 1) * self.every_steps
+
     def due(self, step: int, now: float) -> bool:
         by_steps = self.every_steps > 0 and step % self.every_steps == 0
         by_time = self.every_s > 0 and now - self._last_time >= self.every_s

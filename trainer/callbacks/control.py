@@ -45,8 +45,10 @@ class ControlBridge(Callback):
     def __init__(self, controller: Controller, publish: Publish) -> None:
         self._controller = controller
         self._publish = publish
+        self._last_loss = float("nan")
 
     def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.gate = trainer.gate  # handlers close it: the graph ends its call
         self._push_progress(trainer, {})
         self._boundary(trainer)
 
@@ -54,7 +56,10 @@ class ControlBridge(Callback):
         self._controller.update_progress(epoch=trainer.epoch, next_epoch_step=trainer.next_epoch_step)
 
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
-        self._push_progress(trainer, {"loss": logs.get("loss", float("nan"))})
+        self._last_loss = logs.get("loss", float("nan"))
+
+    def on_boundary(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {"loss": self._last_loss})
         self._boundary(trainer)
 
     def on_report(self, trainer: Trainer, logs: Logs) -> None:
@@ -80,6 +85,7 @@ class ControlBridge(Callback):
         self._controller.fire(FINISH if trainer.ending() == "finished" else END_EARLY)
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+        self._push_progress(trainer, {})  # the steps of a failed call ran, unreplayed
         self._controller.fire(FAIL, error=trainer.error_info)
 
     def _push_progress(self, trainer: Trainer, metrics: Logs) -> None:

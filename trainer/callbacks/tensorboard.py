@@ -35,6 +35,7 @@ class TensorBoard(Callback):
         self.log_dir = Path(run_dir) / "tensorboard"
         self._writer: Any = None
         self._metadata = _scalar_metadata()
+        self._writes: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.enabled = True
 
     def _scalars(self, trainer: Trainer, prefix: str, logs: Logs) -> None:
@@ -43,15 +44,26 @@ class TensorBoard(Callback):
         try:
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(str(self.log_dir))
-            with self._writer.as_default(step=trainer.step):
-                for name, value in logs.items():
-                    if name not in SKIPPED:
-                        tf.summary.write(
-                            f"{prefix}/{name}", tf.constant(value, tf.float32), metadata=self._metadata
-                        )
+            names = tuple(name for name in logs if name not in SKIPPED)
+            values = tf.constant([logs[name] for name in names], tf.float32)
+            self._write_fn(prefix, names)(values, tf.constant(trainer.step, tf.int64))
         except Exception as exc:  # noqa: BLE001 (a side channel must not fail the run)
             logger.warning("TensorBoard logging disabled: %s: %s", type(exc).__name__, exc)
             self.enabled = False
+
+    def _write_fn(self, prefix: str, names: tuple[str, ...]) -> Any:
+        """One compiled write per set of names: eager writes cost ~4 ms a report (a scalar each)."""
+        key = (prefix, names)
+        if key not in self._writes:
+            tags = [f"{prefix}/{name}" for name in names]
+
+            def write(values: tf.Tensor, step: tf.Tensor) -> None:
+                with self._writer.as_default(step=step):
+                    for index, tag in enumerate(tags):
+                        tf.summary.write(tag, values[index], metadata=self._metadata)
+
+            self._writes[key] = tf.function(write)
+        return self._writes[key]
 
     def on_report(self, trainer: Trainer, logs: Logs) -> None:
         self._scalars(trainer, "train", logs)

@@ -1,0 +1,132 @@
+"""The host side of an epoch: compiled calls of several steps, then the per-step hooks replayed.
+
+Per call (``trainer.multistep`` says what the graph does)::
+
+    limit = min(end of run, end of epoch if its length is known, earliest Callback.next_boundary)
+    rows = call(iterator, k, limit)           # one host read per call
+    for each row (one step):                   # trainer.step is that step's number here
+        on_step_end(logs)                      # loss, accuracy, ..., steps_per_s, eta_s
+        failure -> raise; rollback if requested
+        if step % display_step == 0: on_report(logs + lr)
+    on_boundary                                # control drains commands here, holds on pause
+    failure -> raise; service_requests()
+
+The hooks' ``logs`` are plain floats from that one read; a flag a callback sets while the rows
+are replayed takes effect at the boundary (the steps in the rows have run already).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from trainer.lifecycle import ACTIVITY_TRACING
+from trainer.multistep import LR_OUTPUT, MultiStep
+from trainer.params import BATCH_SIZE, DISPLAY_STEP
+from trainer.steps import FINITE_OUTPUT
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+RATE_SMOOTHING = 0.2  # per step
+
+
+def run_epoch(trainer: Trainer) -> None:
+    trainer.batch_size = int(trainer.params[BATCH_SIZE])
+    trainer.module.epoch = trainer.epoch  # seeds this epoch's shuffle
+    dataset = trainer.module.train_dataset(trainer.batch_size)
+    call = trainer.multi_step(dataset)
+    cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
+    trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
+    trainer.dispatch("on_epoch_start", {})
+    call.exhausted.assign(False)
+    iterator = iter(dataset)
+    ran, ran_out = 0, False
+    while not trainer.done() and not ran_out:
+        remaining = cardinality - ran if cardinality > 0 else None
+        steps, ran_out = run_call(trainer, call, iterator, remaining)
+        ran += steps
+        ran_out = ran_out or (cardinality > 0 and ran >= cardinality)
+    if ran == 0 and ran_out:
+        raise ValueError(f"the training dataset yielded no batch (batch_size={trainer.batch_size})")
+    if ran_out:
+        trainer.epoch += 1  # ``epoch`` counts completed passes over the training data
+    trainer.dispatch("on_epoch_end", {})
+
+
+def call_limit(trainer: Trainer, remaining: int | None) -> int:
+    """The last step this call may run."""
+    limits = [trainer.total_steps()]
+    if remaining is not None:
+        limits.append(trainer.step + remaining)
+    for callback in trainer.callbacks:
+        wanted = callback.next_boundary(trainer)
+        if wanted is not None:
+            limits.append(max(wanted, trainer.step + 1))
+    return min(limits)
+
+
+def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | None) -> tuple[int, bool]:
+    """One compiled call and its hooks; returns (steps run, whether the data ran out)."""
+    k = trainer.sizer.next_k()
+    traced = call.tracing_count()
+    started = time.perf_counter()
+    try:
+        if traced == 0:
+            with trainer.doing(ACTIVITY_TRACING):
+                rows = call(iterator, k, call_limit(trainer, remaining))
+        else:
+            rows = call(iterator, k, call_limit(trainer, remaining))
+    except Exception:
+        trainer.gate.abandon()
+        _count_finished_steps(trainer)
+        raise
+    seconds = time.perf_counter() - started
+    steps = len(rows)
+    trainer.sizer.observe(steps, seconds, traced=call.tracing_count() != traced)
+    ran_out = remaining is None and steps < k and call.ran_out()  # read only when it ended early
+    replay(trainer, rows, call.names, seconds)
+    trainer.dispatch("on_boundary", {})
+    if trainer.failure is not None:
+        raise trainer.failure
+    trainer.service_requests()
+    return steps, ran_out
+
+
+def _count_finished_steps(trainer: Trainer) -> None:
+    """A step failed inside a call: the steps before it ran (their rows are lost with the call)."""
+    finished = max(0, int(trainer.gate.count.numpy()) - 1 - trainer.step)  # the failed one was claimed
+    trainer.step += finished
+    trainer.samples_seen += finished * trainer.batch_size
+
+
+def replay(trainer: Trainer, rows: Any, names: list[str], seconds: float) -> None:
+    if len(rows) == 0:
+        return
+    rate = len(rows) / max(seconds, 1e-9)
+    for row in rows.tolist():
+        logs = dict(zip(names, row, strict=True))
+        trainer.last_step_finite = bool(logs.pop(FINITE_OUTPUT))
+        lr = logs.pop(LR_OUTPUT)
+        trainer.step += 1
+        trainer.samples_seen += trainer.batch_size
+        trainer.steps_per_s = rate if trainer.steps_per_s == 0 else _smooth(trainer.steps_per_s, rate)
+        logs["steps_per_s"] = trainer.steps_per_s
+        logs["eta_s"] = (trainer.total_steps() - trainer.step) / trainer.steps_per_s
+        after_step(trainer, logs, lr)
+
+
+def _smooth(previous: float, rate: float) -> float:
+    return (1 - RATE_SMOOTHING) * previous + RATE_SMOOTHING * rate
+
+
+def after_step(trainer: Trainer, logs: dict[str, float], lr: float) -> None:
+    trainer.dispatch("on_step_end", logs)
+    if trainer.failure is not None:
+        raise trainer.failure
+    if trainer.rollback_requested:
+        trainer.rollback_requested = False
+        trainer.rollback()
+    if trainer.step % int(trainer.params[DISPLAY_STEP]) == 0:
+        trainer.dispatch("on_report", {**logs, "lr": lr if math.isfinite(lr) else trainer.learning_rate()})
