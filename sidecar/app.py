@@ -21,6 +21,7 @@ from sidecar.config import Config
 from sidecar.cursor import CursorStore
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, Dispatcher
 from sidecar.feed import FeedHandler, FeedThread
+from sidecar.i18n import LanguagePreference
 from sidecar.link import Catalog, Request, TrainerLink
 from sidecar.outbox import Outbox
 from sidecar.series import MetricSeries
@@ -51,8 +52,9 @@ class Sidecar:
             curve=curve,
         )
         self.link = TrainerLink(client, self.catalog)
-        context = CommandContext(self.link, self.series, config.state_dir)
-        self.dispatcher = Dispatcher(COMMANDS, context)
+        self.language = LanguagePreference(config.language)
+        self.context = CommandContext(self.link, self.series, config.state_dir)
+        self.dispatcher = Dispatcher(COMMANDS, self.context, self.language)
         feed_options: dict[str, Any] = {
             "timeout_ms": min(config.request_timeout_ms, FEED_REQUEST_TIMEOUT_MS),
             "retries": FEED_REQUEST_RETRIES,
@@ -71,6 +73,8 @@ class Sidecar:
             cursors=CursorStore(self.config.state_dir),
             progress_interval_s=self.config.progress_interval_s,
             clock=self._clock,
+            language=self.language.current,
+            own_changes=self.context.own_changes,
         )
 
     def start(self) -> None:

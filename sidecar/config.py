@@ -34,6 +34,7 @@ class Config:
     curve_secret_key: Path | None = None
     curve_server_key: Path | None = None
     log_level: str = "INFO"
+    language: str = "auto"
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -102,6 +103,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CurveZMQ: the trainer's public key file (env CHATTRAIN_CURVE_SERVER_KEY)",
     )
     add(
+        "--language",
+        choices=("auto", "zh", "en"),
+        default=env("CHATTRAIN_LANGUAGE", "auto"),
+        help="reply language: auto follows each command's language (env CHATTRAIN_LANGUAGE)",
+    )
+    add(
         "--log-level",
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
@@ -132,6 +139,7 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         curve_secret_key=args.curve_secret_key,
         curve_server_key=args.curve_server_key,
         log_level=args.log_level.upper(),
+        language=args.language,
     )
 
 

@@ -119,9 +119,9 @@ def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
             lines = []
             while time.monotonic() < deadline:
                 lines.append(process.stdout.readline())
-                if lines[-1].startswith("Starting at step 0"):
+                if lines[-1].startswith("开始训练（第 0 步"):
                     break
-            assert lines[-1].startswith("Starting at step 0"), lines
+            assert lines[-1].startswith("开始训练（第 0 步"), lines
             process.stdin.close()  # EOF: the sidecar exits
             assert process.wait(CLI_TIMEOUT_S) == 0
             assert trainer.state == "running"
