@@ -105,6 +105,7 @@ class Session:
             callbacks=build_callbacks(config, self.controller, self.publish),
             run_dir=config.run_dir,
             max_steps=config.max_steps,
+            progress=False,  # build_callbacks adds the bar unless --quiet
         )
         trainer.restore()
         if config.params:
@@ -131,7 +132,7 @@ class Session:
         try:
             if trainer.outcome == "failed":
                 trainer.restore()
-            return trainer.fit()
+            return str(trainer.fit().outcome)
         except Exception as exc:
             if self.controller.state != FAILED:  # failed outside fit's own handling
                 self._fail(exc)

@@ -26,7 +26,11 @@ Hook order (pseudocode)::
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
-it, so with a constant batch size it runs ``training_iters // batch_size`` steps.
+it, so with a constant batch size it runs ``training_iters // batch_size`` steps. The budget is
+also ``max_steps`` and ``max_epochs`` (whichever ends first); a module that declares no
+``training_iters`` needs one of them (``max_epochs=1`` when none is given). The seed's four
+parameters are the loop's settings only when the module declares them (``Module.param_specs``);
+undeclared ones keep fixed values (``LOOP_SETTINGS``) and are not live.
 """
 
 from __future__ import annotations
@@ -38,10 +42,20 @@ from pathlib import Path
 from typing import Any
 
 from trainer.callbacks.base import Callback, Logs, dispatch
+from trainer.callbacks.history import History, HistoryRecorder
+from trainer.callbacks.progress import ProgressBar
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
 from trainer.module import Module
-from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
+from trainer.params import (
+    BATCH_SIZE,
+    DISPLAY_STEP,
+    LEARNING_RATE,
+    PARAM_SPECS,
+    TRAINING_ITERS,
+    defaults,
+    validate_updates,
+)
 from trainer.steps import FINITE_OUTPUT, StepFn, compile_eval_step, compile_train_step, run_evaluation
 
 logger = logging.getLogger(__name__)
@@ -49,6 +63,7 @@ logger = logging.getLogger(__name__)
 RATE_SMOOTHING = 0.2
 EVAL_BATCH_SIZE = 500
 DEFAULT_RUN_DIR = Path("runs/default")
+LOOP_SETTINGS = {k: v for k, v in defaults(PARAM_SPECS).items() if k != TRAINING_ITERS}
 
 
 class Trainer:
@@ -62,24 +77,38 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         run_dir: str | Path = DEFAULT_RUN_DIR,
         max_steps: int | None = None,
+        max_epochs: int | None = None,
+        progress: bool = True,
     ) -> None:
         module.setup()
         self.module = module
         self.specs = tuple(module.param_specs())
-        self.params: dict[str, Any] = {**defaults(self.specs), **module.default_params()}
+        declared = {spec.name for spec in self.specs}
+        self.params: dict[str, Any] = {
+            **defaults(self.specs),
+            **{k: v for k, v in module.default_params().items() if k in declared},
+        }
         if params:
             self.params.update(validate_updates(self.specs, params))
-        self.callbacks = list(callbacks)
-        self.run_dir = Path(run_dir)
         self.max_steps = max_steps
-        self.optimizer = module.configure_optimizers(self.params)
+        if max_epochs is None and max_steps is None and TRAINING_ITERS not in declared:
+            max_epochs = 1  # as keras' fit: no budget given, one pass over the data
+        self.max_epochs = max_epochs
+        self.callbacks = list(callbacks)
+        if progress and not any(isinstance(c, ProgressBar) for c in self.callbacks):
+            self.callbacks.append(ProgressBar())
+        self.callbacks.append(HistoryRecorder())
+        self.run_dir = Path(run_dir)
+        module.trainer_params = self.params
+        self.optimizer = module.configure_optimizers(self.setting_values())
         self.optimizer.build(module.trainable_variables)
-        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self._assign_learning_rate()
         self.store = CheckpointStore(
             self.run_dir / "checkpoints", {"optimizer": self.optimizer, **module.checkpoint_objects()}
         )
         self.step = self.epoch = self.samples_seen = 0
-        self.batch_size = int(self.params[BATCH_SIZE])
+        self.batch_size = int(self.setting(BATCH_SIZE))
+        self.steps_per_epoch: int | None = None
         self.steps_per_s = 0.0
         self.last_step_finite = True
         self.next_epoch_step: int | None = None
@@ -101,8 +130,20 @@ class Trainer:
 
     # ----- public -----
 
-    def fit(self) -> str:
-        """Train until done or stopped; returns ``"finished"`` or ``"stopped"``."""
+    def setting(self, name: str) -> Any:
+        """A loop setting: the live param when the module declares it, else its fixed value."""
+        return self.params[name] if name in self.params else LOOP_SETTINGS.get(name)
+
+    def setting_values(self) -> dict[str, Any]:
+        return {**LOOP_SETTINGS, **self.params}
+
+    def _assign_learning_rate(self) -> None:
+        if LEARNING_RATE in self.params:  # else the module's optimizer keeps its own
+            self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+
+    def fit(self) -> History:
+        """Train until done or stopped; returns the ``History`` (its ``outcome`` is ``"finished"``
+        or ``"stopped"``)."""
         self._reset_flags()
         self.outcome, self.error_info, self.in_fit = None, None, True
         try:
@@ -114,7 +155,7 @@ class Trainer:
             self.save_checkpoint()
             test_logs = self.test()
             self._dispatch("on_train_end", test_logs)
-            return self.outcome
+            return self.history
         except Exception as exc:
             self.outcome, self.error_info = "failed", describe_error(exc)
             error = self.error_info
@@ -155,7 +196,7 @@ class Trainer:
         changed = {k: v for k, v in restored.params.items() if k in known and self.params.get(k) != v}
         if changed:
             self.set_params(changed, at_step=self.step + 1, reason="restored")
-        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self._assign_learning_rate()
         return restored
 
     def set_params(
@@ -185,6 +226,7 @@ class Trainer:
                 }
             )
             self.params[name] = new
+        self.module.params_changed(self.params)
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
         self._dispatch("on_params_changed", numeric)
 
@@ -198,12 +240,36 @@ class Trainer:
             self.validate()
 
     def total_steps(self) -> int:
-        remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
-        total = self.step + remaining
-        return min(total, self.max_steps) if self.max_steps is not None else total
+        """The step the run ends at, as far as known (an epoch budget counts whole epochs)."""
+        bounds = self._step_bounds()
+        if self.max_epochs is not None:
+            if self.steps_per_epoch is None:
+                self.steps_per_epoch = self._epoch_length(int(self.setting(BATCH_SIZE)))
+            if self.steps_per_epoch:
+                bounds.append(self.max_epochs * self.steps_per_epoch)
+        return min(bounds) if bounds else self.step
 
     def target_reached(self) -> bool:
-        return self.total_steps() <= self.step
+        if self.max_epochs is not None and self.epoch >= self.max_epochs:
+            return True
+        bounds = self._step_bounds()
+        return bool(bounds) and min(bounds) <= self.step
+
+    def _step_bounds(self) -> list[int]:
+        bounds = [] if self.max_steps is None else [self.max_steps]
+        if TRAINING_ITERS in self.params:
+            remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
+            bounds.append(self.step + remaining)
+        return bounds
+
+    def _epoch_length(self, batch_size: int) -> int | None:
+        cardinality = int(self.module.train_dataset(batch_size).cardinality().numpy())
+        return cardinality if cardinality > 0 else None
+
+    @property
+    def history(self) -> History:
+        """What ``fit`` recorded: reported metrics per step, evaluations, the outcome."""
+        return next(c for c in self.callbacks if isinstance(c, HistoryRecorder)).history
 
     def done(self) -> bool:
         return self.should_stop or self.target_reached()
@@ -217,10 +283,11 @@ class Trainer:
         dispatch(self.callbacks, hook, self, logs)
 
     def _run_epoch(self) -> None:
-        self.batch_size = int(self.params[BATCH_SIZE])
+        self.batch_size = int(self.setting(BATCH_SIZE))
         dataset = self.module.train_dataset(self.batch_size)
         train_step = self._step_fn("train", dataset)
         cardinality = int(dataset.cardinality().numpy())
+        self.steps_per_epoch = cardinality if cardinality > 0 else None
         self.next_epoch_step = self.step + cardinality + 1 if cardinality > 0 else None
         self._dispatch("on_epoch_start", {})
         ran, ended_early = 0, False
@@ -264,7 +331,7 @@ class Trainer:
         if self.rollback_requested:
             self.rollback_requested = False
             self._rollback()
-        if self.step % int(self.params[DISPLAY_STEP]) == 0:
+        if self.step % int(self.setting(DISPLAY_STEP)) == 0:
             self._dispatch("on_report", {**logs, "lr": self.learning_rate()})
         self.service_requests()
 
