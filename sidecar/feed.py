@@ -192,6 +192,7 @@ class FeedHandler:
                 if due is not None:
                     self._notify(render.progress(due, lang=self._lang()))
         elif topic.startswith("event."):
+            self._series.add(topic, body)  # parameter changes mark the plot
             self._on_trainer_event(body)
         elif topic == "log":
             logger.info("trainer log: %s", body.get("message"))
