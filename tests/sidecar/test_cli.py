@@ -92,9 +92,7 @@ def test_the_console_prompts_and_redraws_the_prompt_after_each_message() -> None
     backend = ConsoleBackend(stdin=io.StringIO("status\n"), stdout=output, prompt=True)
     backend.run(lambda message: backend.send_text(f"reply to {message.text}"))
     backend.send_text("⏸ Paused at step 3")  # a notice while the owner may be typing
-    assert output.getvalue() == (
-        "chattrain> \rreply to status\nchattrain> \r⏸ Paused at step 3\nchattrain> "
-    )
+    assert output.getvalue() == ("chattrain> \rreply to status\nchattrain> \r⏸ Paused at step 3\nchattrain> ")
 
 
 def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
