@@ -121,6 +121,8 @@ class Session:
             last_checkpoint_step=trainer.last_checkpoint_step,
         )
         self.controller.loaded(trainer.specs, trainer.params, progress, autostart=config.autostart)
+        if self.controller.state != RUNNING:  # said once: what to do next
+            logger.info("idle at step %d: send 开始 / start in chat, or run: trainctl start", trainer.step)
         return trainer
 
     def _run_once(self) -> str:

@@ -55,3 +55,10 @@ def test_a_compiled_model_in_one_line_shows_progress_and_returns_its_history(
     err = capsys.readouterr().err
     assert f"checkpoints go to {tmp_path / 'checkpoints'}" in err
     assert "16/16" in err  # the progress bar reached the end of the epoch budget
+
+
+def test_a_missing_data_file_names_the_variable_to_set(tmp_path: Path) -> None:
+    from trainer.data import load_mnist
+
+    with pytest.raises(FileNotFoundError, match="set CHATTRAIN_DATA \\(or --data\\)"):
+        load_mnist(tmp_path / "nowhere.npz")
