@@ -39,11 +39,9 @@ MAX_STEPS = 1_000_000
 STOP_TIMEOUT_S = 60.0
 
 
-def _round_trips(control: str, requests: int) -> dict[str, list[float]]:
-    from protocol import ControlClient
-
+def _round_trips(connection: Any, requests: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"status": [], "set_params": []}
-    with ControlClient(control, timeout_ms=5000, retries=0) as client:
+    with connection.control_client(timeout_ms=5000, retries=0) as client:
         for index in range(requests):
             began = time.perf_counter()
             client.status()
@@ -56,10 +54,8 @@ def _round_trips(control: str, requests: int) -> dict[str, list[float]]:
     return samples
 
 
-def _stop(control: str, feed: FeedReader) -> dict[str, Any]:
-    from protocol import ControlClient
-
-    with ControlClient(control, timeout_ms=5000, retries=0) as client:
+def _stop(connection: Any, feed: FeedReader) -> dict[str, Any]:
+    with connection.control_client(timeout_ms=5000, retries=0) as client:
         seen_step = feed.latest_step()
         sent = time.time()
         reply = client.stop()
@@ -87,12 +83,12 @@ def run_once(data: str, requests: int) -> dict[str, Any]:
         feed: FeedReader | None = None
         try:
             trainer.start()
-            feed = FeedReader(trainer.metrics, trainer.control).start()
+            feed = FeedReader(trainer.connection()).start()
             feed.wait_for_step(WARMUP_STEP)
             step_before = feed.latest_step()
-            samples = _round_trips(trainer.control, requests)
+            samples = _round_trips(trainer.connection(), requests)
             steps_during = feed.latest_step() - step_before
-            stop = _stop(trainer.control, feed)
+            stop = _stop(trainer.connection(), feed)
             trainer.wait(120)
         finally:
             if feed is not None:

@@ -160,18 +160,28 @@ def rss_kib(pid: int) -> dict[str, int]:
 # ---------------------------------------------------------------- the trainer as a process
 
 
-def jsonl_times(run_dir: Path) -> dict[int, float]:
-    """step -> wall time of the trainer's own ``report`` records (every display_step steps)."""
-    times: dict[int, float] = {}
+def jsonl_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """The trainer's ``metrics.jsonl`` records of one ``kind``, in order."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
-        return times
+        return []
+    records = []
     for line in path.read_text().splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if record.get("kind") == "report":
-                times[int(record["step"])] = float(record["ts"])
-    return times
+            if record.get("kind") == kind:
+                records.append(record)
+    return records
+
+
+def jsonl_times(run_dir: Path) -> dict[int, float]:
+    """step -> wall time of the trainer's own ``report`` records (every display_step steps)."""
+    return {int(r["step"]): float(r["ts"]) for r in jsonl_records(run_dir, "report")}
+
+
+def jsonl_steps(run_dir: Path, kind: str) -> list[int]:
+    """The steps of the ``kind`` records (``checkpoint``: the steps saved)."""
+    return [int(r["step"]) for r in jsonl_records(run_dir, kind)]
 
 
 @dataclass
@@ -196,8 +206,20 @@ class TrainerProcess:
     def run_dir(self) -> Path:
         return self.workdir / "run"
 
+    @property
+    def connection_file(self) -> Path:
+        return self.workdir / "connection.json"
+
+    def connection(self) -> Any:
+        """Endpoints and CurveZMQ keys as every client gets them (``protocol.connect``)."""
+        from protocol import resolve_connection
+
+        return resolve_connection(
+            control=self.control, metrics=self.metrics, connection_file=self.connection_file
+        )
+
     def start(self) -> TrainerProcess:
-        connection = self.workdir / "connection.json"
+        connection = self.connection_file
         argv = [
             sys.executable, "-m", "trainer", "--task", "mnist_cnn", "--data", self.data,
             "--control", self.control, "--metrics", self.metrics, "--connection-file", str(connection),
@@ -230,8 +252,7 @@ class TrainerProcess:
 class FeedReader:
     """A real ``Subscriber`` polling the feed from its own thread (as a sidecar or trainctl does)."""
 
-    metrics: str
-    control: str
+    connection: Any  # protocol.Connection: endpoints and keys
     data_messages: int = 0
     gaps: int = 0
     latencies_s: list[float] = field(default_factory=list)
@@ -247,10 +268,10 @@ class FeedReader:
         return self
 
     def _run(self) -> None:
-        from protocol import ControlClient, Data, Gap, Subscriber
+        from protocol import Data, Gap
 
-        client = ControlClient(self.control, timeout_ms=3000, retries=3)
-        subscriber = Subscriber(self.metrics, client)
+        client = self.connection.control_client(timeout_ms=3000, retries=3)
+        subscriber = self.connection.subscriber(client)
         try:
             while not self._stop.is_set():
                 for event in subscriber.poll(POLL_MS):

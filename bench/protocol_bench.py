@@ -218,7 +218,16 @@ def _raw_rtt(endpoint: str, requests: int) -> list[float]:
     for index in range(RTT_WARMUP + requests):
         began = time.perf_counter()
         req.send(
-            msgpack.packb({"v": 1, "type": "request", "id": f"{index:032x}", "op": "status", "body": {}})
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "type": "request",
+                    "id": f"{index:032x}",
+                    "op": "status",
+                    "body": {},
+                    "expires": time.time() + 60,  # required: a request without it is refused
+                }
+            )
         )
         msgpack.unpackb(req.recv(), raw=False)
         samples.append(time.perf_counter() - began)

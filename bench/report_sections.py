@@ -21,6 +21,8 @@ VARIANT_TEXT = {
     "inproc_bare": "`trainer.Trainer` in-process, no control plane, no sockets",
     "inproc_control": "`trainer.Trainer` in-process + Controller, ControlServer, Publisher, 2 subscribers",
     "seed_tf1": "the seed's TF1 `feed_dict` loop (`bench/seed_tf1.py`)",
+    "trainer_ckpt_off": "chattrain trainer process, nobody connected, periodic checkpoints off",
+    "trainer_ckpt_every_25": "chattrain trainer process, nobody connected, a checkpoint every 25 steps",
 }
 COST_ROWS = (
     (
@@ -34,6 +36,7 @@ COST_ROWS = (
     ("trainer_vs_inproc_bare", "trainer process + 2 polling subscribers / in-process, no control plane"),
     ("trainer_vs_trainer_no_subscriber", "trainer process + 2 polling subscribers / nobody connected"),
     ("idle_sub_vs_trainer_no_subscriber", "trainer process + SUB that never reads / nobody connected"),
+    ("ckpt_default_vs_off", "trainer process, checkpoints every 60 s or 1000 steps / none"),
 )
 
 

@@ -129,12 +129,10 @@ def _round_trip(fake: FakeWeChatClient, text: str) -> float:
     return time.perf_counter() - began
 
 
-def _settle(fake: FakeWeChatClient, control: str) -> None:
+def _settle(fake: FakeWeChatClient, connection: Any) -> None:
     """Wait until the trainer is loaded and the sidecar has told the chat it is connected."""
-    from protocol import ControlClient
-
     deadline = time.monotonic() + READY_TIMEOUT_S
-    with ControlClient(control, timeout_ms=2000) as client:
+    with connection.control_client(timeout_ms=2000) as client:
         while client.status()["state"] == "loading" and time.monotonic() < deadline:
             time.sleep(0.1)
     with contextlib.suppress(AssertionError):
@@ -150,12 +148,13 @@ def run_once(data: str, messages: int) -> dict[str, Any]:
                 [
                     "--backend", "wechat", "--wechat-base-url", fake.url,
                     "--control", trainer.control, "--metrics", trainer.metrics,
+                    "--connection", str(trainer.connection_file),  # its CurveZMQ keys
                     "--state-dir", str(work / "sidecar"), "--log-level", "INFO",
                 ]
             )  # fmt: skip
             startup_s = sidecar.wait_ready()
             rss_ready = rss_kib(sidecar.process.pid)
-            _settle(fake, trainer.control)
+            _settle(fake, trainer.connection())
             _round_trip(fake, "status")  # warm-up: first contact, imports on first use
             samples = [_round_trip(fake, "status") for _ in range(messages)]
             rss_after = rss_kib(sidecar.process.pid)

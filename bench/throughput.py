@@ -16,6 +16,10 @@ variant is its own process; the clock runs from the end of step ``warmup`` to th
   ``Subscriber``s reading the feed from another process; it also counts the CPU time of the
   control plane's threads (``thread_cpu.py``).
 - ``seed_tf1``: the seed's TF1 ``feed_dict`` loop (``seed_tf1.py``).
+- ``trainer_ckpt_off``: ``trainer_no_subscriber`` with periodic checkpoints off; against it,
+  ``trainer_no_subscriber`` (the default cadence: 60 s or 1000 steps) is the cost of checkpointing
+  per step, and ``trainer_ckpt_every_25`` (a save every 25 steps) the cost of one save, from which
+  ``checkpoint_cost`` projects the default cadence's cost per step.
 
 The trainer processes are timed by their own ``report`` records (metrics.jsonl); ``fit`` by a Keras
 callback at batch ends; ``seed_tf1`` times itself. Ratios are paired: variant / fit within the same
@@ -40,6 +44,7 @@ from bench.harness import (  # noqa: E402
     FEED_READERS,
     FeedReader,
     TrainerProcess,
+    jsonl_steps,
     jsonl_times,
     percentiles,
     run_json_child,
@@ -58,22 +63,30 @@ VARIANTS = (
     "inproc_bare",
     "inproc_control",
     "seed_tf1",
+    "trainer_ckpt_off",
+    "trainer_ckpt_every_25",
 )
+CKPT_OFF = ("--checkpoint-every-s", "0", "--checkpoint-every-steps", "0")
+CKPT_EVERY_25 = ("--checkpoint-every-s", "0", "--checkpoint-every-steps", "25")
+DEFAULT_CKPT_EVERY_S, DEFAULT_CKPT_EVERY_STEPS = 60.0, 1000  # trainer.config's defaults
 
 
-def _trainer_process(data: str, warmup: int, steps: int, readers: int, idle_sub: bool) -> dict[str, Any]:
+def _trainer_process(
+    data: str, warmup: int, steps: int, readers: int, idle_sub: bool, extra: Sequence[str] = ()
+) -> dict[str, Any]:
     import zmq
 
     last = warmup + steps
     with scratch_dir("ctb-") as work:
-        trainer = TrainerProcess(work, data, ["--autostart", "--exit-when-done", "--max-steps", str(last)])
+        argv = ["--autostart", "--exit-when-done", "--max-steps", str(last), *extra]
+        trainer = TrainerProcess(work, data, argv)
         feeds: list[FeedReader] = []
         context = zmq.Context()
         idle = context.socket(zmq.SUB)
         idle.linger = 0
         try:
             trainer.start()
-            feeds = [FeedReader(trainer.metrics, trainer.control).start() for _ in range(readers)]
+            feeds = [FeedReader(trainer.connection()).start() for _ in range(readers)]
             if idle_sub:
                 idle.subscribe(b"")
                 idle.connect(trainer.metrics)
@@ -87,8 +100,12 @@ def _trainer_process(data: str, warmup: int, steps: int, readers: int, idle_sub:
         if code != 0:
             raise RuntimeError(f"trainer exited {code}")
         times = jsonl_times(trainer.run_dir)
+        saves = [
+            s for s in jsonl_steps(trainer.run_dir, "checkpoint") if warmup < s < last
+        ]  # not the final save
     seconds = times[last] - times[warmup]
     result: dict[str, Any] = {"samples_per_s": steps * BATCH_SIZE / seconds, "seconds": seconds}
+    result["checkpoints_in_window"] = len(saves)
     if feeds:
         latencies = [value for feed in feeds for value in feed.latencies_s]
         result["feed"] = {
@@ -120,6 +137,8 @@ def measure(variant: str, data: str, warmup: int, steps: int) -> dict[str, Any]:
         "inproc_bare": lambda: _child("inproc-bare", data, warmup, steps),
         "inproc_control": lambda: _child("inproc-control", data, warmup, steps),
         "seed_tf1": lambda: _seed(data, warmup, steps),
+        "trainer_ckpt_off": lambda: _trainer_process(data, warmup, steps, 0, False, CKPT_OFF),
+        "trainer_ckpt_every_25": lambda: _trainer_process(data, warmup, steps, 0, False, CKPT_EVERY_25),
     }
     return runners[variant]()
 
@@ -130,6 +149,25 @@ def _paired(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> dic
         for a, b in zip(runs.get(top, []), runs.get(bottom, []), strict=False)
     ]
     return summary(pairs) if pairs else None
+
+
+def checkpoint_cost(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """Seconds one save costs the loop (every-25 run against none, paired) and what that makes
+    per step at the default cadence: one save per min(1000 steps, 60 s)."""
+    per_save, per_step = [], []
+    for dense, off in zip(
+        runs.get("trainer_ckpt_every_25", []), runs.get("trainer_ckpt_off", []), strict=False
+    ):
+        if not dense["checkpoints_in_window"]:
+            continue
+        cost_s = (dense["seconds"] - off["seconds"]) / dense["checkpoints_in_window"]
+        step_s = BATCH_SIZE / off["samples_per_s"]
+        period_s = min(DEFAULT_CKPT_EVERY_STEPS * step_s, DEFAULT_CKPT_EVERY_S)
+        per_save.append(cost_s)
+        per_step.append(cost_s / period_s)
+    if not per_save:
+        return None
+    return {"seconds_per_save": summary(per_save), "default_cadence_fraction_per_step": summary(per_step)}
 
 
 def run(
@@ -156,6 +194,8 @@ def run(
         "inproc_control_vs_inproc_bare": _paired(runs, "inproc_control", "inproc_bare"),
         "trainer_vs_trainer_no_subscriber": _paired(runs, "trainer", "trainer_no_subscriber"),
         "idle_sub_vs_trainer_no_subscriber": _paired(runs, "trainer_idle_sub", "trainer_no_subscriber"),
+        "ckpt_default_vs_off": _paired(runs, "trainer_no_subscriber", "trainer_ckpt_off"),
+        "ckpt_every_25_vs_off": _paired(runs, "trainer_ckpt_every_25", "trainer_ckpt_off"),
     }
     return {
         "batch_size": BATCH_SIZE,
@@ -165,6 +205,7 @@ def run(
         "order": list(variants),
         "samples_per_s": rates,
         "ratios": ratios,
+        "checkpoint_cost": checkpoint_cost(runs),
         "runs": runs,
     }
 
@@ -182,6 +223,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result = run(args.data, args.steps, args.warmup, args.repeats, args.variants)
     print(json.dumps(result, indent=2))
+    for key in ("ckpt_default_vs_off", "ckpt_every_25_vs_off"):
+        if result["ratios"][key]:
+            ratio = result["ratios"][key]
+            logger.info("%s: %.4f (%.4f..%.4f)", key, ratio["median"], ratio["min"], ratio["max"])
+    if result["checkpoint_cost"]:
+        cost = result["checkpoint_cost"]
+        logger.info(
+            "one save costs the loop %.3f s (median); at the default cadence %.3f%% per step",
+            cost["seconds_per_save"]["median"],
+            100 * cost["default_cadence_fraction_per_step"]["median"],
+        )
 
 
 if __name__ == "__main__":

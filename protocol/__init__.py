@@ -7,9 +7,12 @@ and the sidecar import. PROTOCOL.md at the repository root is the specification.
 from __future__ import annotations
 
 from protocol.client import ControlClient
+from protocol.connect import Connection, ConnectionConfigError, resolve_connection, server_curve
 from protocol.endpoints import (
     ConnectionInfo,
+    UnsafeDirectory,
     check_bind_address,
+    check_private_dir,
     default_connection_file,
     default_endpoints,
     default_runtime_dir,
@@ -45,7 +48,7 @@ from protocol.message import (
 )
 from protocol.params import ParamSpec, coerce_params, resolve_param
 from protocol.publisher import Publisher
-from protocol.security import ClientCurve, ServerCurve, generate_keypair
+from protocol.security import ClientCurve, CurveKeyError, KeyPair, ServerCurve, generate_keypair
 from protocol.server import ControlServer
 from protocol.subscriber import Subscriber
 
@@ -62,7 +65,7 @@ OPERATIONS = (
     "checkpoint",
     "evaluate",
 )
-STATES = ("loading", "idle", "running", "paused", "stopping", "finished", "failed")
+STATES = ("loading", "idle", "running", "paused", "stopping", "stopped", "finished", "failed")
 TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "event.", "log", "heartbeat")
 
 __all__ = [
@@ -72,14 +75,18 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "TOPICS",
     "ClientCurve",
+    "Connection",
+    "ConnectionConfigError",
     "ConnectionInfo",
     "ControlClient",
     "ControlServer",
+    "CurveKeyError",
     "Data",
     "EndpointInUse",
     "ErrorCode",
     "FeedEvent",
     "Gap",
+    "KeyPair",
     "Liveness",
     "Message",
     "NOT_RESPONDING_AFTER_S",
@@ -99,8 +106,10 @@ __all__ = [
     "TrainerBack",
     "TrainerDown",
     "TrainerUnavailable",
+    "UnsafeDirectory",
     "Unstalled",
     "check_bind_address",
+    "check_private_dir",
     "coerce_params",
     "default_connection_file",
     "default_endpoints",
@@ -108,5 +117,7 @@ __all__ = [
     "generate_keypair",
     "new_id",
     "new_session_id",
+    "resolve_connection",
     "resolve_param",
+    "server_curve",
 ]

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from protocol import message as msg
 from protocol.errors import ErrorCode, ProtocolError, RemoteError, TrainerUnavailable
@@ -23,6 +24,19 @@ from protocol.security import ClientCurve
 
 REQUEST_TIMEOUT_MS = 1500
 REQUEST_RETRIES = 2
+HANDSHAKE_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "it refused this client's CurveZMQ key (use the keys of its "
+    "connection file, or list this client's public key with --curve-clients)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "its security differs from this client's (CurveZMQ on one side "
+    "only: --insecure-no-curve on one of them?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the CurveZMQ handshake failed (a wrong server key, or "
+    "CurveZMQ on one side only)",
+}
+HANDSHAKE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 class ControlClient:
@@ -45,6 +59,8 @@ class ControlClient:
         self._own_context = context is None
         self._context: zmq.Context[zmq.Socket[bytes]] = context or zmq.Context()
         self._socket: zmq.Socket[bytes] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None  # the REQ socket's handshake events
+        self._hint: str | None = None  # a failed handshake seen while waiting, for the timeout
 
     def request(self, op: str, **args: Any) -> dict[str, Any]:
         """Send `op` with `args`; the reply's body, or RemoteError / TrainerUnavailable."""
@@ -58,15 +74,16 @@ class ControlClient:
             if (answer.error or {}).get("code") == ErrorCode.EXPIRED:
                 break  # the whole budget is spent: a retry would expire too
             return self._result(answer)
+        hint, self._hint = self._hint, None
         raise TrainerUnavailable(
             f"trainer unavailable: no reply from {self.endpoint} to {op!r} "
-            f"within {budget_s:.1f} s ({self.retries + 1} attempts)"
+            f"within {budget_s:.1f} s ({self.retries + 1} attempts)" + (f"; {hint}" if hint else "")
         )
 
     def _attempt(self, frames: list[bytes], request_id: str | None) -> msg.Message | None:
         socket = self._connected_socket()
         deadline = time.monotonic() + self.timeout_ms / 1000
-        if not socket.poll(self.timeout_ms, zmq.POLLOUT):
+        if not self._wait_connected(socket, deadline):
             self._reset()  # nothing connected: the request was never queued
             return None
         socket.send_multipart(frames, zmq.NOBLOCK)
@@ -82,6 +99,28 @@ class ControlClient:
         self._reset()
         return None
 
+    def _wait_connected(self, socket: zmq.Socket[bytes], deadline: float) -> bool:
+        """Until `deadline`, wait for a peer that completed the handshake. A handshake the trainer
+        refused (a key it does not admit, CurveZMQ on one side only) ends the request at once with
+        the reason: no retry can fix it, and the caller should not wait out its whole budget."""
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLOUT)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
+        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            ready = dict(poller.poll(left_ms))
+            if socket in ready:
+                return True
+            if self._monitor is not None and self._monitor in ready:
+                event = recv_monitor_message(self._monitor)["event"]
+                reason = HANDSHAKE_FAILURES.get(event)
+                if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                    self._hint = reason  # also what a peer dying mid-handshake looks like: retry
+                elif reason is not None:
+                    self._reset()
+                    raise TrainerUnavailable(f"trainer unavailable: {reason} ({self.endpoint})")
+        return False
+
     def _result(self, answer: msg.Message) -> dict[str, Any]:
         self.last_session = answer.session
         if answer.ok:
@@ -96,15 +135,23 @@ class ControlClient:
     def _connected_socket(self) -> zmq.Socket[bytes]:
         if self._socket is None:
             socket = self._context.socket(zmq.REQ)
-            socket.linger = 0
-            socket.immediate = True  # queue only on a completed connection
-            if self._curve is not None:
-                self._curve.apply(socket)
-            socket.connect(self.endpoint)
             self._socket = socket
+            try:
+                socket.linger = 0
+                socket.immediate = True  # queue only on a completed connection
+                if self._curve is not None:
+                    self._curve.apply(socket)
+                self._monitor = socket.get_monitor_socket(HANDSHAKE_EVENTS)
+                socket.connect(self.endpoint)
+            except BaseException:
+                self._reset()  # an open socket would make close()'s term() wait forever
+                raise
         return self._socket
 
     def _reset(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None

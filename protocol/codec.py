@@ -54,8 +54,12 @@ def pack(value: Any) -> bytes:
     return data
 
 
-def unpack(data: bytes) -> Any:
-    """Decode one frame of untrusted bytes, or raise `ProtocolError` naming what was received."""
+def unpack(data: bytes, *, check: bool = True) -> Any:
+    """Decode one frame of untrusted bytes, or raise `ProtocolError` naming what was received.
+
+    `check=False` skips the value checks (types, depth) after decoding: only for reading the id of
+    a request that is refused anyway, so that its error reply can echo it.
+    """
     if len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"frame of {len(data)} bytes, over {MAX_MESSAGE_BYTES}")
     try:
@@ -71,5 +75,6 @@ def unpack(data: bytes) -> Any:
         raise
     except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"undecodable frame of {len(data)} bytes ({type(exc).__name__}: {exc})") from exc
-    _check_plain(value)
+    if check:
+        _check_plain(value)
     return value

@@ -12,6 +12,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from typing import IO, Any
 import zmq
 
 from protocol.errors import EndpointInUse
+
+
+class UnsafeDirectory(PermissionError):
+    """A runtime or state directory (or a file in it) that others could write: refused."""
+
 
 ENV_CONTROL = "CHATTRAIN_CONTROL"
 ENV_METRICS = "CHATTRAIN_METRICS"
@@ -31,10 +37,10 @@ _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def default_runtime_dir() -> Path:
-    """A private (0700) directory for ipc sockets and the connection file.
+    """A private (0700) directory for ipc sockets, the connection file and the instance's keys.
 
-    A directory we create is made 0700; an existing one must already be private and ours, since
-    chmod-ing whatever a variable names (say /tmp) would be worse than refusing.
+    A directory we create is made 0700; an existing one must already be ours and writable by
+    nobody else, since chmod-ing whatever a variable names (say /tmp) would be worse than refusing.
     """
     override = os.environ.get(ENV_RUNTIME_DIR)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
@@ -48,13 +54,36 @@ def default_runtime_dir() -> Path:
         path.mkdir(mode=0o700, parents=True)
         path.chmod(0o700)  # mkdir's mode is filtered by the umask
     except FileExistsError:
-        info = path.stat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o077:
-            raise PermissionError(
-                f"runtime directory {path} must belong to you and have mode 0700 "
-                f"(it has {oct(info.st_mode & 0o777)}); fix it or set {ENV_RUNTIME_DIR}"
-            ) from None
+        check_private_dir(path, f"runtime directory (set {ENV_RUNTIME_DIR} to use another)", forbidden=0o077)
     return path
+
+
+def check_private_dir(path: Path, what: str, *, forbidden: int = 0o022) -> None:
+    """Refuse a directory that is not ours or whose mode has a `forbidden` bit (by default: others
+    may write, so they could plant a socket, a connection file, a key or a pickle in it).
+    Raises UnsafeDirectory, one line."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise UnsafeDirectory(f"{what} {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDirectory(f"{what} {path} is not a directory")
+    if info.st_uid != os.getuid() or info.st_mode & forbidden:
+        wanted = "0700" if forbidden & 0o055 else "writable by nobody else"
+        raise UnsafeDirectory(
+            f"refusing {what} {path}: it must belong to you (uid {os.getuid()}) with mode {wanted}; "
+            f"it belongs to uid {info.st_uid} with mode {oct(info.st_mode & 0o777)}"
+        )
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a file that is not ours or that others may read or write (a key, a session)."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UnsafeDirectory(
+            f"refusing {what} {path}: it must be a regular file of yours with mode 0600; it has "
+            f"uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}"
+        )
 
 
 def default_endpoints(instance: str | None = None) -> tuple[str, str]:
@@ -150,8 +179,10 @@ class ConnectionInfo:
     run_id: str
     session: str
     protocol_version: int
-    server_public_key: str | None = None
+    server_public_key: str | None = None  # None: the trainer runs without CurveZMQ
     pid: int | None = None
+    client_public_key: str | None = None  # the key pair the trainer admits, for local clients
+    client_secret_key: str | None = None
 
     def write(self, path: Path) -> None:
         """Atomically replace `path`; created 0600 because it may hold key material."""

@@ -10,6 +10,7 @@ Unknown keys are ignored, so newer peers can add fields without breaking older o
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,20 +30,62 @@ MESSAGE_TYPES = (REQUEST, REPLY, DATA, HEARTBEAT)
 
 MAX_ID_CHARS = 128
 MAX_TOPIC_BYTES = 256
+MAX_SEQ = 2**63 - 1  # a signed 64-bit integer in every language
+# The deadline a request built without one gets: the server refuses requests without `expires`.
+REQUEST_TTL_S = 10.0
 
-# key -> accepted Python types after decoding; checked so that handlers never see a wrong shape.
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (str,),
-    "op": (str,),
-    "ok": (bool,),
-    "error": (dict,),
-    "session": (str,),
-    "seq": (int,),
-    "topic": (str,),
-    "expires": (int, float),
-    "ts": (int, float),
-    "body": (dict,),
+# key -> (accepted Python types after decoding, what the error message calls them); checked so that
+# handlers never see a wrong shape. bool is an int subclass in Python, so it is accepted only where named.
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "v": ((int,), "an integer"),
+    "type": ((str,), "a string"),
+    "id": ((str,), "a string"),
+    "op": ((str,), "a string"),
+    "ok": ((bool,), "a boolean"),
+    "error": ((dict,), "a map"),
+    "session": ((str,), "a string"),
+    "seq": ((int,), "an integer"),
+    "topic": ((str,), "a string"),
+    "expires": ((int, float), "a number"),
+    "ts": ((int, float), "a number"),
+    "body": ((dict,), "a map"),
 }
+_REQUIRED = ("v", "type")
+_TIMES = ("expires", "ts")
+RECEIVED_CHARS = 40
+
+
+def received(value: Any) -> str:
+    """How an error message shows a received value: its type and a truncated repr."""
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int past Python's digit limit
+        text = "<unprintable>"
+    if len(text) > RECEIVED_CHARS:
+        text = text[: RECEIVED_CHARS - 3] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _checked_fields(value: dict[str, Any]) -> dict[str, Any]:
+    """The envelope fields of a decoded map, type-checked; null (None) counts as absent."""
+    fields: dict[str, Any] = {}
+    for key, (types, expected) in _FIELD_TYPES.items():
+        item = value.get(key)
+        if item is None:
+            if key in _REQUIRED:
+                raise ProtocolError(f"field {key!r} is required ({expected})")
+            continue
+        if not isinstance(item, types) or (isinstance(item, bool) and bool not in types):
+            raise ProtocolError(f"field {key!r} must be {expected}, received {received(item)}")
+        if key in _TIMES and isinstance(item, float) and not math.isfinite(item):
+            raise ProtocolError(f"field {key!r} must be a finite number, received {received(item)}")
+        if key == "seq" and isinstance(item, int) and not 0 <= item <= MAX_SEQ:
+            raise ProtocolError(f"field 'seq' must be from 0 to {MAX_SEQ}, received {received(item)}")
+        fields[key] = item
+    message_id = fields.get("id")
+    if message_id is not None and len(message_id) > MAX_ID_CHARS:
+        raise ProtocolError(f"field 'id' is longer than {MAX_ID_CHARS} characters ({len(message_id)})")
+    return fields
 
 
 def new_id() -> str:
@@ -92,36 +135,15 @@ class Message:
 
     @classmethod
     def from_map(cls, value: Any) -> Message:
-        """Validate a decoded map's shape; raises `ProtocolError` naming the first bad field."""
+        """Validate a decoded map's shape; raises `ProtocolError` naming the first bad field.
+
+        Total: any decoded value either becomes a Message or raises ProtocolError, nothing else.
+        """
         if not isinstance(value, dict):
-            raise ProtocolError(f"expected a map, received {type(value).__name__}")
-        version, kind = value.get("v"), value.get("type")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise ProtocolError(f"field 'v' must be an integer, received {version!r:.40}")
-        if not isinstance(kind, str):
-            raise ProtocolError(f"field 'type' must be a string, received {kind!r:.40}")
-        for key, types in _FIELD_TYPES.items():
-            item = value.get(key)
-            bad_bool = isinstance(item, bool) and bool not in types
-            if item is not None and (not isinstance(item, types) or bad_bool):
-                raise ProtocolError(f"field {key!r} has the wrong type {type(item).__name__}")
-        message_id = value.get("id")
-        if message_id is not None and len(message_id) > MAX_ID_CHARS:
-            raise ProtocolError(f"field 'id' is longer than {MAX_ID_CHARS} characters")
-        return cls(
-            type=kind,
-            v=version,
-            body=value.get("body") or {},
-            id=message_id,
-            op=value.get("op"),
-            ok=value.get("ok"),
-            error=value.get("error"),
-            session=value.get("session"),
-            seq=value.get("seq"),
-            topic=value.get("topic"),
-            expires=value.get("expires"),
-            ts=float(value.get("ts", 0.0)),
-        )
+            raise ProtocolError(f"expected a map, received {received(value)}")
+        fields = _checked_fields(value)
+        ts = fields.pop("ts", 0.0)
+        return cls(body=fields.pop("body", {}), ts=float(ts), **fields)
 
     def to_frames(self) -> list[bytes]:
         """Feed messages: [topic, map]; control messages: [map]."""
@@ -143,8 +165,9 @@ class Message:
 
 
 def request(op: str, body: dict[str, Any] | None = None, *, expires: float | None = None) -> Message:
-    """A new control request with a fresh id."""
-    return Message(type=REQUEST, id=new_id(), op=op, body=body or {}, expires=expires)
+    """A new control request with a fresh id; it always carries a deadline (`REQUEST_TTL_S` unless given)."""
+    deadline = time.time() + REQUEST_TTL_S if expires is None else expires
+    return Message(type=REQUEST, id=new_id(), op=op, body=body or {}, expires=deadline)
 
 
 def reply(request_id: str | None, op: str | None, session: str, body: dict[str, Any]) -> Message:

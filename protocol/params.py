@@ -7,15 +7,20 @@ rebuild them (`from_dict`) to parse what a person typed ("lr 0.01") before sendi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from protocol.errors import ErrorCode, RequestError
 
 PARAM_TYPES = ("float", "int", "bool", "str")
 # When a change takes effect: at the next training step, at once, or at the next epoch / restart.
 APPLIES = ("next_step", "now", "next_epoch")
-_TRUE_WORDS = {"true", "1", "yes", "on"}
-_FALSE_WORDS = {"false", "0", "no", "off"}
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+# Error replies stay short whatever was sent: names are shortened, and only the first few listed.
+MAX_NAME_CHARS = 40
+MAX_LISTED_ERRORS = 5
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,9 @@ class ParamSpec:
         converted = self._convert(value)
         if isinstance(converted, (int, float)) and not isinstance(converted, bool):
             if self.minimum is not None and converted < self.minimum:
-                raise ValueError(f"{self.name} must be >= {self.minimum}, received {value!r}")
+                raise ValueError(f"{self.name} must be >= {self.minimum}, received {value!r:.60}")
             if self.maximum is not None and converted > self.maximum:
-                raise ValueError(f"{self.name} must be <= {self.maximum}, received {value!r}")
+                raise ValueError(f"{self.name} must be <= {self.maximum}, received {value!r:.60}")
         return converted
 
     def _convert(self, value: Any) -> Any:
@@ -129,14 +134,48 @@ def resolve_param(specs: Iterable[ParamSpec], name: str) -> ParamSpec:
         if wanted == spec.name.lower() or wanted in (alias.lower() for alias in spec.aliases):
             return spec
     known = ", ".join(spec.name for spec in specs)
-    raise KeyError(f"unknown parameter {name!r:.40}; known: {known}")
+    raise KeyError(f"unknown parameter {_shown(name)!r}; known: {known}")
 
 
-def coerce_params(specs: Iterable[ParamSpec], values: dict[str, Any]) -> dict[str, Any]:
-    """Validate a whole update; all or nothing: the first bad entry raises ValueError or KeyError."""
+def coerce_params(specs: Iterable[ParamSpec], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a whole update, all or nothing: ``{canonical_name: coerced_value}``.
+
+    Every entry is checked, so a caller can fix them all at once; a name given twice (directly or
+    through an alias, in any case) is refused. On any bad entry raises
+    ``RequestError(INVALID_PARAMS)`` whose message names the first few and counts the rest, and whose
+    ``details.errors`` maps each of those (names shortened) to its reason.
+    """
     specs = list(specs)
     coerced: dict[str, Any] = {}
-    for name, value in values.items():
-        spec = resolve_param(specs, str(name))
-        coerced[spec.name] = spec.coerce(value)
+    given_as: dict[str, str] = {}
+    errors: list[tuple[str, str]] = []  # (shortened name, reason); shortened names may collide
+    for key, value in values.items():
+        name = _shown(str(key))
+        try:
+            spec = resolve_param(specs, str(key))
+        except KeyError as exc:
+            errors.append((name, str(exc.args[0])))
+            continue
+        if spec.name in given_as:
+            errors.append((name, f"{spec.name} is given twice (as {given_as[spec.name]!r} and {name!r})"))
+            continue
+        given_as[spec.name] = name
+        try:
+            coerced[spec.name] = spec.coerce(value)
+        except ValueError as exc:
+            errors.append((name, str(exc)))
+    if errors:
+        raise _params_error(errors)
     return coerced
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= MAX_NAME_CHARS else f"{name[: MAX_NAME_CHARS - 3]}..."
+
+
+def _params_error(errors: list[tuple[str, str]]) -> RequestError:
+    listed = errors[:MAX_LISTED_ERRORS]
+    message = "; ".join(reason for _, reason in listed)
+    if len(errors) > len(listed):
+        message += f"; and {len(errors) - len(listed)} more ({len(errors)} refused in all)"
+    return RequestError(ErrorCode.INVALID_PARAMS, message, {"errors": dict(listed), "count": len(errors)})

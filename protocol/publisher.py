@@ -5,13 +5,16 @@ touches a socket or waits. The publisher thread numbers each data message (conti
 session), sends it, and keeps it in a bounded ring that the `history` op serves, so a subscriber
 that lost messages (PUB drops past the high-water mark, and the slow joiner loses the first ones) can
 catch up. Heartbeats carry the last seq without consuming one, so a lost tail is noticed too.
+
+The queue is bounded (`FeedQueue`: per-step metrics are dropped first, events never). The sending
+loop logs and survives what an iteration raises; if the thread ends anyway, the owner's
+`on_thread_death` is called.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -23,8 +26,9 @@ import zmq
 from protocol import message as msg
 from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.errors import ErrorCode, ProtocolError, RequestError
+from protocol.feed_queue import FEED_QUEUE_SIZE, FeedQueue
 from protocol.security import ServerCurve
-from protocol.serving import ServerSocket
+from protocol.serving import CLOSE_TIMEOUT_S, ServerSocket, SocketHandover, ThreadDeath, guarded_thread
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ DEFAULT_HISTORY_SIZE = 10_000
 HISTORY_PAGE_MAX = 2_000
 HISTORY_PAGE_BYTES = MAX_MESSAGE_BYTES // 2
 SEND_HWM = 10_000
-_STOP = object()
+MAX_CONSECUTIVE_FAILURES = 50
 
 
 class Publisher:
@@ -52,6 +56,8 @@ class Publisher:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         allow_remote: bool = False,
         send_hwm: int = SEND_HWM,
+        queue_size: int = FEED_QUEUE_SIZE,
+        on_thread_death: ThreadDeath | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.session = session
@@ -63,13 +69,16 @@ class Publisher:
             "allow_remote": allow_remote,
             "send_hwm": send_hwm,
         }
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue = FeedQueue(queue_size)
+        self._on_thread_death = on_thread_death
+        self._closing = threading.Event()
         # (message map, encoded size): the size keeps history pages under the frame limit.
         self._ring: deque[tuple[dict[str, Any], int]] = deque(maxlen=history_size)
         self._ring_lock = threading.Lock()
         self._last_seq = 0
         self._thread: threading.Thread | None = None
         self._server: ServerSocket | None = None
+        self._handover = SocketHandover("metrics-publisher")
 
     @property
     def last_seq(self) -> int:
@@ -79,29 +88,44 @@ class Publisher:
     def start(self) -> None:
         """Bind now (raises EndpointInUse or ValueError) and publish from a daemon thread."""
         self._server = ServerSocket(zmq.PUB, self.endpoint, **self._server_options)  # type: ignore[arg-type]
-        self._thread = threading.Thread(target=self._run, name="metrics-publisher", daemon=True)
+        target = guarded_thread("metrics-publisher", self._run, self._closing, self._on_thread_death)
+        self._thread = threading.Thread(target=target, name="metrics-publisher", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the publishing thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def dropped(self) -> int:
+        """How many queued messages were given up because the queue was full."""
+        return self._queue.dropped
 
     def publish(self, topic: str, body: dict[str, Any]) -> None:
         """Queue a data message; never blocks. `body` must not be mutated afterwards."""
-        self._queue.put((topic, body))
+        self._queue.put(topic, body)
 
     def close(self) -> None:
         """Send what is queued, then close."""
+        self._closing.set()
         if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=5)
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+            self._queue.wake()
+        self._handover.close(self._thread, self._close_socket, CLOSE_TIMEOUT_S)
+
+    def _close_socket(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
 
     def history_handler(self, args: dict[str, Any]) -> dict[str, Any]:
         """The `history` op: data messages with seq > `since`, oldest first, at most `limit`."""
         since, limit = args.get("since", 0), args.get("limit", HISTORY_PAGE_MAX)
         for name, value in (("since", since), ("limit", limit)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= msg.MAX_SEQ:
                 raise RequestError(
-                    ErrorCode.BAD_REQUEST, f"{name} must be a non-negative integer, received {value!r:.40}"
+                    ErrorCode.BAD_REQUEST,
+                    f"{name} must be an integer from 0 to {msg.MAX_SEQ}, received {msg.received(value)}",
                 )
         limit = min(limit, HISTORY_PAGE_MAX)
         with self._ring_lock:
@@ -120,27 +144,49 @@ class Publisher:
                     break  # a page must fit in one reply frame
                 messages.append(item)
                 page_bytes += size
-        more = bool(messages) and messages[-1]["seq"] < last_seq
+        # Whatever the limit (0 included), `more` says whether seqs after this page remain.
+        more = (messages[-1]["seq"] if messages else max(since, oldest - 1)) < last_seq
         return {"session": self.session, "last_seq": last_seq, "messages": messages, "more": more}
 
     def _run(self) -> None:
+        try:
+            self._run_loop()
+        finally:
+            self._handover.thread_ended(self._close_socket)
+
+    def _run_loop(self) -> None:
         assert self._server is not None
         socket = self._server.socket
         next_heartbeat = time.monotonic()
+        failures = 0
         while True:
-            now = time.monotonic()
-            if now >= next_heartbeat:
-                self._send_frames(socket, self._heartbeat())
-                next_heartbeat = now + self.heartbeat_interval_s
             try:
-                item = self._queue.get(timeout=max(0.0, next_heartbeat - time.monotonic()))
-            except queue.Empty:
+                next_heartbeat, done = self._run_once(socket, next_heartbeat)
+                failures = 0
+            except Exception:
+                if self._closing.is_set():
+                    return
+                logger.exception("the publisher loop failed; publishing on")
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise RuntimeError(f"the publisher loop failed {failures} times in a row") from None
                 continue
-            if item is _STOP:
+            if done:
                 return
-            frames = self._data(*item)
-            if frames is not None:
-                self._send_frames(socket, frames)
+
+    def _run_once(self, socket: zmq.Socket[bytes], next_heartbeat: float) -> tuple[float, bool]:
+        """One heartbeat or one data message; (when the next heartbeat is due, whether to stop)."""
+        now = time.monotonic()
+        if now >= next_heartbeat:
+            next_heartbeat = now + self.heartbeat_interval_s
+            self._send_frames(socket, self._heartbeat())
+        item = self._queue.get(timeout_s=max(0.0, next_heartbeat - time.monotonic()))
+        if item is None:
+            return next_heartbeat, self._closing.is_set()
+        frames = self._data(*item)
+        if frames is not None:
+            self._send_frames(socket, frames)
+        return next_heartbeat, False
 
     def _data(self, topic: str, body: dict[str, Any]) -> list[bytes] | None:
         """Number, encode and remember one data message; a body that cannot be encoded is dropped

@@ -4,6 +4,10 @@ Frames that cannot be decoded, unknown operations, bad arguments and handler exc
 typed error reply, because REP must always answer and the trainer must keep serving. A request id
 seen before returns the cached reply, so clients may retry safely. Handlers run in this thread and
 must be quick: they hand work to the training loop and read status from its snapshot.
+
+The serving loop logs and survives anything an iteration raises; if the thread ends anyway (a
+persistent socket error, or a `BaseException` from a handler), the owner's `on_thread_death` is
+called, so that a process which can no longer be steered does not go on looking alive.
 """
 
 from __future__ import annotations
@@ -11,23 +15,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
 
+from protocol import codec
 from protocol import message as msg
 from protocol.errors import ErrorCode, ProtocolError, RequestError
+from protocol.reply_cache import ReplyCache
 from protocol.security import ServerCurve
-from protocol.serving import ServerSocket
+from protocol.serving import CLOSE_TIMEOUT_S, ServerSocket, SocketHandover, ThreadDeath, guarded_thread
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 POLL_INTERVAL_MS = 100
-REPLY_CACHE_SIZE = 1024
 UNCACHED_OPS = frozenset({"history", "status", "describe", "get_params"})
+MAX_ERROR_CHARS = 1000
+# An error reply is for a person; bigger ones lose their details (a reply of 1 MiB was once cached).
+MAX_ERROR_REPLY_BYTES = 16 * 1024
+MAX_CONSECUTIVE_FAILURES = 50
 
 
 class ControlServer:
@@ -42,6 +50,8 @@ class ControlServer:
         curve: ServerCurve | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         allow_remote: bool = False,
+        on_thread_death: ThreadDeath | None = None,
+        reply_cache: ReplyCache | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.session = session
@@ -49,10 +59,12 @@ class ControlServer:
         self._curve = curve
         self._context = context
         self._allow_remote = allow_remote
-        self._replies: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._on_thread_death = on_thread_death
+        self._replies = ReplyCache() if reply_cache is None else reply_cache
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: ServerSocket | None = None
+        self._handover = SocketHandover("control-server")
 
     def start(self) -> None:
         """Bind now (raises EndpointInUse or ValueError) and serve from a daemon thread."""
@@ -63,56 +75,102 @@ class ControlServer:
             context=self._context,
             allow_remote=self._allow_remote,
         )
-        self._thread = threading.Thread(target=self._serve, name="control-server", daemon=True)
+        target = guarded_thread("control-server", self._serve, self._closing, self._on_thread_death)
+        self._thread = threading.Thread(target=target, name="control-server", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the serving thread is running."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
         self._closing.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._handover.close(self._thread, self._close_socket, CLOSE_TIMEOUT_S)
+
+    def _close_socket(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
 
     def _serve(self) -> None:
+        try:
+            self._serve_loop()
+        finally:
+            self._handover.thread_ended(self._close_socket)
+
+    def _serve_loop(self) -> None:
         assert self._server is not None
         socket = self._server.socket
+        failures = 0
         while not self._closing.is_set():
-            if not socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
-                continue
             try:
-                # poll() can report POLLIN for a frame REP then drops; never block here.
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            except zmq.ZMQError:
+                self._serve_one(socket)
+                failures = 0
+            except zmq.ZMQError as exc:
                 if self._closing.is_set():
                     return
-                raise
-            socket.send_multipart(self.answer(frames))
+                if exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
+                    raise  # the socket is gone: nothing more can be served
+                failures = self._count_failure(failures)
+            except Exception:
+                failures = self._count_failure(failures)
+
+    def _count_failure(self, failures: int) -> int:
+        logger.exception("the control server loop failed; serving on")
+        if failures + 1 >= MAX_CONSECUTIVE_FAILURES:
+            raise RuntimeError(f"the control server loop failed {failures + 1} times in a row")
+        return failures + 1
+
+    def _serve_one(self, socket: zmq.Socket[bytes]) -> None:
+        if not socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
+            return
+        try:
+            # poll() can report POLLIN for a frame REP then drops; never block here.
+            frames = socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        socket.send_multipart(self.answer(frames))
 
     def answer(self, frames: list[bytes]) -> list[bytes]:
-        """The reply frames for one request's frames; never raises."""
+        """The reply frames for one request's frames; never raises an `Exception`."""
+        try:
+            return self._answer(frames)
+        except Exception as exc:
+            logger.exception("answering a request failed")
+            try:
+                return self._error(
+                    _salvage_id(frames), None, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+                )
+            except Exception:
+                text = "the reply could not be built"
+                return msg.error_reply(None, None, self.session, ErrorCode.INTERNAL, text).to_frames()
+
+    def _answer(self, frames: list[bytes]) -> list[bytes]:
         try:
             if len(frames) != 1:  # from_frames would take two frames as a feed message
                 raise ProtocolError(f"a control request is one frame, received {len(frames)}")
             request = msg.Message.from_frames(frames)
         except ProtocolError as exc:
-            return self._error(None, None, ErrorCode.BAD_REQUEST, str(exc))
-        if request.id is not None and request.id in self._replies:
-            self._replies.move_to_end(request.id)
-            return self._replies[request.id]
+            return self._error(_salvage_id(frames), None, ErrorCode.BAD_REQUEST, str(exc))
+        rid, op = request.id, request.op
+        if rid is not None and op is not None:
+            cached_op, cached = self._replies.get(rid)
+            if cached is not None and cached_op == op:
+                return cached
+            if cached is not None:
+                text = f"request id {rid!r} was used for op {cached_op!r:.40}; a new request needs a new id"
+                return self._error(rid, op, ErrorCode.BAD_REQUEST, text)
         try:
             frames_out = self._answer_new(request)
         except ProtocolError as exc:  # the reply cannot be encoded: too big, or odd details
-            logger.error("reply to %r cannot be encoded: %s", request.op, exc)
+            logger.error("reply to %.40r cannot be encoded: %s", op, exc)
             text = f"the reply could not be encoded: {exc}"
-            frames_out = self._error(request.id, None, ErrorCode.INTERNAL, text)
-        # `history` only reads, and its pages are the big replies: caching them would only cost memory.
-        if request.id is not None and request.op not in UNCACHED_OPS:
-            self._replies[request.id] = frames_out
-            if len(self._replies) > REPLY_CACHE_SIZE:
-                self._replies.popitem(last=False)
+            frames_out = self._error(rid, None, ErrorCode.INTERNAL, text)
+        # Only replies of ops that ran and change state are kept: `history` pages are the big
+        # replies and only read; refusals before a handler ran cost nothing to compute again.
+        if rid is not None and op in self._handlers and op not in UNCACHED_OPS:
+            self._replies.put(rid, op, frames_out)
         return frames_out
 
     def _answer_new(self, request: msg.Message) -> list[bytes]:
@@ -124,7 +182,10 @@ class ControlServer:
         if request.type != msg.REQUEST or not op or rid is None:
             text = f"expected a request with an id and an op, received type {request.type!r:.40}"
             return self._error(rid, op, ErrorCode.BAD_REQUEST, text)
-        if request.expires is not None and time.time() > request.expires:
+        if request.expires is None:
+            text = "field 'expires' is required: a request without a deadline could run late"
+            return self._error(rid, op, ErrorCode.BAD_REQUEST, text)
+        if time.time() > request.expires:
             return self._error(rid, op, ErrorCode.EXPIRED, "request arrived after its deadline")
         handler = self._handlers.get(op)
         if handler is None:
@@ -149,4 +210,26 @@ class ControlServer:
         text: str,
         details: dict[str, Any] | None = None,
     ) -> list[bytes]:
-        return msg.error_reply(rid, op, self.session, code, text, details).to_frames()
+        op = op if op is None or len(op) <= msg.MAX_ID_CHARS else None  # echoing a huge op could overflow
+        text = _shorten(text, MAX_ERROR_CHARS)
+        frames = msg.error_reply(rid, op, self.session, code, text, details).to_frames()
+        if details and len(frames[0]) > MAX_ERROR_REPLY_BYTES:
+            text = _shorten(f"{text} (details of {len(frames[0])} bytes left out)", MAX_ERROR_CHARS)
+            frames = msg.error_reply(rid, op, self.session, code, text).to_frames()
+        return frames
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
+
+
+def _salvage_id(frames: list[bytes]) -> str | None:
+    """The id of a refused request, if its frame decodes as a map with a usable string id."""
+    if len(frames) != 1:
+        return None
+    try:
+        value = codec.unpack(frames[0], check=False)  # refused already: only the id is read
+    except ProtocolError:
+        return None
+    rid = value.get("id") if isinstance(value, dict) else None
+    return rid if isinstance(rid, str) and len(rid) <= msg.MAX_ID_CHARS else None

@@ -1,6 +1,11 @@
-"""What the control server and the publisher share: one bound server socket with its safeguards."""
+"""What the control server and the publisher share: one bound server socket with its safeguards,
+and the guard that reports a serving thread's death to its owner."""
 
 from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -8,6 +13,70 @@ from zmq.auth.thread import ThreadAuthenticator
 from protocol.codec import MAX_MESSAGE_BYTES
 from protocol.endpoints import BoundEndpoint, check_bind_address
 from protocol.security import ServerCurve
+
+logger = logging.getLogger(__name__)
+
+# Called with the thread's name and what ended it (None when it returned without being closed).
+ThreadDeath = Callable[[str, BaseException | None], None]
+# How long `close()` waits for a serving thread before leaving its socket for it to close.
+CLOSE_TIMEOUT_S = 5.0
+
+
+def guarded_thread(
+    name: str, body: Callable[[], None], closing: threading.Event, on_death: ThreadDeath | None
+) -> Callable[[], None]:
+    """A thread target that runs `body` and, unless `closing` is set, reports its end to `on_death`.
+
+    A serving thread that ends while its process goes on leaves a trainer that looks alive and
+    cannot be steered or followed; the owner decides what to do (the trainer exits non-zero).
+    """
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            body()
+        except BaseException as exc:  # whatever ended it, the owner must hear of it
+            error = exc
+        if closing.is_set():
+            return
+        logger.critical("the %s thread died", name, exc_info=error)
+        if on_death is not None:
+            try:
+                on_death(name, error)
+            except Exception:
+                logger.exception("the %s thread's death handler failed", name)
+
+    return run
+
+
+class SocketHandover:
+    """Who closes a serving thread's socket: `close()` when the thread stopped in time, else the
+    thread itself as it ends (a socket must never be closed under a thread still using it)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._thread_done = False
+        self._late = False
+
+    def thread_ended(self, close: Callable[[], None]) -> None:
+        """From the serving thread, last thing: close now if `close()` gave up waiting for it."""
+        with self._lock:
+            self._thread_done = True
+            late = self._late
+        if late:
+            close()
+
+    def close(self, thread: threading.Thread | None, close: Callable[[], None], timeout_s: float) -> None:
+        """From the owner: wait for `thread`, then close; if it is still busy, leave it to it."""
+        if thread is not None:
+            thread.join(timeout_s)
+        with self._lock:
+            if thread is not None and thread.is_alive() and not self._thread_done:
+                self._late = True
+                logger.warning("the %s thread is still busy; it closes its socket when it ends", self._name)
+                return
+        close()
 
 
 class ServerSocket:

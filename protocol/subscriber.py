@@ -200,7 +200,10 @@ class Subscriber:
         status = self._status()
         if status is None or not isinstance(status.get("session"), str):
             return None
-        session, last_seq = status["session"], int(status.get("last_seq", 0))
+        session, last_seq = status["session"], status.get("last_seq", 0)
+        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+            logger.warning("ignored a status whose last_seq is %s", msg.received(last_seq))
+            return None
         previous = self.session
         self.session, self._synced = session, True
         if previous is None:
@@ -233,8 +236,7 @@ class Subscriber:
                 self._synced = False  # restarted meanwhile: the next message re-syncs
                 return
             delivered = False
-            for item in page.get("messages", []):
-                message = msg.Message.from_map(item)
+            for message in _page_messages(page):
                 if message.seq == self.last_seq + 1:
                     self._deliver(message, events, catching_up=catching_up)
                     delivered = True
@@ -256,3 +258,18 @@ class Subscriber:
         except (TrainerUnavailable, RemoteError) as exc:
             logger.info("no status from the trainer: %s", exc)
             return None
+
+
+def _page_messages(page: dict[str, Any]) -> list[msg.Message]:
+    """The decodable messages of a `history` page; anything else is logged and skipped."""
+    items = page.get("messages")
+    if not isinstance(items, list):
+        logger.warning("ignored a history page whose messages are %s", msg.received(items))
+        return []
+    messages = []
+    for item in items:
+        try:
+            messages.append(msg.Message.from_map(item))
+        except ProtocolError as exc:
+            logger.warning("ignored an undecodable history message: %s", exc)
+    return messages

@@ -13,9 +13,9 @@ import threading
 import time
 from typing import Any
 
-from protocol import ClientCurve, ControlClient
+from protocol import check_private_dir
 from sidecar.access import AccessPolicy
-from sidecar.backend import ChatBackend, IncomingText
+from sidecar.backend import ChatBackend, IncomingText, Priority
 from sidecar.commands import COMMANDS, CommandContext, Reply
 from sidecar.config import Config
 from sidecar.cursor import CursorStore
@@ -36,20 +36,24 @@ FEED_REQUEST_RETRIES = 1
 class Sidecar:
     """Run with `run()` (blocks in the backend) or `start()` + the backend's callback in tests."""
 
-    def __init__(self, config: Config, backend: ChatBackend, *, clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        config: Config,
+        backend: ChatBackend,
+        *,
+        clock: Clock = time.monotonic,
+        access: AccessPolicy | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.outbox = Outbox(backend)
         self.catalog = Catalog()
         self.series = MetricSeries()
-        self.access = AccessPolicy.from_names(config.allow)
+        self.access = access or AccessPolicy(config.allow)  # the backend resolves it at login
         self._clock = clock
-        curve = _curve(config)
-        client = ControlClient(
-            config.control,
-            timeout_ms=config.request_timeout_ms,
-            retries=config.request_retries,
-            curve=curve,
+        connection = config.connection()
+        client = connection.control_client(
+            timeout_ms=config.request_timeout_ms, retries=config.request_retries
         )
         self.link = TrainerLink(client, self.catalog)
         self.language = LanguagePreference(config.language)
@@ -58,15 +62,12 @@ class Sidecar:
         feed_options: dict[str, Any] = {
             "timeout_ms": min(config.request_timeout_ms, FEED_REQUEST_TIMEOUT_MS),
             "retries": FEED_REQUEST_RETRIES,
-            "curve": curve,
         }
-        self.feed = FeedThread(
-            self._feed_handler, config.control, config.metrics, client_options=feed_options
-        )
+        self.feed = FeedThread(self._feed_handler, connection, client_options=feed_options)
 
     def _feed_handler(self, request: Request) -> FeedHandler:
         return FeedHandler(
-            self.outbox.text,
+            self._notify,
             request,
             catalog=self.catalog,
             series=self.series,
@@ -77,9 +78,15 @@ class Sidecar:
             own_changes=self.context.own_changes,
         )
 
+    def _notify(self, text: str, priority: Priority) -> None:
+        """The feed's messages to the owner's chat: unsolicited, so never REPLY."""
+        self.outbox.text(text, priority=priority)
+
     def start(self) -> None:
         """Start the outbox and feed threads (not the backend)."""
         self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The state dir holds the chat session (a pickle: code) and what we send: ours alone.
+        check_private_dir(self.config.state_dir, "state directory")
         self.outbox.start()
         self.feed.start()
 
@@ -104,10 +111,11 @@ class Sidecar:
         """The backend's callback: never raises (a failure is logged and answered)."""
         if message.from_owner and self.outbox.sent_recently(message.text):
             return  # our own message, echoed back by the chat service
-        if not self.access.check(message):
+        role = self.access.check(message)
+        if role is None:
             return
         try:
-            reply = self.dispatcher.handle(message.text)
+            reply = self.dispatcher.handle(message.text, lambda spec: self.access.may_run(role, spec.op))
         except Exception:
             logger.exception("handling %r failed", message.text[:80])
             reply = Reply(INTERNAL_ERROR_TEXT)
@@ -125,9 +133,3 @@ class Sidecar:
         logger.info(
             "sidecar ready (%s backend) after %.2f s", self.config.backend, time.monotonic() - started
         )
-
-
-def _curve(config: Config) -> ClientCurve | None:
-    if config.curve_secret_key is None or config.curve_server_key is None:
-        return None
-    return ClientCurve(config.curve_secret_key, config.curve_server_key)

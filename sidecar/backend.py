@@ -7,6 +7,7 @@ and sends text and images. The sidecar core never sees the chat library: only
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -18,6 +19,20 @@ logger = logging.getLogger(__name__)
 
 #: Where `send_text(..., to=None)` goes: the owner's notification chat.
 OWNER_CHAT = "filehelper"
+
+
+class Priority(enum.IntEnum):
+    """What an outgoing text is, most important first; backends with a delivery budget use it.
+
+    REPLY answers a command (always sent). ALERT: failed, finished, stopped, trainer down,
+    trainer back (never dropped). EVENT: the other trainer events. PROGRESS: the periodic
+    progress line (coalesced, latest wins, dropped first).
+    """
+
+    REPLY = 0
+    ALERT = 1
+    EVENT = 2
+    PROGRESS = 3
 
 
 class SendError(ConnectionError):
@@ -52,10 +67,11 @@ class ChatBackend(ABC):
         """
 
     @abstractmethod
-    def send_text(self, text: str, to: str | None = None) -> None:
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         """Send `text` to chat `to` (None: the owner's notification chat).
 
-        Raises SendError when it cannot (bounded in time: never hangs for good).
+        `priority` matters to backends that may only send so much (iLink's reply window);
+        others ignore it. Raises SendError when it cannot (bounded in time: never hangs for good).
         """
 
     @abstractmethod
@@ -83,6 +99,7 @@ class SentMessage:
     to: str
     text: str = ""
     path: Path | None = None
+    priority: Priority = Priority.REPLY
 
 
 class MemoryBackend(ChatBackend):
@@ -119,9 +136,9 @@ class MemoryBackend(ChatBackend):
     def stop(self) -> None:
         self._stopped.set()
 
-    def send_text(self, text: str, to: str | None = None) -> None:
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         with self._lock:
-            self.sent.append(SentMessage("text", to or OWNER_CHAT, text=text))
+            self.sent.append(SentMessage("text", to or OWNER_CHAT, text=text, priority=priority))
 
     def send_image(self, path: Path, to: str | None = None) -> None:
         with self._lock:

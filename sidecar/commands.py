@@ -25,7 +25,6 @@ from sidecar.series import MetricSeries
 
 DEFAULT_HISTORY_EVENTS = 10
 MAX_HISTORY_EVENTS = 50
-HISTORY_LOOKBACK_SEQ = 2000
 
 
 class CommandError(Exception):
@@ -207,7 +206,7 @@ def _resolve(context: CommandContext, specs: Sequence[ParamSpec], name: str) -> 
         close = difflib.get_close_matches(name, words, n=3, cutoff=0.6)
         hint = tr(context.lang, "did_you_mean", words=", ".join(close)) if close else ""
         known = ", ".join(s.name for s in specs)
-        raise context.error("unknown_param", name=name, hint=hint, known=known) from error
+        raise context.error("unknown_param", name=render.quote(name), hint=hint, known=known) from error
 
 
 @command(
@@ -217,7 +216,9 @@ def _resolve(context: CommandContext, specs: Sequence[ParamSpec], name: str) -> 
 def history(context: CommandContext, args: tuple[str, ...]) -> str:
     count = _count(context, args[0]) if args else DEFAULT_HISTORY_EVENTS
     last_seq = int(context.link.request("status").get("last_seq") or 0)
-    messages, _ = fetch_history(context.link.request, max(0, last_seq - HISTORY_LOOKBACK_SEQ), last_seq)
+    # From the oldest the trainer still holds: events are rare among per-step metrics, so a fixed
+    # look-back of N seqs would miss them ("no events" while the ring holds some).
+    messages, _ = fetch_history(context.link.request, 0, last_seq)
     events = [m["body"] for m in messages if str(m.get("topic", "")).startswith("event.")]
     shown = [e for e in events if e.get("event") not in render.QUIET_EVENTS][-count:]
     return render.history(shown, lang=context.lang)
@@ -225,7 +226,7 @@ def history(context: CommandContext, args: tuple[str, ...]) -> str:
 
 def _count(context: CommandContext, text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_HISTORY_EVENTS:
-        raise context.error("bad_count", most=MAX_HISTORY_EVENTS, text=text)
+        raise context.error("bad_count", most=MAX_HISTORY_EVENTS, text=render.quote(text))
     return int(text)
 
 
@@ -301,7 +302,7 @@ def _help_on(context: CommandContext, word: str) -> str:
     for spec in context.link.specs():
         if lowered in (spec.name, *spec.aliases):
             return render.param_help(described.get(spec.name, spec.to_dict()), lang=context.lang)
-    raise context.error("no_command", word=word)
+    raise context.error("no_command", word=render.quote(word))
 
 
 COMMANDS: tuple[CommandSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, CommandSpec))

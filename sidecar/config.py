@@ -1,23 +1,28 @@
 """The sidecar's configuration: one dataclass, built once in __main__ from flags and environment.
 
 Every option has an environment variable (shown in --help); a flag wins over its variable.
-Endpoints: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the --connection
-file (CHATTRAIN_CONNECTION), else the trainer's connection file for the instance when it
-exists, else protocol's default ipc endpoints for the instance.
+Endpoints and CurveZMQ keys come from protocol's connection factory (`resolve_connection`), by the
+same rules as trainctl's: --control/--metrics (CHATTRAIN_CONTROL / CHATTRAIN_METRICS), else the
+--connection file (CHATTRAIN_CONNECTION) or the instance's, else the instance's default ipc
+endpoints; keys from --curve-secret-key/--curve-server-key, else the connection file, else the
+instance's key file.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from protocol import ConnectionInfo, default_connection_file, default_endpoints
+from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from sidecar.access import AccessPolicy
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
-BACKENDS = ("wechat", "console")
+BACKENDS = ("wechat", "console", "ilink")
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,20 @@ class Config:
     wechat_base_url: str | None = None
     request_timeout_ms: int = 1500
     request_retries: int = 2
-    curve_secret_key: Path | None = None
-    curve_server_key: Path | None = None
+    curve: ClientCurve | None = None  # from protocol's connection factory, like the endpoints
     log_level: str = "INFO"
+    # -- the iLink backend and the push fallback --
+    ilink_base_url: str | None = None  # None: iLink's public API (sidecar/ilink_api.py)
+    ilink_cdn_url: str | None = None
+    ilink_window_s: float = 12 * 3600.0
+    ilink_per_inbound: int = 10
+    push_url: str | None = None
+    push_format: str = "auto"
     language: str = "auto"
+
+    def connection(self) -> Connection:
+        """What the control client and the feed subscriber are both made from."""
+        return Connection(self.control, self.metrics, self.curve)
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -49,7 +64,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--backend",
         choices=BACKENDS,
         default=env("CHATTRAIN_BACKEND", "wechat"),
-        help="chat backend (env CHATTRAIN_BACKEND; default wechat)",
+        help="chat backend: ilink (official bot API), wechat (web WeChat via itchat) or console "
+        "(env CHATTRAIN_BACKEND; default wechat)",
     )
     add("--control", default=env("CHATTRAIN_CONTROL"), help="control endpoint (env CHATTRAIN_CONTROL)")
     add("--metrics", default=env("CHATTRAIN_METRICS"), help="metrics endpoint (env CHATTRAIN_METRICS)")
@@ -70,13 +86,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--allow",
         action="append",
         metavar="NAME",
-        help="a contact (remark or nickname) who may send commands; repeatable "
-        "(env CHATTRAIN_ALLOW, comma-separated)",
+        help="a contact who may send commands: the remark name you gave them in WeChat (never a "
+        "nickname, which anyone can choose), or id:ID; NAME=steer may also steer, NAME alone only "
+        "read (status, params, history, plot); repeatable (env CHATTRAIN_ALLOW, comma-separated)",
     )
     add(
         "--progress-interval",
         type=float,
-        default=float(env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)) or 0),
+        # A string default goes through `type` too: a bad variable is a usage error (exit 2).
+        default=env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)),
         help="seconds between progress messages at most (env CHATTRAIN_PROGRESS_INTERVAL)",
     )
     add(
@@ -87,7 +105,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add(
         "--request-timeout-ms",
         type=int,
-        default=int(env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500") or 0),
+        default=env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500"),
         help="control request timeout per attempt (env CHATTRAIN_REQUEST_TIMEOUT_MS)",
     )
     add(
@@ -109,10 +127,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="reply language: auto follows each command's language (env CHATTRAIN_LANGUAGE)",
     )
     add(
+        "--insecure-no-curve",
+        action="store_true",
+        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
+        help="INSECURE: connect without CurveZMQ, to a trainer started so (env CHATTRAIN_INSECURE_NO_CURVE)",
+    )
+    add(
         "--log-level",
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
     )
+    _add_ilink_options(add, env)
     return parser
 
 
@@ -121,35 +146,105 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     args = parser.parse_args(argv)
     if args.progress_interval < 0:
         parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
-    if (args.curve_secret_key is None) != (args.curve_server_key is None):
-        parser.error("--curve-secret-key and --curve-server-key go together")
-    control, metrics = _endpoints(args)
-    allow = list(args.allow or [])
-    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
-        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    if args.request_timeout_ms < 1:
+        parser.error(f"--request-timeout-ms must be >= 1, got {args.request_timeout_ms}")
+    try:
+        connection = resolve_connection(
+            control=args.control,
+            metrics=args.metrics,
+            connection_file=args.connection,
+            instance=args.instance,
+            curve_secret_key=args.curve_secret_key,
+            curve_server_key=args.curve_server_key,
+            insecure_no_curve=args.insecure_no_curve,
+            environ=environ,
+        )
+    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        parser.error(str(exc))
+    allow = _allow_list(parser, args, environ)
     return Config(
         backend=args.backend,
-        control=control,
-        metrics=metrics,
+        control=connection.control,
+        metrics=connection.metrics,
         state_dir=args.state_dir,
-        allow=tuple(name.strip() for name in allow if name.strip()),
+        allow=allow,
         progress_interval_s=args.progress_interval,
         wechat_base_url=args.wechat_base_url,
         request_timeout_ms=args.request_timeout_ms,
-        curve_secret_key=args.curve_secret_key,
-        curve_server_key=args.curve_server_key,
+        curve=connection.curve,
         log_level=args.log_level.upper(),
         language=args.language,
+        **_ilink_config(args, parser),
     )
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
-    connection: Path | None = args.connection
-    if connection is None and not (args.control and args.metrics):
-        candidate = default_connection_file(args.instance)
-        connection = candidate if candidate.exists() else None
-    if connection is not None and not (args.control and args.metrics):
-        info = ConnectionInfo.read(connection)
-        return args.control or info.control, args.metrics or info.metrics
-    control, metrics = default_endpoints(args.instance)
-    return args.control or control, args.metrics or metrics
+def _allow_list(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[str, ...]:
+    allow = list(args.allow or [])
+    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
+        allow = environ["CHATTRAIN_ALLOW"].split(",")
+    try:
+        AccessPolicy(allow)  # a wrong role is a usage error now, not at login
+    except ValueError as exc:
+        parser.error(str(exc))
+    return tuple(name.strip() for name in allow if name.strip())
+
+
+# -- the iLink backend and the push fallback ---------------------------------------------------
+
+
+def _add_ilink_options(add: Callable[..., Any], env: Callable[[str, str | None], str | None]) -> None:
+    add(
+        "--ilink-base-url",
+        default=env("CHATTRAIN_ILINK_BASE_URL", None),
+        help="iLink bot API base URL, for a fake server in tests (env CHATTRAIN_ILINK_BASE_URL)",
+    )
+    add(
+        "--ilink-cdn-url",
+        default=env("CHATTRAIN_ILINK_CDN_URL", None),
+        help="iLink media CDN base URL (env CHATTRAIN_ILINK_CDN_URL)",
+    )
+    add(
+        "--ilink-window-hours",
+        type=float,
+        default=float(env("CHATTRAIN_ILINK_WINDOW_HOURS", "12") or 0),
+        help="hours after your last message in which iLink delivers the bot's messages "
+        "(env CHATTRAIN_ILINK_WINDOW_HOURS; default 12)",
+    )
+    add(
+        "--ilink-per-inbound",
+        type=int,
+        default=int(env("CHATTRAIN_ILINK_PER_INBOUND", "10") or 0),
+        help="messages iLink delivers per message of yours (env CHATTRAIN_ILINK_PER_INBOUND; default 10)",
+    )
+    add(
+        "--push-url",
+        default=env("CHATTRAIN_PUSH_URL", None),
+        help="push alerts here when the chat cannot deliver them: a WeCom group robot webhook or "
+        "any JSON webhook (env CHATTRAIN_PUSH_URL; default off)",
+    )
+    add(
+        "--push-format",
+        choices=("auto", "wecom", "json"),
+        default=env("CHATTRAIN_PUSH_FORMAT", "auto"),
+        help="push body: wecom, json, or auto (wecom for qyapi.weixin.qq.com) (env CHATTRAIN_PUSH_FORMAT)",
+    )
+
+
+def _ilink_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    if args.ilink_window_hours <= 0:
+        parser.error(f"--ilink-window-hours must be > 0, got {args.ilink_window_hours}")
+    if args.ilink_per_inbound < 1:
+        parser.error(f"--ilink-per-inbound must be >= 1, got {args.ilink_per_inbound}")
+    push = urlsplit(args.push_url) if args.push_url else None
+    if push is not None and (push.scheme not in ("http", "https") or not push.hostname):
+        parser.error(f"--push-url must be an http(s) URL, got one starting {args.push_url[:8]!r}")
+    return {
+        "ilink_base_url": args.ilink_base_url,
+        "ilink_cdn_url": args.ilink_cdn_url,
+        "ilink_window_s": args.ilink_window_hours * 3600.0,
+        "ilink_per_inbound": args.ilink_per_inbound,
+        "push_url": args.push_url,
+        "push_format": args.push_format,
+    }

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from sidecar.backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback
+from sidecar.backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, Priority
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ConsoleBackend(ChatBackend):
         except Exception:
             logger.exception("message handler failed on %r", text)
 
-    def send_text(self, text: str, to: str | None = None) -> None:
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         prefix = "" if to in (None, OWNER_CHAT) else f"[to {to}] "
         self._write(prefix + text + "\n")
 

@@ -9,7 +9,7 @@ Chatter gets None (no reply). The reply's language follows the command's first w
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol import RemoteError, TrainerUnavailable
 from sidecar import render
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR_TEXT = tr(EN, "internal")
 UNAVAILABLE_TEXT = tr(EN, "unavailable")
+NOT_ALLOWED_TEXT = tr(EN, "not_allowed")
 
 
 class Dispatcher:
@@ -45,14 +46,17 @@ class Dispatcher:
     def vocabulary(self) -> Vocabulary:
         return Vocabulary(self._words, self._context.link.catalog.param_words())
 
-    def handle(self, text: str) -> Reply | None:
-        """The reply to `text`, or None when it is chatter."""
+    def handle(self, text: str, may_run: Callable[[CommandSpec], bool] | None = None) -> Reply | None:
+        """The reply to `text`, or None when it is chatter; `may_run` says which commands the
+        sender's role allows (the access policy's; None: all)."""
         parsed = parse(text, self.vocabulary())
         if parsed is None:
             return None
         lang = self._language.for_command(split_words(text)[0])
         if isinstance(parsed, Unknown):
             return Reply(render.unknown_command(parsed.word, parsed.suggestions, lang=lang))
+        if may_run is not None and not may_run(self._commands[parsed.name]):
+            return Reply(tr(lang, "not_allowed"))
         return self.run(parsed, lang)
 
     def run(self, parsed: Command, lang: str = EN) -> Reply:
@@ -66,7 +70,9 @@ class Dispatcher:
             return Reply(tr(lang, "unavailable"))
         except RemoteError as error:
             logger.info("command %s refused: %s %s", parsed.name, error.code, error.message)
-            return Reply(tr(lang, "refused", code=error.code, message=error.message))
+            return Reply(
+                tr(lang, "refused", code=error.code, message=error.message[: render.MAX_ERROR_CHARS])
+            )
         except Exception:
             logger.exception("command %s %r failed", parsed.name, parsed.args)
             return Reply(tr(lang, "internal"))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol import (
-    ControlClient,
+    Connection,
     Data,
     Gap,
     NotResponding,
@@ -37,6 +37,7 @@ from protocol import (
     Unstalled,
 )
 from sidecar import render
+from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
 from sidecar.i18n import EN, tr
 from sidecar.link import Catalog, OwnChanges, Request, fetch_history
@@ -54,7 +55,7 @@ POLL_TIMEOUT_MS = 200
 TERMINAL_EVENTS = frozenset({"finished", "failed", "stopped"})
 # A restarted trainer that is still loading after this long gets a 'back, still loading' note.
 BACK_LOADING_NOTE_S = 60.0
-Notify = Callable[[str], None]
+Notify = Callable[[str, Priority], None]
 
 
 class FeedHandler:
@@ -107,17 +108,21 @@ class FeedHandler:
                 self._down = True
                 step, saved = self._last_step, self._checkpoint_step
                 self._notify(
-                    render.trainer_down(event.reason, event.silent_s, step, saved, lang=self._lang())
+                    render.trainer_down(event.reason, event.silent_s, step, saved, lang=self._lang()),
+                    Priority.ALERT,
                 )
         elif isinstance(event, TrainerBack):
             # After a restart the Subscriber reports SessionChanged first, which handled it.
             if self._down:
                 self._down = False
-                self._notify(render.trainer_back(event.status, restarted=event.restarted, lang=self._lang()))
+                self._notify(
+                    render.trainer_back(event.status, restarted=event.restarted, lang=self._lang()),
+                    Priority.ALERT,
+                )
         elif isinstance(event, NotResponding):
-            self._notify(render.not_responding(event.silent_s, lang=self._lang()))
+            self._notify(render.not_responding(event.silent_s, lang=self._lang()), Priority.EVENT)
         elif isinstance(event, Responding):
-            self._notify(render.responding(event.silent_s, lang=self._lang()))
+            self._notify(render.responding(event.silent_s, lang=self._lang()), Priority.EVENT)
         elif isinstance(event, Stalled):
             self._send_event(render.stalled(event.loop_age_s, lang=self._lang()))
         elif isinstance(event, Unstalled):
@@ -129,16 +134,18 @@ class FeedHandler:
         """Send what has come due; call after each poll."""
         due = self._progress.due()
         if due is not None:
-            self._notify(render.progress(due, lang=self._lang()))
+            self._notify(render.progress(due, lang=self._lang()), Priority.PROGRESS)
         if self._params and self._clock() - self._params_since >= PARAM_COALESCE_S:
             self._flush_params()
         pending = self._pending_back
         if pending is not None and not pending[2] and self._clock() - pending[1] >= BACK_LOADING_NOTE_S:
             self._pending_back = (pending[0], pending[1], True)
-            self._notify(render.trainer_back({"state": "loading"}, restarted=True, lang=self._lang()))
+            self._notify(
+                render.trainer_back({"state": "loading"}, restarted=True, lang=self._lang()), Priority.ALERT
+            )
         held = self._limiter.suppressed()
         if held:
-            self._notify(tr(self._lang(), "more_events", count=held))
+            self._notify(tr(self._lang(), "more_events", count=held), Priority.EVENT)
         if self._clock() - self._cursor_saved_at >= CURSOR_SAVE_INTERVAL_S:
             self.save_cursor()
 
@@ -157,7 +164,7 @@ class FeedHandler:
         self._synced, self._down = True, False
         self._note_status(status)
         self._refresh_catalog(cursor.session)
-        self._notify(self._catch_up(status, self._cursors.load()))
+        self._notify(self._catch_up(status, self._cursors.load()), Priority.EVENT)
         self._cursor = cursor
         self.save_cursor()
 
@@ -174,7 +181,10 @@ class FeedHandler:
             self._pending_back = (old_step, self._clock(), False)
         else:
             self._note_status(status)
-            self._notify(render.trainer_back(status, restarted=True, old_step=old_step, lang=self._lang()))
+            self._notify(
+                render.trainer_back(status, restarted=True, old_step=old_step, lang=self._lang()),
+                Priority.ALERT,
+            )
         self._down = False
         self._cursor = Cursor(session, 0)  # its messages follow as Data from seq 1
         self.save_cursor()
@@ -190,7 +200,7 @@ class FeedHandler:
             if topic == "metrics.report":
                 due = self._progress.offer(body)
                 if due is not None:
-                    self._notify(render.progress(due, lang=self._lang()))
+                    self._notify(render.progress(due, lang=self._lang()), Priority.PROGRESS)
         elif topic.startswith("event."):
             self._series.add(topic, body)  # parameter changes mark the plot
             self._on_trainer_event(body)
@@ -204,7 +214,10 @@ class FeedHandler:
         if name == "state" and self._pending_back is not None and body.get("state") != "loading":
             old_step = self._pending_back[0]
             self._pending_back = None
-            self._notify(render.trainer_back(body, restarted=True, old_step=old_step, lang=self._lang()))
+            self._notify(
+                render.trainer_back(body, restarted=True, old_step=old_step, lang=self._lang()),
+                Priority.ALERT,
+            )
             return
         if name == "param_changed":
             if self._own_changes.consume(str(body.get("name")), body.get("new")):
@@ -219,7 +232,7 @@ class FeedHandler:
             # The final state always gets through: pending progress rides on this message.
             text = render.event(body, last_progress=self._progress.take(), lang=self._lang())
             if text:
-                self._notify(text)
+                self._notify(text, Priority.ALERT)
         else:
             text = render.event(body, lang=self._lang())
             if text:
@@ -241,7 +254,7 @@ class FeedHandler:
 
     def _send_event(self, text: str) -> None:
         if self._limiter.allow():
-            self._notify(text)
+            self._notify(text, Priority.EVENT)
         else:
             logger.warning("event not sent (flood guard): %s", text)
 
@@ -289,14 +302,12 @@ class FeedThread:
     def __init__(
         self,
         make_handler: Callable[[Request], FeedHandler],
-        control_endpoint: str,
-        metrics_endpoint: str,
+        connection: Connection,
         *,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self._make_handler = make_handler
-        self._control_endpoint = control_endpoint
-        self._metrics_endpoint = metrics_endpoint
+        self._connection = connection  # one factory: the client and the feed get the same keys
         self._client_options = client_options or {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sidecar-feed", daemon=True)
@@ -311,8 +322,8 @@ class FeedThread:
 
     def _run(self) -> None:
         try:
-            client = ControlClient(self._control_endpoint, **self._client_options)
-            subscriber = Subscriber(self._metrics_endpoint, client)
+            client = self._connection.control_client(**self._client_options)
+            subscriber = self._connection.subscriber(client)
             handler = self._make_handler(client.request)
         except Exception:
             logger.exception("the trainer feed could not start: no notifications will be sent")

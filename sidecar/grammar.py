@@ -161,7 +161,7 @@ def parse_assignments(words: list[str] | tuple[str, ...]) -> dict[str, str]:
         if index < len(tokens) and tokens[index] == "=":
             index += 1
         if name == "=" or index >= len(tokens) or tokens[index] == "=":
-            raise ValueError(f"expected 'name value' pairs, got {' '.join(words)!r}")
+            raise ValueError(f"expected 'name value' pairs, got {' '.join(words)[:40]!r}")
         pairs[name.lower()] = tokens[index]
         index += 1
     if not pairs:

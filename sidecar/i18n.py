@@ -88,6 +88,7 @@ STATES = MappingProxyType(
         "running": {ZH: "训练中"},
         "paused": {ZH: "已暂停"},
         "stopping": {ZH: "正在停止"},
+        "stopped": {ZH: "已停止"},
         "finished": {ZH: "已完成"},
         "failed": {ZH: "已失败"},
     }
@@ -135,6 +136,7 @@ APPLIES_AT = MappingProxyType(
         "now": {EN: "at once", ZH: "立即生效"},
         "next_epoch": {EN: "from step {step} (the next epoch)", ZH: "从第 {step} 步（下一轮）起生效"},
         "": {EN: "from step {step}", ZH: "从第 {step} 步起生效"},
+        "loading": {EN: "once the trainer has loaded", ZH: "训练程序加载完后生效"},
     }
 )
 
@@ -197,8 +199,8 @@ MESSAGES = MappingProxyType(
         "event_at": {EN: "{label} at step {step}", ZH: "{label}（第 {step} 步）"},
         "last": {EN: "\nLast: {progress}", ZH: "\n最近：{progress}"},
         "unknown_command": {
-            EN: "Unknown command {word!r}. Did you mean: {suggestions}? (help lists all)",
-            ZH: "未知命令“{word}”。您是想说：{suggestions}？（发送 帮助 查看全部命令）",
+            EN: "Unknown command {word}. Did you mean: {suggestions}? (help lists all)",
+            ZH: "未知命令 {word}。您是想说：{suggestions}？（发送 帮助 查看全部命令）",
         },
         "connected": {EN: "🔗 Sidecar connected to the trainer.", ZH: "🔗 已连接到训练程序。"},
         "back": {EN: "🔄 Sidecar back.", ZH: "🔄 助手已重新上线。"},
@@ -230,6 +232,10 @@ MESSAGES = MappingProxyType(
             EN: "Refused by the trainer ({code}): {message}",
             ZH: "训练程序拒绝了（{code}）：{message}",
         },
+        "not_allowed": {
+            EN: "Only the owner can do that. You may use: status, params, history, plot, help.",
+            ZH: "只有主人可以这样做。您可以用：状态、参数、历史、曲线、帮助。",
+        },
         "internal": {EN: "Internal error, see the sidecar's log.", ZH: "内部错误，详见助手日志。"},
         "checkpoint_scheduled": {
             EN: "Checkpoint scheduled at step {step}; I'll tell you when it is saved.",
@@ -253,17 +259,17 @@ MESSAGES = MappingProxyType(
         "allowed": {EN: " (allowed: {type} {range})", ZH: "（允许：{type} {range}）"},
         "a_type": {EN: " (a {type})", ZH: "（应为 {type}）"},
         "unknown_param": {
-            EN: "Unknown parameter {name!r}.{hint} Known: {known}.",
-            ZH: "未知参数“{name}”。{hint}已有参数：{known}。",
+            EN: "Unknown parameter {name}.{hint} Known: {known}.",
+            ZH: "未知参数 {name}。{hint}已有参数：{known}。",
         },
         "did_you_mean": {EN: " Did you mean: {words}?", ZH: "您是想说：{words}？"},
         "bad_count": {
-            EN: "history takes a count from 1 to {most}, got {text!r}",
-            ZH: "历史 后面的数字应在 1 到 {most} 之间，收到的是“{text}”",
+            EN: "history takes a count from 1 to {most}, got {text}",
+            ZH: "历史 后面的数字应在 1 到 {most} 之间，收到的是 {text}",
         },
         "no_command": {
-            EN: "No command {word!r}. Send 'help' for the list.",
-            ZH: "没有“{word}”这个命令。发送 帮助 查看列表。",
+            EN: "No command {word}. Send 'help' for the list.",
+            ZH: "没有 {word} 这个命令。发送 帮助 查看列表。",
         },
         "help_head": {EN: "Commands:", ZH: "命令："},
         "help_aliases": {EN: "Aliases: {aliases}", ZH: "别名：{aliases}"},

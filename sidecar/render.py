@@ -31,8 +31,15 @@ from sidecar.render_alerts import error_text as _error
 
 Body = Mapping[str, Any]
 QUIET_EVENTS = frozenset({"state"})  # every change already has its own event
+MAX_ECHO_CHARS = 40
 NOT_METRICS = frozenset({"step", "epoch", "eta_s", "steps_per_s", "lr", "finite"})  # shown apart
 SMALL_METRIC = 1e-3
+
+
+def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """Chat text echoed back in a reply: repr'd and cut, so 5,000 characters never come back."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return repr(shown)
 
 
 def duration(seconds: float | None, lang: str = EN) -> str:
@@ -226,6 +233,8 @@ def params_set(result: Body, old: Mapping[str, Any] | None = None, lang: str = E
     parts = []
     for name, new in result["params"].items():
         when = i18n.APPLIES_AT.get(str(how.get(name, "")), i18n.APPLIES_AT[""])[lang]
+        if name in at and at[name] is None:  # still loading: it does not know at which step yet
+            when = i18n.APPLIES_AT["loading"][lang]
         was = tr(lang, "was", old=value(old[name])) if name in old and old[name] != new else ""
         parts.append(
             tr(lang, "set_part", name=param_name(name, lang), new=value(new), was=was,
@@ -244,7 +253,7 @@ def action(op: str, result: Body, lang: str = EN) -> str:
 
 
 def unknown_command(word: str, suggestions: Sequence[str], lang: str = EN) -> str:
-    return tr(lang, "unknown_command", word=word, suggestions=", ".join(suggestions))
+    return tr(lang, "unknown_command", word=quote(word), suggestions=", ".join(suggestions))
 
 
 def connected(result: Body, lang: str = EN) -> str:

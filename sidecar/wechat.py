@@ -25,13 +25,17 @@ import logging
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import requests
 
-from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, SendError
+from protocol import UnsafeDirectory
+from protocol.endpoints import check_private_file
+
+from .access import AccessPolicy, Contact
+from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, Priority, SendError
 from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, login_failure, qr_text
 
 with contextlib.redirect_stdout(io.StringIO()):  # itchat writes a block character on import
@@ -68,16 +72,16 @@ class WeChatBackend(ChatBackend):
     def __init__(
         self,
         state_dir: Path,
-        allowed_contacts: Iterable[str] = (),
         base_url: str | None = None,
         *,
+        access: AccessPolicy | None = None,
         qr_stream: TextIO | None = None,
         request_timeout_s: tuple[float, float] = REQUEST_TIMEOUT_S,
         relogin_delays_s: tuple[float, ...] = RELOGIN_DELAYS_S,
         stop_wait_s: float = STOP_WAIT_S,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self.allowed_contacts = frozenset(allowed_contacts)
+        self.access = access or AccessPolicy()
         self.base_url = base_url
         self.qr_path = self.state_dir / QR_FILE
         self.status_path = self.state_dir / STATUS_FILE
@@ -91,7 +95,6 @@ class WeChatBackend(ChatBackend):
         self._core.msg_register("Text")(self._on_itchat_text)
         itchat.set_logging(showOnCmd=False)  # itchat's own stderr handler: ours is enough
         self._on_message: MessageCallback | None = None
-        self._allowed_ids: frozenset[str] = frozenset()
         self._sent = SentLog()
         self._send_lock = threading.Lock()
         self._ready = threading.Event()
@@ -152,6 +155,7 @@ class WeChatBackend(ChatBackend):
             itchat.config.BASE_URL = self.base_url.rstrip("/")
         core = self._core
         core.useHotReload, core.hotReloadDir = True, str(self.status_path)
+        self._drop_unsafe_status()
         with _setdaemon_tolerated():
             if self.status_path.exists() and core.load_login_status(
                 str(self.status_path), loginCallback=self._on_login, exitCallback=self._on_exit
@@ -168,7 +172,7 @@ class WeChatBackend(ChatBackend):
             # itchat logged why (often: this account may not use web WeChat at all).
             raise RuntimeError("WeChat did not complete the login")
         self._save_status()
-        self._allowed_ids = self._resolve_allowed()
+        self.access.resolve(self._contacts())
 
     def _shut_down(self) -> None:
         """Keep the session for the next start (no logout); end itchat's receive loop."""
@@ -178,6 +182,17 @@ class WeChatBackend(ChatBackend):
             if not self._receive_done.wait(self._stop_wait_s):
                 logger.info("itchat's receive loop still in its long poll; leaving it")
 
+    def _drop_unsafe_status(self) -> None:
+        """itchat unpickles the saved session: a file anyone else could have written is code
+        they would run as us. Such a file is deleted, never loaded (a new QR login follows)."""
+        if not self.status_path.exists():
+            return
+        try:
+            check_private_file(self.status_path, "saved WeChat session")
+        except UnsafeDirectory as exc:
+            logger.error("%s: deleting it, not loading it", exc)
+            self.status_path.unlink()
+
     def _save_status(self) -> None:
         try:
             self._core.dump_login_status(str(self.status_path))
@@ -185,16 +200,10 @@ class WeChatBackend(ChatBackend):
         except Exception:
             logger.exception("could not save the WeChat session to %s", self.status_path)
 
-    def _resolve_allowed(self) -> frozenset[str]:
-        ids = set()
-        for name in sorted(self.allowed_contacts):
-            found = self._core.search_friends(name=name)
-            if not found:
-                logger.warning("allowed contact %r is not among the WeChat contacts", name)
-            for friend in found:
-                logger.info("allowed contact %r is %s", name, friend["UserName"])
-                ids.add(friend["UserName"])
-        return frozenset(ids)
+    def _contacts(self) -> list[Contact]:
+        """The friends as this login knows them: UserName (stable for the login) and remark."""
+        fields = ("UserName", "RemarkName", "NickName")
+        return [Contact(*(str(f.get(k) or "") for k in fields)) for f in self._core.memberList]
 
     # -- itchat callbacks (called on itchat's threads) ---------------------------------------
     def _on_qr(self, uuid: str, status: str, qrcode: bytes) -> None:
@@ -257,13 +266,11 @@ class WeChatBackend(ChatBackend):
             return IncomingText(text, owner, nick, "", OWNER_CHAT, from_owner=True)
         user = msg.get("User") or {}
         nick, remark = user.get("NickName") or "", user.get("RemarkName") or ""
-        if sender not in self._allowed_ids and not {nick, remark} & self.allowed_contacts:
-            logger.info("ignoring a message from %s (%r): not an allowed contact", sender, nick)
-            return None
+        # Names are for the log only: the access policy goes by `sender`, the UserName.
         return IncomingText(text, sender, nick, remark, sender, from_owner=False)
 
     # -- sending --------------------------------------------------------------------------------
-    def send_text(self, text: str, to: str | None = None) -> None:
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         chat = to or OWNER_CHAT
         self._sent.record(chat, text)
         result = self._call("send a text", lambda: self._core.send_msg(text, toUserName=chat))

@@ -14,6 +14,7 @@ from requests.adapters import HTTPAdapter
 
 REQUEST_TIMEOUT_S = (10.0, 40.0)  # (connect, read); WeChat's login check long-polls ~25 s
 ECHO_MEMORY_S = 600.0  # how long a sent text is remembered to recognise it coming back
+ECHO_MEMORY_ENTRIES = 200  # and at most this many texts and message ids (a flood stays bounded)
 
 
 class TimeoutAdapter(HTTPAdapter):
@@ -30,10 +31,11 @@ class TimeoutAdapter(HTTPAdapter):
 class SentLog:
     """Texts this backend sent, to recognise them when web WeChat echoes them back."""
 
-    def __init__(self, memory_s: float = ECHO_MEMORY_S) -> None:
+    def __init__(self, memory_s: float = ECHO_MEMORY_S, max_entries: int = ECHO_MEMORY_ENTRIES) -> None:
         self._memory_s = memory_s
+        self._max_entries = max_entries
         self._entries: list[tuple[float, str, str]] = []  # (sent at, chat, text)
-        self._ids: set[str] = set()
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest id goes first
         self._lock = threading.Lock()
 
     def record(self, chat: str, text: str) -> None:
@@ -41,16 +43,18 @@ class SentLog:
             now = time.monotonic()
             self._entries = [e for e in self._entries if now - e[0] < self._memory_s]
             self._entries.append((now, chat, text))
+            del self._entries[: -self._max_entries]
 
     def record_id(self, msg_id: str) -> None:
         with self._lock:
-            self._ids.add(msg_id)
+            self._ids[msg_id] = None
+            while len(self._ids) > self._max_entries:
+                del self._ids[next(iter(self._ids))]
 
     def take_echo(self, msg_id: str, chat: str, text: str) -> bool:
         """True (once) if this message is one we sent."""
         with self._lock:
-            by_id = msg_id in self._ids
-            self._ids.discard(msg_id)
+            by_id = self._ids.pop(msg_id, 0) is None
             for entry in self._entries:
                 if entry[1:] == (chat, text):
                     self._entries.remove(entry)

@@ -23,6 +23,7 @@ from protocol import (
     ParamSpec,
     Publisher,
     RequestError,
+    ServerCurve,
     coerce_params,
     new_session_id,
 )
@@ -89,8 +90,9 @@ class FakeTrainer:
         state: str = "idle",
         session: str | None = None,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-        stopped_state: str = "finished",
+        stopped_state: str = "stopped",
         announce: bool = True,
+        curve: ServerCurve | None = None,
     ) -> None:
         self.session = session or new_session_id()
         self.specs = specs
@@ -107,9 +109,10 @@ class FakeTrainer:
             session=self.session,
             heartbeat_interval_s=heartbeat_interval_s,
             heartbeat_body=self._heartbeat,
+            curve=curve,
         )
         handlers = {op: self._recorded(op, getattr(self, f"op_{op}")) for op in OPERATIONS}
-        self.server = ControlServer(control, handlers, session=self.session)
+        self.server = ControlServer(control, handlers, session=self.session, curve=curve)
 
     def start(self) -> FakeTrainer:
         self.publisher.start()

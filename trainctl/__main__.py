@@ -3,7 +3,7 @@
     trainctl status                       trainctl set lr 0.01 bs 256
     trainctl start --param lr=0.002       trainctl watch                (Ctrl-C detaches)
     trainctl history                      trainctl history --with-metrics --since 100
-    trainctl --json status                trainctl watch --json --until-state finished,failed
+    trainctl --json status                trainctl watch --json --until-state stopped,finished,failed
 
 Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
 6 `watch --for` ended before `--until-state` was reached.

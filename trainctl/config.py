@@ -1,8 +1,9 @@
-"""Where trainctl connects: flags, then environment variables, then the connection file, then defaults.
+"""Where trainctl connects, and with which keys: its options, handed to protocol's connection factory.
 
-Explicit endpoints (`--control` / `--metrics`, or CHATTRAIN_CONTROL / CHATTRAIN_METRICS) win; without
-them the trainer's connection file is used when it exists (`--connection`, CHATTRAIN_CONNECTION, or the
-instance's default path); otherwise the instance's default ipc endpoints.
+`protocol.connect.resolve_connection` applies the rules (explicit endpoints, then CHATTRAIN_CONTROL /
+CHATTRAIN_METRICS, then the trainer's connection file, then the instance's defaults; CurveZMQ keys
+from explicit key files, else the connection file, else the instance's key file), the same rules for
+the control client and the feed subscriber, and the same as the sidecar's.
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import (
-    ClientCurve,
-    ConnectionInfo,
-    ControlClient,
-    default_connection_file,
-    default_endpoints,
-)
+from protocol import Connection, ConnectionConfigError, ControlClient, Subscriber, resolve_connection
 
 ENV_TIMEOUT_MS = "CHATTRAIN_REQUEST_TIMEOUT_MS"
 ENV_RETRIES = "CHATTRAIN_RETRIES"
 ENV_CURVE_SECRET = "CHATTRAIN_CURVE_SECRET_KEY"
 ENV_CURVE_SERVER_KEY = "CHATTRAIN_CURVE_SERVER_KEY"
+ENV_INSECURE = "CHATTRAIN_INSECURE_NO_CURVE"
 DEFAULT_TIMEOUT_MS = 1500
 DEFAULT_RETRIES = 2
 
@@ -36,15 +32,27 @@ class ConfigError(ValueError):
 class ClientConfig:
     """Everything a command needs to reach one trainer."""
 
-    control: str
-    metrics: str
+    connection: Connection
     timeout_ms: int
     retries: int
-    curve: ClientCurve | None
-    source: str  # where the endpoints came from, for messages
+
+    @property
+    def control(self) -> str:
+        return self.connection.control
+
+    @property
+    def metrics(self) -> str:
+        return self.connection.metrics
+
+    @property
+    def source(self) -> str:  # where the endpoints came from, for messages
+        return self.connection.source
 
     def client(self) -> ControlClient:
-        return ControlClient(self.control, timeout_ms=self.timeout_ms, retries=self.retries, curve=self.curve)
+        return self.connection.control_client(timeout_ms=self.timeout_ms, retries=self.retries)
+
+    def subscriber(self, client: ControlClient) -> Subscriber:
+        return self.connection.subscriber(client)
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -97,6 +105,12 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
         metavar="FILE",
         help=f"the trainer's CurveZMQ public key file (env {ENV_CURVE_SERVER_KEY})",
     )
+    group.add_argument(
+        "--insecure-no-curve",
+        action="store_true",
+        default=default(False),
+        help=f"INSECURE: connect without CurveZMQ, to a trainer started so (env {ENV_INSECURE})",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
@@ -106,52 +120,28 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
 
 
 def build_config(args: argparse.Namespace) -> ClientConfig:
-    """Resolve the connection options; raises ConfigError."""
+    """Resolve the connection options through protocol's connection factory; raises ConfigError."""
     timeout_ms = _int_option(args.timeout_ms, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, minimum=1)
     retries = _int_option(args.retries, ENV_RETRIES, DEFAULT_RETRIES, minimum=0)
-    control = args.control or os.environ.get("CHATTRAIN_CONTROL")
-    metrics = args.metrics or os.environ.get("CHATTRAIN_METRICS")
-    info, source = None, "explicit endpoints"
-    if not (control and metrics):
-        info, source = _read_connection(args)
-    if info is not None:
-        control, metrics = control or info.control, metrics or info.metrics
-    else:
-        default_control, default_metrics = default_endpoints(args.instance)
-        control, metrics = control or default_control, metrics or default_metrics
-    curve = _curve(args, info)
-    return ClientConfig(control, metrics, timeout_ms, retries, curve, source)
-
-
-def _read_connection(args: argparse.Namespace) -> tuple[ConnectionInfo | None, str]:
-    explicit = args.connection or os.environ.get("CHATTRAIN_CONNECTION")
-    path = Path(explicit) if explicit else default_connection_file(args.instance)
-    if not path.exists():
-        if explicit:
-            raise ConfigError(f"connection file {path} does not exist")
-        return None, f"default endpoints of instance {args.instance or 'default'}"
-    try:
-        return ConnectionInfo.read(path), f"connection file {path}"
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot read connection file {path}: {exc}") from exc
-
-
-def _curve(args: argparse.Namespace, info: ConnectionInfo | None) -> ClientCurve | None:
     secret = args.curve_secret_key or os.environ.get(ENV_CURVE_SECRET)
     server_key = args.curve_server_key or os.environ.get(ENV_CURVE_SERVER_KEY)
-    if not secret:
-        if server_key:
-            raise ConfigError("--curve-server-key needs --curve-secret-key (this client's secret key file)")
-        return None
-    if not Path(secret).is_file():
-        raise ConfigError(f"--curve-secret-key: no such key file {secret}")
-    if server_key:
-        if not Path(server_key).is_file():
-            raise ConfigError(f"--curve-server-key: no such key file {server_key}")
-        return ClientCurve(Path(secret), server_public_key_file=Path(server_key))
-    if info is None or not info.server_public_key:
-        raise ConfigError("--curve-secret-key needs --curve-server-key (or a connection file with the key)")
-    return ClientCurve(Path(secret), server_public_key=info.server_public_key)
+    try:
+        connection = resolve_connection(
+            control=args.control,
+            metrics=args.metrics,
+            connection_file=Path(args.connection) if args.connection else None,
+            instance=args.instance,
+            curve_secret_key=Path(secret) if secret else None,
+            curve_server_key=Path(server_key) if server_key else None,
+            insecure_no_curve=args.insecure_no_curve or _true(os.environ.get(ENV_INSECURE)),
+        )
+    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        raise ConfigError(str(exc)) from None
+    return ClientConfig(connection, timeout_ms, retries)
+
+
+def _true(text: str | None) -> bool:
+    return (text or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _int_option(value: int | None, env: str, default: int, *, minimum: int) -> int:

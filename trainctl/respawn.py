@@ -6,10 +6,13 @@ backoff that doubles from `--initial-backoff` up to `--max-backoff` and starts o
 `--stable-after` seconds. A clean exit (code 0) ends the supervisor with 0, unless `--always`; an exit
 code given with `--no-restart-on` (say 2, a usage error that a restart cannot fix) ends it too.
 
-SIGINT, SIGTERM and SIGHUP are forwarded to the child, which runs in its own process group so that it
-gets each signal once; the supervisor then waits up to `--stop-timeout` for it, kills it if it is
-still there, and exits. So Ctrl-C in honcho (which sends SIGTERM to every entry's group) still stops
-everything. On Linux the child also gets SIGTERM if the supervisor itself is killed (SIGKILL).
+SIGINT, SIGTERM and SIGHUP are forwarded to the child's process group (the child runs in its own, so
+that it gets each signal once); the supervisor then waits up to `--stop-timeout` for the whole group,
+SIGKILLs what is left, reaps it and exits. So Ctrl-C in honcho (which sends SIGTERM to every entry's
+group) still stops everything, and no grandchild that ignores SIGTERM is left behind as an orphan:
+whenever the child exits, crash or stop, the rest of its group is ended the same way before anything
+else happens (on Linux the supervisor is the group's subreaper, so it reaps them too). On Linux the
+child also gets SIGTERM if the supervisor itself is killed (SIGKILL).
 
 Standard library only: no TensorFlow, no zmq.
 """
@@ -37,6 +40,9 @@ STABLE_AFTER_S = 60.0
 STOP_TIMEOUT_S = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+GROUP_POLL_S = 0.1  # how often a group's leftover members are checked (SIGCHLD also wakes the wait)
+KILLED_GONE_S = 5.0  # how long SIGKILLed members may take to disappear before we stop waiting
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Supervisor:
         self._pid = os.getpid()
 
     def run(self) -> int:
+        if self._prctl is not None:  # orphaned grandchildren become ours to reap, not init's
+            self._prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         previous_handlers = self._install_handlers()
         try:
             return self._loop()
@@ -104,7 +112,9 @@ class Supervisor:
             except OSError as exc:
                 logger.error("[%s] cannot start %s: %s", self.config.name, self.config.command[0], exc)
                 return 127
-            returncode = self._wait_child()
+            stop_deadline = self._wait_child()
+            returncode = self._child.returncode
+            self._end_group(self._child.pid, stop_deadline)
             ran_s = self._clock() - started
             if self._stop_signal is not None:
                 return self._stopped_code(returncode)
@@ -129,11 +139,12 @@ class Supervisor:
             if self._sleep(backoff_s):
                 return self._stopped_code(None)
 
-    def _wait_child(self) -> int:
-        """Wait for the child; forward a stop signal to it, and kill it past the stop timeout."""
+    def _wait_child(self) -> float | None:
+        """Wait for the child; forward a stop signal to its group, and kill it past the stop timeout.
+        Returns the stop deadline when a stop signal came (the rest of the group shares it)."""
         assert self._child is not None
         deadline: float | None = None
-        while (returncode := self._child.poll()) is None:
+        while self._child.poll() is None:
             if self._stop_signal is not None and deadline is None:
                 self._signal_child(self._stop_signal)
                 deadline = self._clock() + self.config.stop_timeout_s
@@ -144,9 +155,48 @@ class Supervisor:
                     self.config.stop_timeout_s,
                 )
                 self._signal_child(signal.SIGKILL)
-                return self._child.wait()
+                self._child.wait()
+                break
             self._wait_wakeup(0.5 if deadline is None else max(0.0, min(0.5, deadline - self._clock())))
-        return returncode
+        return deadline
+
+    def _end_group(self, pgid: int, deadline: float | None) -> None:
+        """What is left of the child's process group: SIGTERM (unless a stop signal already went to
+        it), SIGKILL at the deadline, reaped; so no process of the entry outlives it."""
+        if not self._group_alive(pgid):
+            return
+        if deadline is None:
+            logger.warning("[%s] the child left processes in its group: SIGTERM to them", self.config.name)
+            self._signal_group(pgid, signal.SIGTERM)
+            deadline = self._clock() + self.config.stop_timeout_s
+        killed_at: float | None = None
+        while self._group_alive(pgid):
+            now = self._clock()
+            if killed_at is None and now >= deadline:
+                logger.warning("[%s] its group outlived the stop timeout: SIGKILL", self.config.name)
+                self._signal_group(pgid, signal.SIGKILL)
+                killed_at = now
+            if killed_at is not None and now - killed_at > KILLED_GONE_S:
+                logger.error("[%s] group %d still there after SIGKILL", self.config.name, pgid)
+                return
+            self._wait_wakeup(GROUP_POLL_S)
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        """Reap the group's exited members that are ours; True while any member is still there."""
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-pgid, os.WNOHANG)[0] != 0:
+                pass
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True  # (PermissionError too: someone is there)
+
+    @staticmethod
+    def _signal_group(pgid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signum)
 
     def _signal_child(self, signum: int) -> None:
         assert self._child is not None

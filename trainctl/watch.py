@@ -120,7 +120,7 @@ class WatchOptions:
 def run_watch(config: ClientConfig, options: WatchOptions, console: Console) -> int:
     """Follow the feed until Ctrl-C, `--for` or `--until-state`; returns the exit code."""
     client = config.client()
-    subscriber = Subscriber(config.metrics, client, curve=config.curve)
+    subscriber = config.subscriber(client)
     state = WatchState(endpoint=config.metrics)
     deadline = None if options.for_s is None else time.monotonic() + options.for_s
     try:

@@ -2,22 +2,48 @@
 
 Params travel as a JSON string in a ``tf.Variable`` so that one checkpoint is the whole truth of a
 run; the learning rate also lives in the optimizer's own variable.
+
+Saves are asynchronous: ``save`` copies the variables (``Snapshot``: the loop may go on changing
+them) and a background thread writes the copies through ``CheckpointManager``. A save asked for
+while one is in flight first waits for it: at most one is in flight. The manager records a
+checkpoint as the latest only after its files are complete, so a kill -9 mid-write leaves the
+previous checkpoint the latest and a ``ckpt-N_temp`` directory behind, which the next
+``CheckpointStore`` removes. ``take_completed`` hands back the saves whose files are complete, so
+that what is announced as saved is on disk. The writer thread is not a daemon: the interpreter
+waits for a write in flight before it exits.
+
+Params acknowledged between checkpoints while no run is in progress (idle, failed) are kept in
+``pending_params.json`` beside the checkpoints (``save_params``): restoring the checkpoint they
+were set on top of applies them, so a restart keeps them without writing a whole checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import tensorflow as tf
+from tensorflow.python.util import object_identity
+
+from trainer.intent import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 MAX_TO_KEEP = 3
+TEMP_SUFFIX = "_temp"  # TensorFlow writes ckpt-N into ckpt-N_temp, then moves the files out
+PENDING_PARAMS_FILE = "pending_params.json"
+MISMATCH_DETAIL_CHARS = 600
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that does not fit the model built now (names the checkpoint and the misfit)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +55,54 @@ class Restored:
     params: dict[str, Any]
 
 
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove the ``*_temp`` directories a kill -9 during a save left; returns what went."""
+    if not directory.is_dir():
+        return []
+    stale = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.endswith(TEMP_SUFFIX))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        logger.warning("removed %s, left by a save that never finished", path)
+    return stale
+
+
+def _variables(root: tf.train.Checkpoint) -> list[Any]:
+    """Every variable (TensorFlow's or Keras') reachable from ``root``."""
+    view = tf.train.TrackableView(root)
+    return [t for t in view.descendants() if isinstance(t, (tf.Variable, keras.Variable))]
+
+
+class Snapshot:
+    """CPU copies of the variables, made when first seen and refreshed by ``take`` (main thread).
+
+    A writer ``tf.train.Checkpoint`` over the same objects serializes the copies instead of the
+    live variables (its saver's object map, as TensorFlow's own async checkpoint does), so the
+    loop can go on updating the live ones while it writes. TensorFlow's
+    ``experimental_enable_async_checkpoint`` fails on its second save with Keras 3 variables
+    (their ``_copy_trackable_to_cpu`` creates a variable inside a ``tf.function``): hence this.
+    """
+
+    def __init__(self, objects: Mapping[str, Any]) -> None:
+        self.writer = tf.train.Checkpoint(**objects)
+        self._pairs: list[tuple[Any, tf.Variable]] = []
+        self._map: Any = object_identity.ObjectIdentityDictionary()
+
+    def take(self) -> None:
+        with tf.device("CPU:0"):
+            for variable in _variables(self.writer):  # again each time: variables made since
+                if variable is not self.writer.save_counter and variable not in self._map:
+                    copy = tf.Variable(_value(variable))
+                    self._map[variable] = copy
+                    self._pairs.append((variable, copy))
+        for variable, copy in self._pairs:
+            copy.assign(_value(variable))
+        self.writer._saver._object_map = self._map  # noqa: SLF001 (see the class docstring)
+
+
+def _value(variable: Any) -> Any:
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 class CheckpointStore:
     """Save and restore ``objects`` plus the counters under ``directory``."""
 
@@ -36,46 +110,120 @@ class CheckpointStore:
         self, directory: str | Path, objects: Mapping[str, Any], *, max_to_keep: int = MAX_TO_KEEP
     ) -> None:
         self.directory = Path(directory)
+        self.removed_temps = remove_stale_temps(self.directory)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_step")
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_epoch")
         self._samples = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_samples")
         self._params = tf.Variable("{}", dtype=tf.string, trainable=False, name="ct_params")
-        self._checkpoint = tf.train.Checkpoint(
-            step=self._step,
-            epoch=self._epoch,
-            samples_seen=self._samples,
-            params=self._params,
+        tracked = {
+            "step": self._step,
+            "epoch": self._epoch,
+            "samples_seen": self._samples,
+            "params": self._params,
             **objects,
-        )
+        }
+        self._checkpoint = tf.train.Checkpoint(**tracked)
+        self._snapshot = Snapshot(tracked)
         self._manager = tf.train.CheckpointManager(
-            self._checkpoint, str(self.directory), max_to_keep=max_to_keep
+            self._snapshot.writer, str(self.directory), max_to_keep=max_to_keep
         )
+        self._lock = threading.Lock()
+        self._completed: list[tuple[int, str]] = []  # appended by the writer thread
+        self._writer: threading.Thread | None = None
+        self._queued_step: int | None = None
 
     @property
     def latest_path(self) -> str | None:
+        """The latest complete checkpoint (one being written is not it yet)."""
         return self._manager.latest_checkpoint  # type: ignore[no-any-return]
 
     def save(self, *, step: int, epoch: int, samples_seen: int, params: Mapping[str, Any]) -> str:
+        """Snapshot now and write in the background; returns the path the files will have.
+
+        Waits for the save in flight first. A second save at the same step is a no-op: rewriting
+        ``ckpt-N`` in place could leave a torn latest checkpoint."""
+        path = str(self.directory / f"ckpt-{step}")  # the manager's naming
+        if step == self._queued_step:
+            return path
+        self.sync()
         self._step.assign(step)
         self._epoch.assign(epoch)
         self._samples.assign(samples_seen)
         self._params.assign(json.dumps(dict(params), sort_keys=True))
-        path = self._manager.save(checkpoint_number=step)
+        self._snapshot.take()
+        # Not a daemon: the interpreter waits for a write in flight before it exits.
+        self._writer = threading.Thread(target=self._write, args=(step,), name="checkpoint-writer")
+        self._writer.start()
+        self._queued_step = step
+        (self.directory / PENDING_PARAMS_FILE).unlink(missing_ok=True)  # the checkpoint has them
+        return path
+
+    def _write(self, step: int) -> None:
+        try:
+            path = self._manager.save(checkpoint_number=step)
+        except Exception:  # a full disk: this save is lost, the previous one stays the latest
+            logger.exception("checkpoint of step %d failed", step)
+            return
+        with self._lock:
+            self._completed.append((step, str(path)))
         logger.info("checkpoint saved at step %d: %s", step, path)
-        return str(path)
+
+    def sync(self) -> None:
+        """Wait for the save in flight (if any) to be complete on disk."""
+        if self._writer is not None:
+            self._writer.join()
+
+    def take_completed(self) -> list[tuple[int, str]]:
+        """``(step, path)`` of the saves completed since the last call, oldest first."""
+        with self._lock:
+            done, self._completed = self._completed, []
+        return done
+
+    def save_params(self, params: Mapping[str, Any]) -> None:
+        """Keep ``params`` (acknowledged after the latest checkpoint) for the next restore of it."""
+        latest = self.latest_path
+        if latest is None:
+            return
+        record = {"checkpoint": Path(latest).name, "params": dict(params)}
+        write_json_atomic(self.directory / PENDING_PARAMS_FILE, record)
 
     def restore(self, path: str | None = None) -> Restored | None:
-        """Restore ``path`` (default: the latest); None when there is none."""
+        """Restore ``path`` (default: the latest); None when there is none.
+
+        Every variable of the model must be in the checkpoint with its shape and every value in the
+        checkpoint must find its variable: a misfit raises ``CheckpointMismatch``, never a partial
+        restore that trains on."""
+        self.sync()
         path = path or self.latest_path
         if path is None:
             return None
-        self._checkpoint.restore(path).expect_partial()
+        try:
+            self._checkpoint.restore(path).assert_consumed()
+        except (AssertionError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:MISMATCH_DETAIL_CHARS]
+            raise CheckpointMismatch(f"checkpoint {path} does not match this model: {detail}") from exc
+        params = json.loads(self._params.numpy().decode("utf-8"))
         restored = Restored(
             path=path,
             step=int(self._step.numpy()),
             epoch=int(self._epoch.numpy()),
             samples_seen=int(self._samples.numpy()),
-            params=json.loads(self._params.numpy().decode("utf-8")),
+            params={**params, **self._pending_params(path)},
         )
+        self._queued_step = restored.step
         logger.info("restored step %d from %s", restored.step, path)
         return restored
+
+    def _pending_params(self, path: str) -> dict[str, Any]:
+        file = self.directory / PENDING_PARAMS_FILE
+        try:
+            record = json.loads(file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring %s: %s", file, exc)
+            return {}
+        if not isinstance(record, dict) or record.get("checkpoint") != Path(path).name:
+            return {}
+        params = record.get("params")
+        return dict(params) if isinstance(params, dict) else {}

@@ -16,7 +16,9 @@ from typing import Any
 ENV_PREFIX = "CHATTRAIN_"
 DEFAULT_RUN_DIR = "runs/default"
 DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
-DEFAULT_CHECKPOINT_EVERY_S = 600.0
+# A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
+DEFAULT_CHECKPOINT_EVERY_S = 60.0
+DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
 DEFAULT_HISTORY_SIZE = 10_000
 _TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -41,12 +43,13 @@ class Config:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     on_nonfinite: str = "stop"
     checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
-    checkpoint_every_steps: int = 0
+    checkpoint_every_steps: int = DEFAULT_CHECKPOINT_EVERY_STEPS
     quiet: bool = False
     log_level: str = "INFO"
     allow_remote: bool = False
     curve_secret: Path | None = None
     curve_clients: Path | None = None
+    insecure_no_curve: bool = False
     history_size: int = DEFAULT_HISTORY_SIZE
 
 
@@ -103,14 +106,14 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "checkpoint_every_s",
         "CHECKPOINT_EVERY_S",
         "float",
-        "seconds between periodic checkpoints (0: off)",
+        f"seconds between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_S:g})",
     ),
     (
         "--checkpoint-every-steps",
         "checkpoint_every_steps",
         "CHECKPOINT_EVERY_STEPS",
         "int",
-        "steps between periodic checkpoints (0: off)",
+        f"steps between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_STEPS})",
     ),
     ("--quiet", "quiet", "QUIET", "flag", "no progress bar"),
     (
@@ -118,21 +121,28 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "allow_remote",
         "ALLOW_REMOTE",
         "flag",
-        "allow non-loopback tcp endpoints (use with --curve-server-secret)",
+        "allow non-loopback tcp endpoints (CurveZMQ protects them, as every endpoint)",
     ),
     (
         "--curve-server-secret",
         "curve_secret",
         "CURVE_SERVER_SECRET",
         "path",
-        "CurveZMQ: the server's secret key file (enables encryption and client keys)",
+        "CurveZMQ: the server's secret key file (default: the instance's generated key)",
     ),
     (
         "--curve-clients",
         "curve_clients",
         "CURVE_CLIENTS",
         "path",
-        "CurveZMQ: directory of the public key files of allowed clients",
+        "CurveZMQ: directory of public key files of clients admitted besides the connection file's",
+    ),
+    (
+        "--insecure-no-curve",
+        "insecure_no_curve",
+        "INSECURE_NO_CURVE",
+        "flag",
+        "INSECURE: no CurveZMQ; whoever can reach an endpoint can steer the run",
     ),
     ("--history-size", "history_size", "HISTORY_SIZE", "int", "data messages kept for `history`"),
     ("--log-level", "log_level", "LOG_LEVEL", "str", "logging level"),
@@ -197,12 +207,22 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     policy = namespace["on_nonfinite"]
     if policy is not None and policy not in NONFINITE_POLICIES:
         parser.error(f"--on-nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {policy!r}")
-    if (namespace["curve_secret"] is None) != (namespace["curve_clients"] is None):
-        parser.error("--curve-server-secret and --curve-clients go together")
+    interval = namespace["heartbeat_interval_s"]
+    if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
+        parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
+    _check_curve(parser, namespace)
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}
     return Config(**values)
+
+
+def _check_curve(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> None:
+    clients = namespace["curve_clients"]
+    if clients is not None and str(clients).strip() == "*":
+        parser.error("--curve-clients '*' would admit any key: name a directory of public key files")
+    if namespace["insecure_no_curve"] and (clients is not None or namespace["curve_secret"] is not None):
+        parser.error("--insecure-no-curve contradicts --curve-server-secret / --curve-clients")
 
 
 def _check_params(parser: argparse.ArgumentParser, items: Sequence[str]) -> None:

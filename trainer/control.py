@@ -1,13 +1,14 @@
-"""The control plane inside the trainer process: state machine, params view, command queue, snapshot.
+"""The control plane inside the trainer process: handlers, pending commands, snapshot, heartbeat.
 
 No TensorFlow here: ``__main__`` builds a ``Controller`` and binds the sockets before TensorFlow is
 imported, so ``status`` answers ``loading`` while the heavy imports run.
 
 Threads: the protocol's server thread calls the handlers (``Controller.handlers()``); they are quick,
-take one lock, validate, change the state or enqueue a ``Command``, and read the ``Progress`` snapshot
-the training loop replaces at each step. The training loop (main thread) drains commands at step
-boundaries with ``take_commands``. Because a command enqueued after a drain is seen at the next one,
-the controller knows exactly at which step it applies, and says so in the reply.
+take one lock, validate, fire a state-machine event (``trainer.lifecycle``) or record a pending
+command, and read the ``Progress`` snapshot the training loop replaces at each step. The training
+loop (main thread) drains the pending commands (coalesced: ``trainer.commands``) at step
+boundaries with ``take_commands``. Because a command recorded after a drain is seen at the next one, the
+controller knows at which step it applies, and says so in the reply.
 """
 
 from __future__ import annotations
@@ -16,22 +17,40 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
-from trainer.params import validate_updates
+from trainer.commands import Command, PendingCommands
+from trainer.lifecycle import (
+    ACTIVITY_IDLE,
+    ACTIVITY_LOADING,
+    FAILED,
+    LOADED,
+    LOADING,
+    PAUSE,
+    PAUSED,
+    RESUME,
+    RUNNING,
+    START,
+    STARTABLE_STATES,
+    STOP,
+    STOPPING,
+    InvalidTransition,
+    budget_refusal,
+    next_state,
+)
+from trainer.params import BATCH_SIZE, TRAINING_ITERS, validate_updates
 
 logger = logging.getLogger(__name__)
 
-# The states are the protocol's (PROTOCOL.md); named here for the state machine.
-LOADING, IDLE, RUNNING, PAUSED, STOPPING, FINISHED, FAILED = STATES
-STARTABLE_STATES = (IDLE, FINISHED, FAILED)
 EVENTS = "started param_changed checkpoint_saved paused resumed stopped finished failed evaluated state"
 TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "log") + tuple(
     f"event.{name}" for name in EVENTS.split()
+)
+NOT_CHECKPOINTED_WHEN_FAILED = (
+    "cannot checkpoint while failed: a failed state is never saved; start restores the last good checkpoint"
 )
 
 Publish = Callable[[str, dict[str, Any]], None]
@@ -49,18 +68,11 @@ class Progress:
     metrics: Mapping[str, float] = field(default_factory=dict)
     last_checkpoint_step: int | None = None
     next_epoch_step: int | None = None
-
-
-@dataclass(frozen=True)
-class Command:
-    """Work for the loop: ``set_params`` (with ``params``), ``checkpoint`` or ``evaluate``."""
-
-    kind: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    samples_seen: int = 0
 
 
 class Controller:
-    """One per process: the state machine and the handlers' side of the command queue."""
+    """One per process: the state machine's only writer, and the handlers' side of the commands."""
 
     def __init__(
         self,
@@ -71,19 +83,22 @@ class Controller:
         session: str,
         publish: Publish,
         heartbeat_interval_s: float = 1.0,
+        max_steps: int | None = None,
     ) -> None:
         self._cond = threading.Condition()
         self._specs = tuple(specs)
         self._params = dict(params)
         self._state = LOADING
         self._progress = Progress()
-        self._commands: deque[Command] = deque()
-        self._apply_step = 1  # the first step that sees a command enqueued now
+        self._pending = PendingCommands()
+        self._apply_step = 1  # the first step that sees a command recorded now
         self._start_queued = False
         self._error: dict[str, Any] | None = None
         self._started_at: float | None = None
-        self._last_check_in = time.monotonic()
+        self._activity = ACTIVITY_LOADING
+        self._activity_progress = time.monotonic()
         self._publish = publish
+        self._max_steps = max_steps
         self.run_id = run_id
         self.session = session
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -94,18 +109,7 @@ class Controller:
     # ----- handlers (server thread) -----
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        return {
-            "describe": self.describe,
-            "status": self.status,
-            "start": self.start,
-            "stop": self.stop,
-            "pause": self.pause,
-            "resume": self.resume,
-            "get_params": self.get_params,
-            "set_params": self.set_params,
-            "checkpoint": self.checkpoint,
-            "evaluate": self.evaluate,
-        }
+        return {op: getattr(self, op) for op in OPERATIONS if op != "history"}
 
     def describe(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
@@ -119,24 +123,24 @@ class Controller:
         }
 
     def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        with self._cond:
-            p, state = self._progress, self._state
-            return {
-                "state": state,
-                "step": p.step,
-                "epoch": p.epoch,
-                "total_steps": p.total_steps,
-                "steps_per_s": p.steps_per_s,
-                "eta_s": p.eta_s,
-                "metrics": dict(p.metrics),
-                "params": dict(self._params),
-                "run_id": self.run_id,
-                "session": self.session,
-                "last_seq": self.last_seq(),
-                "started_at": self._started_at,
-                "error": self._error,
-                "last_checkpoint_step": p.last_checkpoint_step,
-            }
+        with self._cond:  # references to immutable snapshots: the copies happen outside the lock
+            p, state, params, error = self._progress, self._state, self._params, self._error
+        return {
+            "state": state,
+            "step": p.step,
+            "epoch": p.epoch,
+            "total_steps": p.total_steps,
+            "steps_per_s": p.steps_per_s,
+            "eta_s": p.eta_s,
+            "metrics": dict(p.metrics),
+            "params": dict(params),
+            "run_id": self.run_id,
+            "session": self.session,
+            "last_seq": self.last_seq(),
+            "started_at": self._started_at,
+            "error": error,
+            "last_checkpoint_step": p.last_checkpoint_step,
+        }
 
     def start(self, args: dict[str, Any]) -> dict[str, Any]:
         updates = args.get("params")
@@ -145,26 +149,24 @@ class Controller:
             if self._state in (RUNNING, PAUSED) and not values:
                 return {"state": self._state, "step": self._progress.step, "already": True}
             if self._state not in (LOADING, *STARTABLE_STATES):
-                raise RequestError(
-                    ErrorCode.INVALID_STATE,
-                    f"cannot start while {self._state}"
-                    + ("; change params with set_params" if values else ""),
-                )
+                hint = "; change params with set_params" if values else ""
+                raise RequestError(ErrorCode.INVALID_STATE, f"cannot start while {self._state}{hint}")
+            if self._state != LOADING:
+                self._check_budget_locked({**self._params, **values})
             if values:
-                self._enqueue_locked(Command("set_params", values))
-                self._params.update(values)
+                self._record_params_locked(values)
             if self._state == LOADING:
                 self._start_queued = True
             else:
                 self._error = None
-                self._transition_locked(RUNNING)
+                self._fire_locked(START)
             return {"state": self._state, "step": self._progress.step, "already": False}
 
     def stop(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
             at_step = self._apply_step - 1
             if self._state in (RUNNING, PAUSED):
-                self._transition_locked(STOPPING)
+                self._fire_locked(STOP)
                 return {"state": self._state, "at_step": at_step, "already": False}
             if self._state == LOADING and self._start_queued:
                 self._start_queued = False
@@ -172,20 +174,20 @@ class Controller:
             return {"state": self._state, "at_step": at_step, "already": True}
 
     def pause(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._toggle(PAUSED, from_state=RUNNING)
+        return self._toggle(PAUSE, target=PAUSED)
 
     def resume(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self._toggle(RUNNING, from_state=PAUSED)
+        return self._toggle(RESUME, target=RUNNING)
 
     def get_params(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
             return {"params": dict(self._params)}
 
     def set_params(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``applies_at_step`` is null while loading: the step is known once the run is restored."""
         values = validate_updates(self._specs, args.get("params"))
         with self._cond:
-            self._enqueue_locked(Command("set_params", values))
-            self._params.update(values)
+            self._record_params_locked(values)
             applies = {name: self._spec(name).applies for name in values}
             at_step = {name: self._applies_at_locked(how) for name, how in applies.items()}
         return {"params": values, "applies_at_step": at_step, "applies": applies}
@@ -212,24 +214,24 @@ class Controller:
             return dict(self._params)
 
     def take_commands(self, next_step: int, timeout_s: float = 0.0) -> list[Command]:
-        """Drain the queue (waiting up to ``timeout_s`` for something to happen).
+        """Drain the pending commands (waiting up to ``timeout_s`` for something to happen).
 
-        The caller applies what it gets before its next step; commands enqueued after this call
-        apply from ``next_step``. Also counts as the loop checking in (heartbeat ``loop_age_s``).
+        The caller applies what it gets before its next step; commands recorded after this call
+        apply from ``next_step``. Also counts as progress of the loop's current activity (the
+        heartbeat's ``loop_age_s``).
         """
         with self._cond:
-            if not self._commands and timeout_s > 0:
+            if not self._pending and timeout_s > 0:
                 self._cond.wait(timeout_s)
-            taken = list(self._commands)
-            self._commands.clear()
+            taken = self._pending.drain()
             self._apply_step = next_step
-            self._last_check_in = time.monotonic()
+            self._activity_progress = time.monotonic()
             return taken
 
     def loaded(
         self, specs: Sequence[ParamSpec], params: Mapping[str, Any], progress: Progress, *, autostart: bool
     ) -> None:
-        """TensorFlow and the module are ready: leave ``loading``."""
+        """TensorFlow and the module are ready: leave ``loading`` (for ``running`` if asked to)."""
         with self._cond:
             self._specs = tuple(specs)
             self._params = {**dict(params), **{k: v for k, v in self._params.items() if k not in params}}
@@ -237,17 +239,29 @@ class Controller:
             self._apply_step = progress.step + 1
             go = autostart or self._start_queued
             self._start_queued = False
-            self._transition_locked(RUNNING if go else IDLE)
+            self._set_activity_locked(ACTIVITY_IDLE)
+            if self._state != LOADING:
+                return  # rebuilt for a start after a failed build: the start already happened
+            refusal = self._budget_refusal_locked(self._params) if go else None
+            if refusal is not None:
+                logger.warning("not starting: %s", refusal)
+                self._publish("log", {"level": "warning", "message": f"not starting: {refusal}"})
+            self._fire_locked(START if go and refusal is None else LOADED)
 
-    def set_state(self, state: str, error: dict[str, Any] | None = None) -> None:
+    def fire(self, event: str, error: dict[str, Any] | None = None) -> str:
+        """Apply a state-machine event from the loop or the build path; returns the new state."""
         with self._cond:
             if error is not None:
                 self._error = error
-            self._transition_locked(state)
+            return self._fire_locked(event)
+
+    def set_activity(self, activity: str) -> None:
+        with self._cond:
+            self._set_activity_locked(activity)
 
     def sync_params(self, values: Mapping[str, Any]) -> None:
         with self._cond:
-            self._params.update(values)
+            self._params = {**self._params, **values}
 
     def update_progress(self, **changes: Any) -> None:
         with self._cond:
@@ -263,36 +277,58 @@ class Controller:
                 "state": self._state,
                 "step": self._progress.step,
                 "interval_s": self.heartbeat_interval_s,
-                "loop_age_s": round(time.monotonic() - self._last_check_in, 3),
+                "activity": self._activity,
+                "loop_age_s": round(time.monotonic() - self._activity_progress, 3),
             }
 
     # ----- internals -----
 
-    def _toggle(self, target: str, *, from_state: str) -> dict[str, Any]:
+    def _toggle(self, event: str, *, target: str) -> dict[str, Any]:
         with self._cond:
             at_step = self._apply_step - 1
             if self._state == target:
                 return {"state": self._state, "at_step": at_step, "already": True}
-            if self._state != from_state:
-                verb = "pause" if target == PAUSED else "resume"
-                raise RequestError(
-                    ErrorCode.INVALID_STATE, f"cannot {verb} while {self._state}", {"state": self._state}
-                )
-            self._transition_locked(target)
+            try:
+                self._fire_locked(event)
+            except InvalidTransition as exc:
+                raise RequestError(ErrorCode.INVALID_STATE, str(exc), {"state": self._state}) from None
             return {"state": self._state, "at_step": at_step, "already": False}
 
     def _schedule(self, kind: str) -> dict[str, Any]:
         with self._cond:
             if self._state == LOADING:
                 raise RequestError(ErrorCode.NOT_READY, f"cannot {kind} while loading")
-            self._enqueue_locked(Command(kind))
+            if kind == "checkpoint" and self._state == FAILED:
+                raise RequestError(ErrorCode.INVALID_STATE, NOT_CHECKPOINTED_WHEN_FAILED)
+            self._pending.schedule(kind)
+            self._cond.notify_all()
             return {"scheduled_at_step": self._apply_step - 1}
 
-    def _enqueue_locked(self, command: Command) -> None:
-        self._commands.append(command)
+    def _record_params_locked(self, values: Mapping[str, Any]) -> None:
+        self._pending.set_params(values)
+        self._params = {**self._params, **values}
         self._cond.notify_all()
 
-    def _applies_at_locked(self, applies: str) -> int:
+    def _check_budget_locked(self, params: Mapping[str, Any]) -> None:
+        reason = self._budget_refusal_locked(params)
+        if reason is not None:
+            raise RequestError(ErrorCode.INVALID_STATE, reason, {"state": self._state})
+
+    def _budget_refusal_locked(self, params: Mapping[str, Any]) -> str | None:
+        if TRAINING_ITERS not in params or BATCH_SIZE not in params:
+            return None  # a module without a sample budget: only the loop knows
+        p = self._progress
+        return budget_refusal(
+            training_iters=int(params[TRAINING_ITERS]),
+            samples_seen=p.samples_seen,
+            batch_size=int(params[BATCH_SIZE]),
+            step=p.step,
+            max_steps=self._max_steps,
+        )
+
+    def _applies_at_locked(self, applies: str) -> int | None:
+        if self._state == LOADING:
+            return None  # applies when loaded: a restored run resumes at a step not known yet
         if applies == "next_epoch" and self._state in (RUNNING, PAUSED, STOPPING):
             nxt = self._progress.next_epoch_step
             return max(self._apply_step, nxt) if nxt is not None else self._apply_step
@@ -301,14 +337,24 @@ class Controller:
     def _spec(self, name: str) -> ParamSpec:
         return next(s for s in self._specs if s.name == name)
 
-    def _transition_locked(self, state: str) -> None:
-        previous, self._state = self._state, state
-        if state == RUNNING and previous in (LOADING, *STARTABLE_STATES):
+    def _set_activity_locked(self, activity: str) -> None:
+        self._activity = activity
+        self._activity_progress = time.monotonic()
+
+    def _fire_locked(self, event: str) -> str:
+        previous = self._state
+        state = next_state(previous, event)
+        self._state = state
+        if state == RUNNING and event == START:
             self._started_at = time.time()
+        if state == FAILED:
+            self._pending.cancel("checkpoint")  # a failed state is never checkpointed
+            self._set_activity_locked(ACTIVITY_IDLE)  # whatever failed has ended
         self._cond.notify_all()
         if previous != state:
-            logger.info("state %s -> %s", previous, state)
+            logger.info("state %s -> %s (%s)", previous, state, event)
             self._publish(
                 "event.state",
                 {"event": "state", "step": self._progress.step, "state": state, "previous": previous},
             )
+        return state

@@ -75,10 +75,20 @@ def _scale(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return x, y
 
 
-def train_dataset(pair: ArrayPair, batch_size: int, *, seed: int = SHUFFLE_SEED) -> tf.data.Dataset:
-    """Shuffled full batches (a last partial one only if there is no full one)."""
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a new order every epoch, the same one for a resumed run."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def train_dataset(
+    pair: ArrayPair, batch_size: int, *, seed: int = SHUFFLE_SEED, epoch: int = 0
+) -> tf.data.Dataset:
+    """Shuffled full batches (a last partial one only if there is no full one), in the order of
+    ``epoch``: the trainer builds the dataset anew every epoch, so the epoch picks the order (as
+    Keras reshuffles each epoch)."""
     samples = len(pair[0])
-    dataset = tf.data.Dataset.from_tensor_slices(pair).shuffle(samples, seed=seed)
+    shuffle_seed = epoch_seed(seed, epoch)
+    dataset = tf.data.Dataset.from_tensor_slices(pair).shuffle(samples, seed=shuffle_seed)
     dataset = dataset.batch(batch_size, drop_remainder=samples >= batch_size)
     return dataset.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -60,6 +60,7 @@ class Module:
 
     model: keras.Model
     trainer_params: Mapping[str, Any] = MappingProxyType({})  # the live params, set by the Trainer
+    epoch = 0  # the epoch the next ``train_dataset`` call is for (set by the trainer)
 
     def param_specs(self) -> Sequence[ParamSpec]:
         """The live parameters (``trainer.params.PARAM_SPECS``; return your own list to change them)."""
@@ -165,8 +166,9 @@ class KerasModule(Module):
         source = self._data[split]
         if source is None or callable(source):
             return source(batch_size) if source is not None else None
-        make = train_dataset if split == "train" else eval_dataset
-        return make(source, batch_size)
+        if split == "train":
+            return train_dataset(source, batch_size, epoch=self.epoch)
+        return eval_dataset(source, batch_size)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         dataset = self._dataset("train", batch_size)

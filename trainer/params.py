@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from protocol import ErrorCode, ParamSpec, RequestError, resolve_param
+from protocol import ErrorCode, ParamSpec, RequestError, coerce_params
+from protocol.message import received
 
 LEARNING_RATE = "learning_rate"
 TRAINING_ITERS = "training_iters"
@@ -68,26 +69,13 @@ def defaults(specs: Iterable[ParamSpec]) -> dict[str, Any]:
 def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]:
     """Resolve aliases, coerce and range-check every update, all or nothing.
 
-    Returns ``{canonical_name: coerced_value}``; raises ``RequestError(INVALID_PARAMS)`` listing
-    every bad entry (so a caller fixes them all at once) and changes nothing.
+    Returns ``{canonical_name: coerced_value}``; raises ``RequestError(INVALID_PARAMS)`` naming the
+    bad entries (``coerce_params``, the one validator) and changes nothing.
     """
     if not isinstance(updates, Mapping) or not updates:
-        raise RequestError(ErrorCode.INVALID_PARAMS, f"params must be a non-empty map, got {updates!r}")
-    accepted: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for key, value in updates.items():
-        try:
-            spec = resolve_param(specs, str(key))
-            accepted[spec.name] = spec.coerce(value)  # type and range
-        except KeyError:
-            known = ", ".join(f"{s.name} ({'/'.join(s.aliases)})" for s in specs)
-            errors[str(key)] = f"unknown parameter {key!r}; known: {known}"
-        except ValueError as exc:
-            errors[str(key)] = str(exc)
-    if errors:
-        message = "; ".join(errors.values())
-        raise RequestError(ErrorCode.INVALID_PARAMS, message, {"errors": errors})
-    return accepted
+        shown = received(updates)
+        raise RequestError(ErrorCode.INVALID_PARAMS, f"params must be a non-empty map, received {shown}")
+    return coerce_params(specs, updates)
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:

@@ -4,8 +4,12 @@ Imported by ``__main__`` only after the sockets are bound (this import pulls in 
 
 On restart with a run directory that holds a checkpoint, the step, epoch, weights, optimizer and
 params are restored at once (``status`` shows them while ``idle``); ``start`` continues from that
-step, and ``--autostart`` continues immediately. ``--param`` flags given on the restart override
-the restored params. A ``start`` after ``failed`` first restores the last good checkpoint.
+step, and ``--autostart`` continues immediately. The run's intent (``trainer.intent``) overrides
+``--autostart``: a run that was running when its process died carries on, one the owner paused
+is paused again, one the owner stopped waits for ``start``. ``--param`` flags given on the
+restart override the restored params. A ``start`` after ``failed`` first restores the last good
+checkpoint's weights, optimizer and counters, but keeps the params as they are now: a fix sent
+after the failure (``lr 0.0005`` then ``start``, or ``start lr=0.0005``) is what the new run uses.
 Between runs the main thread waits on the command queue (with a short timeout, so it checks in
 for the heartbeat's ``loop_age_s`` and notices signals) and serves params, checkpoint-now and
 evaluate-now itself.
@@ -19,15 +23,18 @@ from typing import Any
 
 from trainer.callbacks.base import Callback
 from trainer.callbacks.checkpoint import PeriodicCheckpoint
-from trainer.callbacks.control import ControlBridge
+from trainer.callbacks.control import ControlBridge, apply_commands
 from trainer.callbacks.jsonl import JsonlLog
 from trainer.callbacks.nonfinite import NonFinitePolicy
 from trainer.callbacks.progress import ProgressBar
 from trainer.callbacks.publish import PublishMetrics
 from trainer.callbacks.tensorboard import TensorBoard
+from trainer.commands import Command
 from trainer.config import Config
-from trainer.control import FAILED, RUNNING, Command, Controller, Progress
+from trainer.control import Controller, Progress
 from trainer.errors import describe_error
+from trainer.intent import PAUSED_INTENT, IntentRecorder, start_on_load
+from trainer.lifecycle import ACTIVITY_LOADING, FAIL, FAILED, FINISH, RUNNING
 from trainer.params import parse_assignments, validate_updates
 from trainer.tasks import load_module
 from trainer.trainer import Trainer
@@ -60,6 +67,8 @@ class Session:
         self.controller = controller
         self.publish = publish
         self.trainer: Trainer | None = None
+        self._restore_before_run = False  # the last run failed: start from its last good checkpoint
+        self.intent = IntentRecorder(controller, config.run_dir)
 
     def run(self) -> int:
         """Serve until a signal (or ``--exit-when-done``); returns the exit status."""
@@ -70,22 +79,26 @@ class Session:
         while not self.controller.signal_stop:
             if self.controller.state == RUNNING:
                 outcome = self._run_once()
+                self.intent.observe()  # finished, stopped or failed: before an exit when done
                 if self.config.exit_when_done:
                     break
                 continue
             step = self.trainer.step if self.trainer else 0
             commands = self.controller.take_commands(step + 1, timeout_s=IDLE_POLL_S)
             self._serve_idle(commands)
+            if self.trainer is not None:
+                self.intent.observe()
         trainer = self.trainer
         if (
             trainer is not None
-            and trainer.outcome != "failed"
+            and self.controller.state != FAILED
             and (trainer.last_checkpoint_step != trainer.step)
         ):
             trainer.save_checkpoint()
         return 1 if outcome == "failed" else 0
 
     def _try_build(self) -> None:
+        self.controller.set_activity(ACTIVITY_LOADING)
         try:
             self.trainer = self._build()
         except Exception as exc:
@@ -102,7 +115,7 @@ class Session:
         )
         trainer = Trainer(
             module,
-            callbacks=build_callbacks(config, self.controller, self.publish),
+            callbacks=[self.intent, *build_callbacks(config, self.controller, self.publish)],
             run_dir=config.run_dir,
             max_steps=config.max_steps,
             progress=False,  # build_callbacks adds the bar unless --quiet
@@ -119,8 +132,13 @@ class Session:
             epoch=trainer.epoch,
             total_steps=trainer.total_steps(),
             last_checkpoint_step=trainer.last_checkpoint_step,
+            samples_seen=trainer.samples_seen,
         )
-        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=config.autostart)
+        intent = self.intent.intent
+        go = start_on_load(intent, autostart=config.autostart)
+        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
+        if intent == PAUSED_INTENT:
+            self.controller.pause({})
         if self.controller.state != RUNNING:  # said once: what to do next
             logger.info("idle at step %d: send 开始 / start in chat, or run: trainctl start", trainer.step)
         return trainer
@@ -132,33 +150,57 @@ class Session:
                 return "failed"
         trainer = self.trainer
         try:
-            if trainer.outcome == "failed":
-                trainer.restore()
-            return str(trainer.fit().outcome)
+            if self._restore_before_run:
+                self._restore_keeping_params(trainer)
+            if trainer.target_reached():  # the controller refuses such a start; a user module may not
+                logger.warning("nothing to run: the budget is used up at step %d", trainer.step)
+                self.controller.fire(FINISH)
+                return "finished"
+            self._restore_before_run = True  # until fit returns
+            outcome = str(trainer.fit().outcome)
+            self._restore_before_run = False
+            return outcome
         except Exception as exc:
             if self.controller.state != FAILED:  # failed outside fit's own handling
                 self._fail(exc)
             return "failed"
 
+    def _restore_keeping_params(self, trainer: Trainer) -> None:
+        """The last good checkpoint, with the params in use now (a fix sent after the failure)."""
+        self.controller.set_activity(ACTIVITY_LOADING)
+        wanted = dict(trainer.params)
+        trainer.restore()
+        kept = {name: value for name, value in wanted.items() if trainer.params.get(name) != value}
+        if kept:  # announced when they were set: not news again
+            trainer.set_params(kept, reason="restored")
+        self.controller.update_progress(
+            step=trainer.step,
+            samples_seen=trainer.samples_seen,
+            total_steps=trainer.total_steps(),
+            last_checkpoint_step=trainer.last_checkpoint_step,
+        )
+
     def _serve_idle(self, commands: list[Command]) -> None:
         trainer = self.trainer
-        for command in commands:
-            if trainer is None:
-                continue
-            try:
-                if command.kind == "set_params":
-                    trainer.set_params(command.params, at_step=trainer.step + 1)
-                elif command.kind == "checkpoint":
-                    trainer.save_checkpoint()
-                elif command.kind == "evaluate":
-                    trainer.validate()
-            except Exception as exc:
-                logger.exception("%s failed while idle", command.kind)
-                self.publish("log", {"level": "error", "message": f"{command.kind} failed: {exc}"})
+        if trainer is None or not commands:
+            return
+        if self.controller.state == FAILED:  # a failed state is never checkpointed
+            commands = [c for c in commands if c.kind != "checkpoint"]
+        try:
+            apply_commands(trainer, commands, trainer.step + 1)
+            if trainer.checkpoint_requested:  # no step boundary will come to announce it: wait
+                trainer.checkpoint_requested = False
+                trainer.save_checkpoint()
+            trainer.service_requests()
+        except Exception as exc:
+            trainer.checkpoint_requested = trainer.evaluate_requested = False
+            kinds = ", ".join(c.kind for c in commands)
+            logger.exception("%s failed while idle", kinds)
+            self.publish("log", {"level": "error", "message": f"{kinds} failed: {exc}"})
 
     def _fail(self, exc: BaseException) -> None:
         error = describe_error(exc)
         logger.error("trainer setup failed: %s: %s", error["type"], error["message"])
-        self.controller.set_state(FAILED, error=error)
+        self.controller.fire(FAIL, error=error)
         step = self.trainer.step if self.trainer else 0
         self.publish("event.failed", {"event": "failed", "step": step, "state": FAILED, "error": error})

@@ -10,20 +10,24 @@ Hook order (pseudocode)::
             on_epoch_start
             for batch in train_dataset(batch_size):
                 logs = train_step(batch)      # tf.function; a non-finite update is never applied
+                                              # (the first call traces: on_activity "tracing")
                 on_step_end(logs)             # control drains commands here (and holds on pause)
                 raise failure if a callback set one      # -> on_exception
                 restore the last checkpoint if rollback_requested
                 if step % display_step == 0: on_report(logs + accuracy, lr)
                 service_requests():           # each at most once per boundary
-                    checkpoint_requested -> save -> on_checkpoint
+                    on_checkpoint for each save whose files are now complete
+                    checkpoint_requested -> snapshot, written in the background
                     evaluate_requested -> validate -> on_validation_end
                 if done: break
             on_epoch_end
-        save -> on_checkpoint
+        save, wait until written -> on_checkpoint
         test -> on_test_end
-        on_train_end(test logs)           # trainer.outcome is "finished" or "stopped"
+        on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
     any exception in fit: on_exception (trainer.error_info), then it propagates
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
+    on_activity whenever trainer.activity changes: "step" during fit; "tracing" around the first
+    train step, "evaluating" around validate/test, "checkpointing" around a save, then back
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
 it, so with a constant batch size it runs ``training_iters // batch_size`` steps. The budget is
@@ -35,9 +39,10 @@ undeclared ones keep fixed values (``LOOP_SETTINGS``) and are not live.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,14 @@ from trainer.callbacks.history import History, HistoryRecorder
 from trainer.callbacks.progress import ProgressBar
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
+from trainer.lifecycle import (
+    ACTIVITY_CHECKPOINTING,
+    ACTIVITY_EVALUATING,
+    ACTIVITY_IDLE,
+    ACTIVITY_STEP,
+    ACTIVITY_TRACING,
+    steps_left,
+)
 from trainer.module import Module
 from trainer.params import (
     BATCH_SIZE,
@@ -116,9 +129,10 @@ class Trainer:
         self.last_checkpoint_path: str | None = None
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
-        self.outcome: str | None = None
+        self.activity = ACTIVITY_IDLE
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
+        self._untraced: set[str] = set()
         self._reset_flags()
 
     def _reset_flags(self) -> None:
@@ -145,25 +159,42 @@ class Trainer:
         """Train until done or stopped; returns the ``History`` (its ``outcome`` is ``"finished"``
         or ``"stopped"``)."""
         self._reset_flags()
-        self.outcome, self.error_info, self.in_fit = None, None, True
+        self.error_info, self.in_fit = None, True
         try:
-            self._dispatch("on_train_start", {})
-            self.service_requests()
-            while not self.done():
-                self._run_epoch()
-            self.outcome = "finished" if self.target_reached() else "stopped"
-            self.save_checkpoint()
-            test_logs = self.test()
-            self._dispatch("on_train_end", test_logs)
+            with self.doing(ACTIVITY_STEP):
+                self._dispatch("on_train_start", {})
+                self.service_requests()
+                while not self.done():
+                    self._run_epoch()
+                self.save_checkpoint()
+                test_logs = self.test()
+                self._dispatch("on_train_end", test_logs)
             return self.history
         except Exception as exc:
-            self.outcome, self.error_info = "failed", describe_error(exc)
+            self.error_info = describe_error(exc)
+            self.store.sync()  # a save queued before the failure still counts
+            self._announce_checkpoints()
             error = self.error_info
             logger.error("run failed at step %d: %s: %s", self.step, error["type"], error["message"])
             self._dispatch("on_exception", {})
             raise
         finally:
             self.in_fit = False
+
+    def ending(self) -> str:
+        """How a run that ends now ends: ``finished`` (budget used up) or ``stopped`` (before)."""
+        return "finished" if self.target_reached() else "stopped"
+
+    @contextlib.contextmanager
+    def doing(self, activity: str) -> Iterator[None]:
+        """``trainer.activity`` is ``activity`` inside, the previous one after (``on_activity``)."""
+        previous, self.activity = self.activity, activity
+        self._dispatch("on_activity", {})
+        try:
+            yield
+        finally:
+            self.activity = previous
+            self._dispatch("on_activity", {})
 
     def test(self) -> dict[str, float]:
         logs = self._evaluate("test")
@@ -175,14 +206,29 @@ class Trainer:
         self._dispatch("on_validation_end", logs)
         return logs
 
-    def save_checkpoint(self) -> str:
-        if self.last_checkpoint_step != self.step or self.last_checkpoint_path is None:
-            self.last_checkpoint_path = self.store.save(
+    def save_checkpoint(self, *, wait: bool = True) -> str:
+        """Save (asynchronously) unless this step is saved; ``wait``: until it is on disk.
+
+        ``on_checkpoint`` follows once the files are complete: here when waiting, else at a later
+        step boundary (``service_requests``)."""
+        with self.doing(ACTIVITY_CHECKPOINTING):  # the snapshot; the write goes on in the background
+            path = self.store.save(
                 step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
             )
-            self.last_checkpoint_step = self.step
-        self._dispatch("on_checkpoint", {})
-        return self.last_checkpoint_path
+        if not wait:
+            return path
+        with self.doing(ACTIVITY_CHECKPOINTING):
+            self.store.sync()
+        if not self._announce_checkpoints():  # this step was saved before: say so again
+            self.last_checkpoint_step, self.last_checkpoint_path = self.step, path
+            self._dispatch("on_checkpoint", {})
+        return path
+
+    def _announce_checkpoints(self) -> bool:
+        done = self.store.take_completed()
+        for self.last_checkpoint_step, self.last_checkpoint_path in done:
+            self._dispatch("on_checkpoint", {})
+        return bool(done)
 
     def restore(self) -> Restored | None:
         """Load the latest checkpoint: weights, optimizer, counters and params."""
@@ -232,9 +278,10 @@ class Trainer:
 
     def service_requests(self) -> None:
         """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
+        self._announce_checkpoints()
         if self.checkpoint_requested:
             self.checkpoint_requested = False
-            self.save_checkpoint()
+            self.save_checkpoint(wait=False)
         if self.evaluate_requested:
             self.evaluate_requested = False
             self.validate()
@@ -256,11 +303,16 @@ class Trainer:
         return bool(bounds) and min(bounds) <= self.step
 
     def _step_bounds(self) -> list[int]:
-        bounds = [] if self.max_steps is None else [self.max_steps]
-        if TRAINING_ITERS in self.params:
-            remaining = max(0, int(self.params[TRAINING_ITERS]) - self.samples_seen) // self.batch_size
-            bounds.append(self.step + remaining)
-        return bounds
+        if TRAINING_ITERS not in self.params:
+            return [] if self.max_steps is None else [self.max_steps]
+        left = steps_left(
+            training_iters=int(self.params[TRAINING_ITERS]),
+            samples_seen=self.samples_seen,
+            batch_size=self.batch_size,
+            step=self.step,
+            max_steps=self.max_steps,
+        )
+        return [self.step + left]
 
     def _epoch_length(self, batch_size: int) -> int | None:
         cardinality = int(self.module.train_dataset(batch_size).cardinality().numpy())
@@ -284,6 +336,7 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         self.batch_size = int(self.setting(BATCH_SIZE))
+        self.module.epoch = self.epoch  # seeds this epoch's shuffle
         dataset = self.module.train_dataset(self.batch_size)
         train_step = self._step_fn("train", dataset)
         cardinality = int(dataset.cardinality().numpy())
@@ -307,7 +360,12 @@ class Trainer:
         self._dispatch("on_epoch_end", {})
 
     def _run_step(self, train_step: StepFn, batch: Any, started: float) -> dict[str, float]:
-        outputs = train_step(batch)
+        if "train" in self._untraced:
+            with self.doing(ACTIVITY_TRACING):
+                outputs = train_step(batch)
+            self._untraced.discard("train")
+        else:
+            outputs = train_step(batch)
         logs = {name: float(value) for name, value in outputs.items()}  # the one host sync
         # Whether the update was applied is the loop's business, not a metric to publish.
         self.last_step_finite = bool(logs.pop(FINITE_OUTPUT, 1.0))
@@ -346,6 +404,7 @@ class Trainer:
             spec = dataset.element_spec
             if kind == "train":
                 self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec)
+                self._untraced.add(kind)
             else:
                 step = self.module.validation_step if kind == "val" else self.module.test_step
                 self._compiled[kind] = compile_eval_step(step, spec)
@@ -356,4 +415,5 @@ class Trainer:
         dataset = make(max(EVAL_BATCH_SIZE, self.batch_size))
         if dataset is None:
             return {}
-        return run_evaluation(self._step_fn(split, dataset), dataset)
+        with self.doing(ACTIVITY_EVALUATING):
+            return run_evaluation(self._step_fn(split, dataset), dataset)

@@ -229,13 +229,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"BaseResponse": SESSION_ENDED})
             return
         messages = self.fake.take_messages(s)
+        modified = self.fake.take_modified(s)
         self._json(
             {
                 "BaseResponse": OK,
                 "AddMsgCount": len(messages),
                 "AddMsgList": messages,
-                "ModContactCount": 0,
-                "ModContactList": [],
+                "ModContactCount": len(modified),
+                "ModContactList": modified,
                 "SyncKey": s.sync_key(),
                 "SyncCheckKey": s.sync_key(),
             }

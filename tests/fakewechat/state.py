@@ -7,6 +7,7 @@ long-polling `synccheck` wait on events, never on sleeps. The HTTP layer
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import threading
@@ -74,6 +75,7 @@ class Session:
     sync_step: int = 1
     ended: bool = False
     queue: list[dict[str, Any]] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)  # contact keys for the next ModContactList
 
     def sync_key(self) -> dict[str, Any]:
         return {"Count": 1, "List": [{"Key": 1, "Val": self.sync_step}]}
@@ -113,6 +115,15 @@ class FakeWeChatState:
         """Queue a text for the next webwxsync: users by contact key or UserName."""
         with self.changed:
             self._pending().append({"from": from_user, "to": to_user, "text": text})
+            self.changed.notify_all()
+
+    def rename(self, key: str, nick_name: str) -> None:
+        """Contact `key` changes his own profile's NickName (the remark, the owner's, stays);
+        the next webwxsync reports it in ModContactList, as web WeChat does."""
+        with self.changed:
+            self.contacts[key] = dataclasses.replace(self.contacts[key], nick_name=nick_name)
+            if self.current is not None and not self.current.ended:
+                self.current.modified.append(key)
             self.changed.notify_all()
 
     def end_session(self) -> None:
@@ -271,10 +282,11 @@ class FakeWeChatState:
             found = self.sessions.get(sid or "")
             if found is None:
                 return SESSION_ENDED_RETCODE, "0"
-            self.changed.wait_for(lambda: found.ended or found.queue or self.closed, long_poll_s)
+            pending = lambda: found.queue or found.modified  # noqa: E731
+            self.changed.wait_for(lambda: found.ended or pending() or self.closed, long_poll_s)
             if found.ended:
                 return SESSION_ENDED_RETCODE, "0"
-            return "0", ("2" if found.queue else "0")
+            return "0", ("2" if pending() else "0")
 
     def take_messages(self, session: Session) -> list[dict[str, Any]]:
         """The queued messages as AddMsgList entries; advances the session's SyncKey."""
@@ -282,6 +294,12 @@ class FakeWeChatState:
             queued, session.queue = session.queue, []
             session.sync_step += 1
             return [self._add_msg(session, q) for q in queued]
+
+    def take_modified(self, session: Session) -> list[dict[str, Any]]:
+        """The contacts changed since the last webwxsync, as ModContactList entries."""
+        with self.changed:
+            keys, session.modified = list(dict.fromkeys(session.modified)), []
+            return [self.contact_dict(session, key) for key in keys]
 
     def _add_msg(self, session: Session, queued: dict[str, Any]) -> dict[str, Any]:
         msg_id = queued.get("msg_id") or str(next(self._ids) + 10**17)

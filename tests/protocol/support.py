@@ -78,6 +78,7 @@ class FakeTrainer:
         history_size: int = 10_000,
         heartbeat_body: Callable[[], dict[str, Any]] | None = None,
         send_hwm: int = 10_000,
+        queue_size: int = 100_000,  # tests publish bursts faster than a real loop: keep them all
         extra_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> None:
         self.session = session or new_session_id()
@@ -88,6 +89,7 @@ class FakeTrainer:
             history_size=history_size,
             heartbeat_body=heartbeat_body,
             send_hwm=send_hwm,
+            queue_size=queue_size,
         )
         self.history_calls = CallLog(self.publisher.history_handler)
         handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -24,7 +24,7 @@ BODIES = st.dictionaries(st.text(max_size=12), PLAIN, max_size=6)
 IDS = st.text(min_size=1, max_size=msg.MAX_ID_CHARS)
 NAMES = st.text(min_size=1, max_size=30)
 TIMES = st.floats(min_value=0, max_value=4e9)
-SEQS = st.integers(min_value=0, max_value=2**63)
+SEQS = st.integers(min_value=0, max_value=msg.MAX_SEQ)
 TOPICS = st.text(max_size=40)
 
 
@@ -153,9 +153,15 @@ def _frame(**fields: Any) -> bytes:
         _frame(session=b"s"),
         _frame(seq=1.0),
         _frame(seq=True),
+        _frame(seq=-1),
+        _frame(seq=2**63),
         _frame(expires="soon"),
         _frame(expires=False),
         _frame(ts="now"),
+        _frame(ts=float("nan")),
+        _frame(expires=float("inf")),
+        _frame(v=None),
+        _frame(type=None),
         _frame(topic=5),
     ],
 )
@@ -172,3 +178,50 @@ def test_wrong_frame_counts_are_refused() -> None:
         Message.from_frames([])
     with pytest.raises(ProtocolError, match="topic frame"):
         Message.from_frames([b"t" * (msg.MAX_TOPIC_BYTES + 1), payload])
+
+
+ENVELOPE_KEYS = ("v", "type", "id", "op", "ok", "error", "session", "seq", "topic", "expires", "ts", "body")
+
+
+def test_null_fields_read_as_absent() -> None:
+    """PROTOCOL.md section 2: null is absent (a null `ts` once raised TypeError in the server thread)."""
+    nulls = {key: None for key in ENVELOPE_KEYS if key not in ("v", "type", "id", "op")}
+    frame = msgpack.packb({"v": 1, "type": "request", "id": "a", "op": "status", **nulls})
+    message = Message.from_frames([frame])
+    assert (message.id, message.op, message.ts, message.body, message.expires) == (
+        "a",
+        "status",
+        0.0,
+        {},
+        None,
+    )
+
+
+def test_a_wrong_type_names_the_field_and_what_was_received_truncated() -> None:
+    with pytest.raises(ProtocolError) as raised:
+        Message.from_frames([_frame(ts="x" * 5000)])
+    text = str(raised.value)
+    assert text.startswith("field 'ts' must be a number, received str 'xxx")
+    assert len(text) < 120
+
+
+# Every msgpack value our codec lets through, nulls included, in every envelope field.
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | INT64 | st.floats() | st.text(max_size=300) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+ENVELOPES = st.dictionaries(st.sampled_from(ENVELOPE_KEYS), ANY_VALUE) | ANY_VALUE
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(ENVELOPES)
+def test_decoding_is_total_a_message_or_a_protocol_error(value: Any) -> None:
+    frame = msgpack.packb(value, use_bin_type=True)
+    try:
+        message = Message.from_frames([frame])
+    except ProtocolError as exc:
+        assert len(str(exc)) < 200
+        return
+    assert isinstance(message.ts, float) and isinstance(message.body, dict)
+    assert Message.from_frames(message.to_frames()[-1:]) == message

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import ParamSpec, coerce_params, resolve_param
+from protocol import ErrorCode, ParamSpec, RequestError, coerce_params, resolve_param
 from protocol.codec import pack, unpack
 from protocol.params import APPLIES, PARAM_TYPES
 
@@ -156,10 +156,33 @@ def test_resolve_param_by_name_or_alias_case_insensitively() -> None:
         resolve_param([LR, STEPS], "momentum")
 
 
-def test_coerce_params_is_all_or_nothing() -> None:
+def test_coerce_params_is_all_or_nothing_and_names_every_bad_entry() -> None:
     assert coerce_params([LR, STEPS], {"lr": "0.1", "steps": "5"}) == {"learning_rate": 0.1, "max_steps": 5}
-    with pytest.raises(ValueError):
-        coerce_params([LR, STEPS], {"lr": "0.1", "steps": "many"})
-    with pytest.raises(KeyError):
-        coerce_params([LR, STEPS], {"lr": "0.1", "momentum": "0.9"})
+    with pytest.raises(RequestError) as raised:
+        coerce_params([LR, STEPS], {"lr": "0.1", "steps": "many", "momentum": "0.9"})
+    assert raised.value.code == ErrorCode.INVALID_PARAMS
+    assert set(raised.value.details["errors"]) == {"steps", "momentum"}
+    assert "max_steps must be a whole number, received 'many'" in raised.value.message
+    assert "unknown parameter 'momentum'" in raised.value.message
     assert not math.isnan(LR.coerce("0.5"))
+
+
+@pytest.mark.parametrize(
+    "update", [{"lr": 0.1, "learning_rate": 0.2}, {"LR": 0.1, "lr": 0.1}, {"learning_rate": 0.1, " Lr ": 0.2}]
+)
+def test_a_name_given_twice_through_an_alias_is_refused(update: dict[str, Any]) -> None:
+    with pytest.raises(RequestError) as raised:
+        coerce_params([LR, STEPS], update)
+    assert raised.value.code == ErrorCode.INVALID_PARAMS
+    assert "learning_rate is given twice" in raised.value.message
+
+
+def test_thousands_of_bad_names_make_a_short_error_naming_the_first_few_and_the_count() -> None:
+    update = {f"{'x' * 200}_unknown_{index:04d}": 1 for index in range(4000)}  # alike when shortened
+    with pytest.raises(RequestError) as raised:
+        coerce_params([LR, STEPS], update)
+    assert raised.value.message.count("unknown parameter") == 5
+    assert raised.value.message.endswith("and 3995 more (4000 refused in all)")
+    assert len(raised.value.message) < 1000
+    assert raised.value.details["count"] == 4000
+    assert all(len(name) <= 40 for name in raised.value.details["errors"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,15 @@ if TYPE_CHECKING:
 READY_TIMEOUT_S = 10.0
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Default endpoints and instance keys in a private directory, not the user's shared one."""
+    path = Path(tempfile.mkdtemp(prefix="cts-", dir="/tmp"))
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def fake_wechat(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChatServer]:
     """A fake web-WeChat server on 127.0.0.1 (any free port), proxies bypassed for it."""
@@ -26,6 +37,13 @@ def fake_wechat(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChatServer]:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     with FakeWeChatServer() as server:
         yield server
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to fake servers on 127.0.0.1 bypass any proxy set in the environment."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 class Inbox:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.app import Sidecar
-from sidecar.backend import MemoryBackend, SentMessage
+from sidecar.backend import MemoryBackend, Priority, SentMessage
 from sidecar.config import Config
 
 WAIT_S = 10.0
@@ -26,8 +26,8 @@ class WaitingBackend(MemoryBackend):
         super().__init__()
         self.changed = threading.Condition()
 
-    def send_text(self, text: str, to: str | None = None) -> None:
-        super().send_text(text, to)
+    def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
+        super().send_text(text, to, priority)
         with self.changed:
             self.changed.notify_all()
 

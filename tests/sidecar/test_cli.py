@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from protocol import server_curve
 from sidecar.backend import OWNER_CHAT, IncomingText
 from sidecar.config import parse_config
 from sidecar.console import ConsoleBackend
@@ -97,7 +101,9 @@ def test_the_console_prompts_and_redraws_the_prompt_after_each_message() -> None
 
 def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
     with endpoints() as (control, metrics):
-        trainer = FakeTrainer(control, metrics, announce=False).start()
+        runtime = Path(control.removeprefix("ipc://")).parent  # private: the instance's keys go there
+        curve, _ = server_curve(runtime / "default.json")
+        trainer = FakeTrainer(control, metrics, announce=False, curve=curve).start()
         try:
             process = subprocess.Popen(
                 [
@@ -118,6 +124,7 @@ def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
                 stderr=subprocess.PIPE,
                 text=True,
                 cwd=REPO_ROOT,
+                env={**os.environ, "CHATTRAIN_RUNTIME_DIR": str(runtime)},
             )
             assert process.stdin is not None and process.stdout is not None
             assert process.stdout.readline().startswith("🔗 Sidecar connected")
@@ -137,3 +144,47 @@ def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
             trainer.close()
+
+
+def test_a_state_dir_others_can_write_exits_2_with_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)  # another user could plant itchat.pkl there: unpickling it runs their code
+    runtime = tmp_path / "rt"
+    command = [sys.executable, "-m", "sidecar", "--backend", "console", "--state-dir", str(state)]
+    environ = {**os.environ, "CHATTRAIN_RUNTIME_DIR": str(runtime)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=environ,
+                          cwd=REPO_ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "refusing state directory" in errors[0] and "0o777" in errors[0]
+
+
+def test_a_runtime_dir_others_can_write_exits_2(tmp_path: Path) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    runtime.chmod(0o777)
+    command = [sys.executable, "-m", "sidecar", "--backend", "console", "--state-dir", str(tmp_path / "s")]
+    environ = {**os.environ, "CHATTRAIN_RUNTIME_DIR": str(runtime)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=environ,
+                          cwd=REPO_ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2 and "refusing runtime directory" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        ([], {"CHATTRAIN_PROGRESS_INTERVAL": "soon"}, "invalid float value: 'soon'"),
+        ([], {"CHATTRAIN_REQUEST_TIMEOUT_MS": "0"}, "--request-timeout-ms must be >= 1"),
+        (["--curve-secret-key", "/nonexistent.key_secret"], {}, "cannot read the CurveZMQ secret key"),
+        (["--curve-server-key", "/nonexistent.key"], {}, "--curve-server-key needs --curve-secret-key"),
+    ],
+)
+def test_configuration_errors_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    environ = {"CHATTRAIN_RUNTIME_DIR": str(tmp_path / "rt"), **environ}
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([*argv, "--control", "ipc:///c", "--metrics", "ipc:///m"], environ)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]

@@ -17,6 +17,7 @@ from protocol import (
     TrainerBack,
     TrainerDown,
 )
+from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
 from sidecar.feed import BACK_LOADING_NOTE_S, EVENT_BURST, PARAM_COALESCE_S, FeedHandler
 from sidecar.link import Catalog, OwnChanges
@@ -56,13 +57,14 @@ class Harness:
     def __init__(self, tmp_path: Path, requests: FakeTrainerRequests | None = None) -> None:
         self.clock = FakeClock()
         self.sent: list[str] = []
+        self.priorities: list[Priority] = []
         self.cursors = CursorStore(tmp_path)
         self.series = MetricSeries()
         self.seq = 0
         self.lang = "en"
         self.own_changes = OwnChanges(self.clock)
         self.handler = FeedHandler(
-            self.sent.append,
+            self.notify,
             requests or FakeTrainerRequests(),
             catalog=Catalog(),
             series=self.series,
@@ -72,6 +74,10 @@ class Harness:
             language=lambda: self.lang,
             own_changes=self.own_changes,
         )
+
+    def notify(self, text: str, priority: Priority) -> None:
+        self.sent.append(text)
+        self.priorities.append(priority)
 
     def data(self, topic: str, body: dict[str, Any], session: str = "s1") -> None:
         self.seq += 1
@@ -87,6 +93,7 @@ def feed(tmp_path: Path) -> Harness:
     harness = Harness(tmp_path)
     harness.handler.handle(Snapshot(status()))
     harness.sent.clear()
+    harness.priorities.clear()
     return harness
 
 
@@ -270,3 +277,22 @@ def test_a_restarted_sidecar_facing_a_new_trainer_session_summarises_status(tmp_
     assert len(harness.sent) == 1
     assert "trainer restarted meanwhile" in harness.sent[0]
     assert "step 12" in harness.sent[0]
+
+
+def test_each_message_says_how_much_it_matters_to_a_backend_that_can_send_only_so_much(
+    feed: Harness,
+) -> None:
+    feed.report(10)  # the first progress goes out at once
+    feed.data("event.checkpoint_saved", {"event": "checkpoint_saved", "step": 10})
+    feed.handler.handle(NotResponding(31.0))
+    feed.handler.handle(TrainerDown(0.1))
+    feed.handler.handle(SessionChanged("s1", "s2", status("s2", step=10)))
+    feed.data("event.finished", {"event": "finished", "step": 20, "test_accuracy": 0.9}, "s2")
+    assert feed.priorities == [
+        Priority.PROGRESS,
+        Priority.EVENT,
+        Priority.EVENT,
+        Priority.ALERT,  # down
+        Priority.ALERT,  # back
+        Priority.ALERT,  # finished
+    ], feed.sent

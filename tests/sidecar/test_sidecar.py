@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ParamSpec
-from sidecar.dispatch import INTERNAL_ERROR_TEXT, UNAVAILABLE_TEXT
+from protocol import ClientCurve, KeyPair, ParamSpec, ServerCurve
+from sidecar.access import Contact
+from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
 from tests.fake_trainer import SEED_SPECS, FakeTrainer
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
@@ -33,7 +34,10 @@ def trainer(eps: tuple[str, str]) -> Iterator[FakeTrainer]:
 
 @pytest.fixture
 def sidecar(trainer: FakeTrainer, eps: tuple[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally",))) as (app, chat):
+    with running_sidecar(make_config(*eps, tmp_path / "state", allow=("Ally=steer", "Carol"))) as (app, chat):
+        app.access.resolve(
+            [Contact("@alice", "Ally", "Alice"), Contact("@bob", "", "Bob"), Contact("@carol", "Carol")]
+        )
         chat.wait_text("Sidecar connected")
         yield app, chat
 
@@ -64,9 +68,9 @@ def test_seed_commands_start_reparameterise_and_stop(sidecar, trainer: FakeTrain
         "display_step": 20,
     }
     assert "学习率 learning_rate (lr) = 0.01" in ask(chat, "参数")
-    assert ask(chat, "停止") == "正在停止（第 0 步，当前状态：已完成）。"
-    assert ask(chat, "status").startswith("State: finished")  # an English command, English reply
-    assert trainer.state == "finished"
+    assert ask(chat, "停止") == "正在停止（第 0 步，当前状态：已停止）。"
+    assert ask(chat, "status").startswith("State: stopped")  # an English command, English reply
+    assert trainer.state == "stopped"
 
 
 def test_english_forms_and_several_assignments(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
@@ -137,7 +141,7 @@ def test_a_contact_not_on_the_allow_list_is_ignored(sidecar, trainer: FakeTraine
     assert ask(chat, "status").startswith("State: running")  # a later command is answered...
     assert len(chat.snapshot()) == before + 1  # ...but the stranger got nothing
     assert "stop" not in trainer.requests
-    assert "ignored message from 'Bob'" in caplog.text
+    assert "ignored message from @bob (nickname 'Bob'" in caplog.text
 
 
 def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
@@ -145,6 +149,25 @@ def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTraine
     reply = ask(chat, "开始", sender_id="@alice", sender_name="Alice", sender_remark="Ally")
     assert reply.startswith("开始训练")
     assert trainer.state == "running"
+
+
+def test_a_contact_allowed_to_read_may_watch_but_not_steer(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.state = "running"
+    carol = {"sender_id": "@carol", "sender_name": "Carol", "sender_remark": "Carol"}
+    assert ask(chat, "status", **carol).startswith("State: running")
+    for text in ("stop", "lr 0.5", "checkpoint"):
+        assert ask(chat, text, **carol) == NOT_ALLOWED_TEXT
+    assert not {"stop", "set_params", "checkpoint"} & set(trainer.requests)
+
+
+def test_a_contact_who_takes_an_allowed_name_is_not_obeyed(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.state = "running"
+    before = len(chat.snapshot())
+    chat.push_message("stop", sender_id="@bob", sender_name="Ally", sender_remark="Ally")
+    assert ask(chat, "status").startswith("State: running")
+    assert len(chat.snapshot()) == before + 1 and "stop" not in trainer.requests
 
 
 def test_plot_sends_a_png_from_the_series(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
@@ -262,3 +285,34 @@ def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # t
     app.outbox.text("@img@/etc/hosts")  # even our own text cannot start with a file prefix
     assert chat.wait_for(lambda m: "/etc/hosts" in m.text, after=before).text == " @img@/etc/hosts"
     assert all(m.kind == "text" for m in chat.snapshot())
+
+
+def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    trainer.event("checkpoint_saved", path="ckpt-1")
+    trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
+    reply = ask(chat, "history")
+    assert "checkpoint_saved" in reply or "Checkpoint" in reply, reply
+
+
+def test_chat_text_is_never_echoed_back_at_length(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    long_word = "x" * 5000
+    for text in (f"lr {long_word}", f"help {long_word}", f"history {long_word}", f"set {long_word} 1"):
+        reply = ask(chat, text)
+        assert len(reply) < 400 and long_word[:100] not in reply, (text[:20], reply[:200])
+
+
+def test_with_curve_both_the_commands_and_the_feed_get_through(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client = KeyPair.generate()
+    server = ServerCurve(KeyPair.generate(), frozenset({client.public}))
+    trainer = FakeTrainer(*eps, announce=False, curve=server).start()
+    config = make_config(*eps, tmp_path / "state", curve=ClientCurve(client, server.public_key()))
+    try:
+        with running_sidecar(config) as (_, chat):
+            chat.wait_text("Sidecar connected")  # the feed's snapshot (over its control client)
+            trainer.event("started")
+            chat.wait_text("▶️ Training started at step 0")  # over the SUB socket: it has the keys
+            assert ask(chat, "status").startswith("State: idle")
+    finally:
+        trainer.close()

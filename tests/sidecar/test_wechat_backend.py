@@ -6,6 +6,8 @@ import html.parser
 import io
 import logging
 import os
+import pickle
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sidecar.access import AccessPolicy
 from sidecar.backend import IncomingText, SendError
 from tests.fakewechat import FakeWeChatServer
 
@@ -64,10 +67,10 @@ def test_itchat_text_path_needs_the_restored_unescape() -> None:
     assert itchat.utils.htmlParser.unescape("a &amp; b") == "a & b"
 
 
-def test_allowed_contact_text_carries_name_and_remark(
+def test_contact_text_carries_the_stable_user_name_with_nickname_and_remark(
     start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
 ) -> None:
-    running = start_wechat_backend(allowed_contacts=["Ally"])
+    running = start_wechat_backend()
     fake_wechat.push_text("alice", "owner", "status")
     message = running.inbox.wait_for(lambda m: True)
     alice = fake_wechat.user_name("alice")
@@ -75,15 +78,26 @@ def test_allowed_contact_text_carries_name_and_remark(
     assert (message.sender_name, message.sender_remark) == ("Alice", "Ally")
 
 
-def test_texts_from_other_contacts_and_owner_chats_with_others_are_not_delivered(
+def test_owner_chats_with_others_are_not_delivered(
     start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
 ) -> None:
-    running = start_wechat_backend(allowed_contacts=["Alice"])
-    fake_wechat.push_text("bob", "owner", "stop")  # not allowed
+    running = start_wechat_backend()
     fake_wechat.push_text("owner", "alice", "stop")  # the owner chatting with Alice
     fake_wechat.push_text("owner", "filehelper", "marker")
     running.inbox.wait_for(lambda m: m.text == "marker")
     assert [m.text for m in running.inbox.messages] == ["marker"]
+
+
+def test_login_resolves_the_allow_list_by_remark_name_to_this_logins_user_names(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer
+) -> None:
+    access = AccessPolicy(["ally", "Bob"])  # Bob is only a nickname: anyone may choose it
+    running = start_wechat_backend(access=access)
+    assert access.allowed_ids() == {fake_wechat.user_name("alice")}
+    fake_wechat.end_session()  # a new login: new UserNames, resolved again
+    fake_wechat.wait_until(lambda f: f.login_count == 2, timeout_s=20)
+    assert running.backend.ready.wait(20)
+    assert access.allowed_ids() == {fake_wechat.user_name("alice")}
 
 
 def test_send_text_goes_to_filehelper_by_default_and_to_a_given_chat(
@@ -185,6 +199,31 @@ def test_restart_with_the_same_state_dir_needs_no_new_qr_scan(
     assert second.inbox.wait_for(lambda m: m.text == "status").from_owner
     second.backend.send_text("ok")
     assert fake_wechat.wait_for_sent(lambda t: t.text == "ok", timeout_s=5).session == 1
+
+
+class _Planted:
+    """A pickle that runs code when loaded: here it only creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_saved_session_others_could_have_written_is_deleted_unloaded(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    planted = state / "itchat.pkl"
+    planted.write_bytes(pickle.dumps(_Planted(tmp_path / "code-ran")))
+    planted.chmod(0o666)
+    running = start_wechat_backend()
+    assert not (tmp_path / "code-ran").exists()
+    assert fake_wechat.qr_count == 1  # a fresh QR login instead
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o600  # the new session, saved privately
+    running.stop()
 
 
 def test_send_before_login_raises_send_error(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from protocol import ControlClient, Data, FeedEvent, SessionChanged, Subscriber
+from protocol import Connection, Data, FeedEvent, SessionChanged
 
 T = TypeVar("T")
 POLL_MS = 100
@@ -21,9 +21,8 @@ STOP_TIMEOUT_S = 10.0
 class FeedRecorder:
     """Records every FeedEvent of one Subscriber, in order."""
 
-    def __init__(self, control: str, metrics: str) -> None:
-        self._control = control
-        self._metrics = metrics
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection  # endpoints and keys, as every client gets them
         self._events: list[FeedEvent] = []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -62,8 +61,8 @@ class FeedRecorder:
         return found[0]
 
     def _run(self) -> None:
-        client = ControlClient(self._control, timeout_ms=1000, retries=1)
-        subscriber = Subscriber(self._metrics, client)
+        client = self._connection.control_client(timeout_ms=1000, retries=1)
+        subscriber = self._connection.subscriber(client)
         try:
             while not self._stopping.is_set():
                 events = subscriber.poll(POLL_MS)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from protocol import ConnectionInfo, ControlClient
+from protocol import Connection, ConnectionInfo, ControlClient, resolve_connection
 from tests.fakewechat import FakeWeChatProcess
 from tests.system import processes
 
@@ -155,8 +155,12 @@ class ProcfileStack:
         info = ConnectionInfo.read(self.connection_file)
         return info.control, info.metrics
 
+    def connection(self) -> Connection:
+        """The trainer's endpoints and keys from its connection file, by protocol's factory."""
+        return resolve_connection(connection_file=self.connection_file)
+
     def client(self) -> ControlClient:
-        return ControlClient(self.endpoints()[0], timeout_ms=1000, retries=2)
+        return self.connection().control_client(timeout_ms=1000, retries=2)
 
     def status(self) -> dict[str, Any]:
         client = self.client()

@@ -47,7 +47,7 @@ class SidecarKill:
 def sidecar_killed(stack: ProcfileStack) -> SidecarKill:
     stack.wait_owner_text("Sidecar connected", timeout_s=START_TIMEOUT_S)
     session_before = stack.wait_running()["session"]
-    recorder = feed.FeedRecorder(*stack.endpoints()).start()
+    recorder = feed.FeedRecorder(stack.connection()).start()
     try:
         recorder.wait_for(
             lambda events: len(feed.steps(feed.data_messages(events))) >= STEPS_BEFORE_KILL,

@@ -83,7 +83,7 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
     stack.wait_owner_text("Sidecar connected", timeout_s=START_TIMEOUT_S)
     stack.wait_running()
     sidecar_before = stack.sidecar_pid()
-    recorder = feed.FeedRecorder(*stack.endpoints()).start()
+    recorder = feed.FeedRecorder(stack.connection()).start()
     watch = WatchProcess(stack)
     try:
         watch.wait_attached()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from protocol import ConnectionInfo, KeyPair, ServerCurve, server_curve
 from tests.fake_trainer import FakeTrainer
 from trainctl.__main__ import main
 
@@ -51,10 +52,35 @@ def endpoints(ipc_dir: Path) -> tuple[str, str]:
 
 
 @pytest.fixture
-def trainer(endpoints: tuple[str, str]) -> Iterator[FakeTrainer]:
-    fake = FakeTrainer(*endpoints, stopped_state="idle").start()  # these tests stop back to idle
+def trainer_curve(ipc_dir: Path) -> tuple[ServerCurve, KeyPair]:
+    """The keys a trainer of the default instance uses, by protocol's rules, and its client pair."""
+    return server_curve(ipc_dir / "default.json")
+
+
+@pytest.fixture
+def trainer(endpoints: tuple[str, str], trainer_curve: tuple[ServerCurve, KeyPair]) -> Iterator[FakeTrainer]:
+    # These tests stop back to idle; CurveZMQ as a real trainer has it by default.
+    fake = FakeTrainer(*endpoints, stopped_state="idle", curve=trainer_curve[0]).start()
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def connection_file(
+    endpoints: tuple[str, str], trainer: FakeTrainer, trainer_curve: tuple[ServerCurve, KeyPair]
+) -> Callable[[Path], Path]:
+    """`connection_file(path)`: write the trainer's connection file (keys included) there."""
+
+    def write(path: Path) -> Path:
+        curve, client = trainer_curve
+        ConnectionInfo(
+            *endpoints, run_id="run-1", session=trainer.session, protocol_version=1,
+            server_public_key=curve.public_key(), client_public_key=client.public,
+            client_secret_key=client.secret,
+        ).write(path)  # fmt: skip
+        return path
+
+    return write
 
 
 @pytest.fixture

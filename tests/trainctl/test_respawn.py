@@ -28,6 +28,15 @@ CHILD = textwrap.dedent(
     folder, name, plan = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
     if "ignore-term" in sys.argv[4:]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "grandchild" in sys.argv[4:]:  # one that ignores SIGTERM, in our process group
+        import subprocess
+        mark = folder / f"{name}.grandchild"
+        code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "open(sys.argv[1], 'w').write('ready'); time.sleep(600)")
+        grandchild = subprocess.Popen([sys.executable, "-c", code, str(mark)])
+        while not mark.exists():
+            time.sleep(0.01)
+        (folder / f"{name}.gpid").write_text(str(grandchild.pid))
     runs = folder / f"{name}.runs"
     with runs.open("a") as handle:
         handle.write(f"{os.getpid()}\\n")
@@ -81,11 +90,19 @@ def runs(folder: Path, name: str) -> list[int]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie that nobody reaped yet counts as gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return state != "Z"
+
+
+def kill_if_alive(pid: int) -> None:
+    """A failing test must not leave its orphan running."""
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run() -> None:
@@ -166,6 +183,34 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=5) == 128 + signal.SIGTERM
     assert not alive(int((tmp_path / "job.pid").read_text()))
+
+
+def test_sigterm_ends_grandchildren_that_ignore_it_and_leaves_no_orphan(
+    child: list[str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    argv = [*RESPAWN, "--stop-timeout", "0.5", "--", *child, "job", "wait", "grandchild"]
+    process = spawn(processes, argv)
+    wait_until(lambda: (tmp_path / "job.pid").exists(), what="the child's pid")
+    grandchild = int((tmp_path / "job.gpid").read_text())
+    try:
+        process.send_signal(signal.SIGTERM)  # the child exits on it at once; the grandchild ignores it
+        assert process.wait(timeout=10) == 128 + signal.SIGTERM
+        assert not alive(grandchild)
+        assert process.stderr is not None and b"SIGKILL" in process.stderr.read()
+    finally:
+        kill_if_alive(grandchild)
+
+
+def test_a_crashed_childs_leftover_processes_are_ended_before_anything_else(
+    child: list[str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    argv = [*RESPAWN, "--stop-timeout", "0.5", "--no-restart-on", "3", "--", *child, "job", "3", "grandchild"]
+    process = spawn(processes, argv)
+    try:
+        assert process.wait(timeout=20) == 3
+        assert not alive(int((tmp_path / "job.gpid").read_text()))
+    finally:
+        kill_if_alive(int((tmp_path / "job.gpid").read_text()))
 
 
 def test_under_honcho_a_killed_entry_comes_back_and_the_other_keeps_running(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,20 +127,21 @@ def test_usage_errors_exit_2(cli: Cli, argv: list[str]) -> None:
 
 
 def test_the_connection_file_is_used_when_no_endpoints_are_given(
-    cli: Cli, trainer: FakeTrainer, endpoints: tuple[str, str], tmp_path: Path
+    cli: Cli, trainer: FakeTrainer, connection_file: Callable[[Path], Path], tmp_path: Path
 ) -> None:
-    path = tmp_path / "conn.json"
-    ConnectionInfo(*endpoints, run_id="run-1", session=trainer.session, protocol_version=1).write(path)
+    path = connection_file(tmp_path / "conn.json")
     result = cli("--connection", str(path), "status", "--json", connect=False)
     assert result.code == exit_codes.OK and result.json()["session"] == trainer.session
 
 
 def test_the_instance_connection_file_is_found_by_default(
-    cli: Cli, trainer: FakeTrainer, endpoints: tuple[str, str], ipc_dir: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    trainer: FakeTrainer,
+    connection_file: Callable[[Path], Path],
+    ipc_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ConnectionInfo(*endpoints, run_id="run-1", session=trainer.session, protocol_version=1).write(
-        ipc_dir / "lab.json"
-    )
+    connection_file(ipc_dir / "lab.json")
     monkeypatch.setenv("CHATTRAIN_INSTANCE", "lab")
     assert cli("status", "--json", connect=False).json()["session"] == trainer.session
 
@@ -162,7 +166,7 @@ def test_curve_uses_the_server_key_from_the_connection_file(
     keys = tmp_path / "keys"
     generate_keypair(keys, "server")
     generate_keypair(keys / "clients", "me")
-    curve = ServerCurve(keys / "server.key_secret", keys / "clients")
+    curve = ServerCurve.from_files(keys / "server.key_secret", keys / "clients")
     handlers = {"status": lambda args: {"state": "idle"}}
     server = ControlServer(endpoints[0], handlers, session="s1", curve=curve)
     server.start()
@@ -175,7 +179,35 @@ def test_curve_uses_the_server_key_from_the_connection_file(
         conn = ("--connection", str(path))
         result = cli(*conn, "--curve-secret-key", secret, "status", "--json", connect=False)
         assert result.code == exit_codes.OK and result.json()["state"] == "idle"
-        plain = cli(*conn, "--timeout-ms", "200", "--retries", "0", "status", connect=False)
-        assert plain.code == exit_codes.UNAVAILABLE
+        _, stranger = generate_keypair(tmp_path / "strangers", "stranger")
+        quick = ("--timeout-ms", "200", "--retries", "0")
+        refused = cli(*conn, "--curve-secret-key", str(stranger), *quick, "status", connect=False)
+        assert refused.code == exit_codes.UNAVAILABLE and "refused this client's CurveZMQ key" in refused.err
+        keyless = cli(*conn, "status", connect=False)  # the file has no client key: nothing to try
+        assert keyless.code == exit_codes.USAGE and "has no client key" in keyless.err
     finally:
         server.close()
+
+
+def test_a_public_key_given_as_the_secret_key_exits_2_at_once_and_never_hangs(
+    endpoints: tuple[str, str], tmp_path: Path
+) -> None:
+    public, _ = generate_keypair(tmp_path / "keys", "server")
+    command = [sys.executable, "-m", "trainctl", "--control", endpoints[0], "--metrics", endpoints[1],
+               "--curve-secret-key", str(public), "--curve-server-key", str(public), "status"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert done.returncode == exit_codes.USAGE
+    expected = f"trainctl: {public} holds no secret key (is it the public .key file?)"
+    assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_a_runtime_dir_others_can_write_exits_2_with_one_line(
+    cli: Cli, ipc_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = ipc_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(shared))
+    result = cli("status", connect=False)
+    assert result.code == exit_codes.USAGE
+    assert result.err.startswith("trainctl: refusing runtime directory") and result.err.count("\n") == 1

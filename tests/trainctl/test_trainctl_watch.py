@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from protocol import KeyPair, ServerCurve
 from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 from trainctl import exit_codes
@@ -78,9 +79,9 @@ def data_seqs(lines: list[dict[str, Any]], session: str) -> list[int]:
 
 
 def test_watch_json_shows_a_snapshot_then_contiguous_data_and_follows_a_restart(
-    watch: Callable[..., WatchProcess], endpoints: tuple[str, str]
+    watch: Callable[..., WatchProcess], endpoints: tuple[str, str], trainer_curve: tuple[ServerCurve, KeyPair]
 ) -> None:
-    first = FakeTrainer(*endpoints).start()
+    first = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
     try:
         first.advance(3)
         watcher = watch("--for", "30")
@@ -92,7 +93,7 @@ def test_watch_json_shows_a_snapshot_then_contiguous_data_and_follows_a_restart(
         assert lines[-1]["topic"] == "metrics.step" and lines[-1]["body"]["step"] == 23
     finally:
         first.close()
-    second = FakeTrainer(*endpoints).start()
+    second = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
     try:
         second.advance(4)
         lines = watcher.until(
@@ -108,14 +109,14 @@ def test_watch_json_shows_a_snapshot_then_contiguous_data_and_follows_a_restart(
 
 
 def test_watch_reports_the_trainer_down_and_back(
-    watch: Callable[..., WatchProcess], endpoints: tuple[str, str]
+    watch: Callable[..., WatchProcess], endpoints: tuple[str, str], trainer_curve: tuple[ServerCurve, KeyPair]
 ) -> None:
-    trainer = FakeTrainer(*endpoints).start()
+    trainer = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
     watcher = watch("--for", "30")
     watcher.until(lambda line: line["kind"] == "snapshot", "the snapshot")
     trainer.close()
     watcher.until(lambda line: line["kind"] == "down", "trainer down")
-    again = FakeTrainer(*endpoints).start()
+    again = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
     try:
         watcher.until(lambda line: line["kind"] == "back", "trainer back")
     finally:

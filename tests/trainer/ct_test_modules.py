@@ -54,7 +54,7 @@ class TinyModule(Module):
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         assert self.data is not None
-        return train_dataset(self.data.train, batch_size)
+        return train_dataset(self.data.train, batch_size, epoch=self.epoch)
 
     def val_dataset(self, batch_size: int) -> tf.data.Dataset:
         assert self.data is not None

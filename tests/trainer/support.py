@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from protocol import ControlClient, Data, RemoteError, Subscriber, TrainerUnavailable
+from protocol import Connection, ControlClient, Data, RemoteError, TrainerUnavailable, resolve_connection
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -57,7 +57,11 @@ class TrainerProcess:
         self.popen = subprocess.Popen(
             command, cwd=REPO_ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self.client = ControlClient(self.control, timeout_ms=1000, retries=1)
+        # As every client: keys by protocol's connection factory (the instance's, beside the file).
+        self.connection = resolve_connection(
+            control=self.control, metrics=self.metrics, connection_file=workdir / "connection.json"
+        )
+        self.client = self.connection.control_client(timeout_ms=1000, retries=1)
         self.first_state = self._first_reply_state()
 
     def _first_reply_state(self) -> str:
@@ -71,7 +75,7 @@ class TrainerProcess:
         raise TimeoutError("trainer never answered")
 
     def subscribe(self) -> Feed:
-        return Feed(self.metrics, ControlClient(self.control, timeout_ms=1000, retries=2))
+        return Feed(self.connection, self.connection.control_client(timeout_ms=1000, retries=2))
 
     def wait_status(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S
@@ -79,7 +83,12 @@ class TrainerProcess:
         deadline = time.monotonic() + timeout_s
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            status = self.client.status()
+            try:
+                status = self.client.status()
+            except TrainerUnavailable:  # busy (importing TensorFlow, tracing) on a loaded machine
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"trainer exited: {self.log()}") from None
+                continue
             if predicate(status):
                 return status
             time.sleep(0.05)
@@ -103,8 +112,8 @@ class TrainerProcess:
 class Feed:
     """Data messages from the metrics feed, awaited by topic and predicate."""
 
-    def __init__(self, metrics: str, control: ControlClient) -> None:
-        self.subscriber = Subscriber(metrics, control)
+    def __init__(self, connection: Connection, control: ControlClient) -> None:
+        self.subscriber = connection.subscriber(control)
         self.control = control
         self.messages: list[Any] = []
 

@@ -123,7 +123,8 @@ def test_stop_takes_effect_within_one_step_and_tests(shared: TrainerProcess) -> 
         assert stopped["step"] <= reply["at_step"] + 1
         assert feed.bodies("metrics.test")[-1]["step"] == stopped["step"]
         assert 0.0 <= stopped["test_accuracy"] <= 1.0
-        status = shared.wait_status(lambda s: s["state"] == "finished")
+        assert stopped["state"] == "stopped"  # the final event of a stop, in the state it leaves
+        status = shared.wait_status(lambda s: s["state"] == "stopped")
         assert status["last_checkpoint_step"] == stopped["step"]
         assert shared.client.stop()["already"] is True
     finally:

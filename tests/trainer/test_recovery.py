@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.support import TEST_MODULE, TrainerProcess
+from protocol import ErrorCode
+from tests.trainer.support import TEST_MODULE, TrainerProcess, expect_remote_error
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def test_an_exception_in_a_step_fails_the_run_and_the_process_keeps_answering(
         process.close()
 
 
-def test_kill_9_during_a_run_then_restart_resumes_from_the_checkpoint(
+def test_a_run_killed_with_9_carries_on_from_its_checkpoint_after_a_restart_without_autostart(
     workdir: Path, tmp_path: Path, data_args: list[str]
 ) -> None:
     run_dir = tmp_path / "run"
@@ -68,13 +69,13 @@ def test_kill_9_during_a_run_then_restart_resumes_from_the_checkpoint(
     second = TrainerProcess(workdir, run_dir, args)
     feed = second.subscribe()
     try:
-        status = second.wait_status(lambda s: s["state"] != "loading")
-        assert status["state"] == "idle"
-        assert status["step"] == saved["step"] == status["last_checkpoint_step"]
-        assert status["params"]["learning_rate"] == 0.0007
-        second.client.start()
+        started = feed.wait("event.started")  # the run's intent was running: no start needed
+        assert started["step"] == saved["step"]
+        assert started["params"]["learning_rate"] == 0.0007
+        status = second.wait_status(lambda s: s["state"] == "running")
+        assert status["last_checkpoint_step"] >= saved["step"]
         first_step = feed.wait("metrics.step")
-        assert first_step["step"] == saved["step"] + 1
+        assert first_step["step"] >= saved["step"] + 1
         report = feed.wait("metrics.report")
         assert report["lr"] == pytest.approx(0.0007)
     finally:
@@ -101,6 +102,36 @@ def test_each_non_finite_policy_from_the_command_line(
             assert final["step"] == 10 and 0.0 <= final["test_accuracy"] <= 1.0
         status = process.wait_status(lambda s: s["state"] == outcome)
         assert all(math.isfinite(v) for k, v in status["metrics"].items() if k != "loss")
+    finally:
+        feed.close()
+        process.close()
+
+
+def test_a_failed_run_is_rescued_from_chat_with_the_new_learning_rate(workdir: Path, tmp_path: Path) -> None:
+    args = [*TINY, "--param", "bs=16", "--param", "ds=1", "--checkpoint-every-steps", "2", "--autostart"]
+    process = TrainerProcess(workdir, tmp_path / "run", args, env={"CT_NAN_AT_CALLS": "3,8"})
+    feed = process.subscribe()
+    try:
+        feed.wait("event.failed", lambda b: b["step"] == 3)
+        process.wait_status(lambda s: s["state"] == "failed")
+        refusal = expect_remote_error(ErrorCode.INVALID_STATE, process.client.checkpoint)
+        assert "never saved" in refusal.message
+        # `lr 0.0005` then `start`: the restore to the checkpoint of step 2 keeps the new value.
+        process.client.set_params({"lr": 0.0005})
+        seen = len(feed.messages)
+        process.client.start()
+        started = feed.wait("event.started", since=seen)
+        assert started["step"] == 2 and started["params"]["learning_rate"] == 0.0005
+        report = feed.wait("metrics.report", lambda b: b["step"] == 3, since=seen)
+        assert report["lr"] == pytest.approx(0.0005)
+        feed.wait("event.failed", since=seen)
+        # `start lr=0.0007` works alike.
+        seen = len(feed.messages)
+        process.client.start(params={"lr": 0.0007})
+        started = feed.wait("event.started", since=seen)
+        report = feed.wait("metrics.report", lambda b: b["step"] > started["step"], since=seen)
+        assert report["lr"] == pytest.approx(0.0007)
+        assert process.client.status()["params"]["learning_rate"] == 0.0007
     finally:
         feed.close()
         process.close()

@@ -31,6 +31,7 @@ HOOKS = (
     "on_test_end",
     "on_checkpoint",
     "on_params_changed",
+    "on_activity",
     "on_exception",
 )
 
@@ -67,6 +68,9 @@ class Callback:
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         """After params changed; details in ``trainer.param_changes``."""
+
+    def on_activity(self, trainer: Trainer, logs: Logs) -> None:
+        """The loop began or ended something long: ``trainer.activity`` says what it does now."""
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
         """The run failed; ``trainer.error_info`` says why (the checkpoint on disk is kept)."""

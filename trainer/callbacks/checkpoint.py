@@ -1,4 +1,9 @@
-"""Periodic checkpoints: asks the trainer for one every N steps and/or every N seconds."""
+"""Periodic checkpoints: asks the trainer for one every N steps or every N seconds, whichever
+comes first (saves are asynchronous: ``trainer.checkpointing``).
+
+It also keeps params changed outside a run (idle, failed) beside the latest checkpoint, so that a
+restart restores them without a new checkpoint; within a run the next checkpoint holds them.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,12 @@ class PeriodicCheckpoint(Callback):
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
         if self.due(trainer.step, time.monotonic()):
             trainer.checkpoint_requested = True
+            self._last_time = time.monotonic()  # asked for: the next period starts now
+
+    def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
+        acknowledged = any(change["reason"] != "restored" for change in trainer.param_changes)
+        if acknowledged and not trainer.in_fit:
+            trainer.store.save_params(trainer.params)
 
     def due(self, step: int, now: float) -> bool:
         by_steps = self.every_steps > 0 and step % self.every_steps == 0

@@ -1,18 +1,22 @@
 """The bridge between the ``Controller`` (handlers, server thread) and the loop (main thread).
 
-At each step boundary it publishes progress into the controller's snapshot, drains the command
-queue (params, checkpoint-now, evaluate-now) and reads the state: ``stopping`` sets
+At each step boundary it publishes progress into the controller's snapshot, drains the pending
+commands (params, checkpoint-now, evaluate-now) and reads the state: ``stopping`` sets
 ``trainer.should_stop``; ``paused`` holds here, at the boundary, still draining commands and
-checking in so heartbeats show the loop alive, until resumed or stopped.
+checking in so heartbeats show the loop alive, until resumed or stopped. The run's end and its
+failure are state-machine events (``finish``, ``end_early``, ``fail``) fired here; the loop's
+activity (``on_activity``) goes to the heartbeat.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs
-from trainer.control import FAILED, FINISHED, PAUSED, RUNNING, STOPPING, Command, Controller, Publish
+from trainer.commands import Command
+from trainer.control import Controller, Publish
+from trainer.lifecycle import ACTIVITY_IDLE, END_EARLY, FAIL, FINISH, PAUSED, RUNNING, STOP, STOPPING
 
 if TYPE_CHECKING:
     from trainer.trainer import Trainer
@@ -23,10 +27,14 @@ HOLD_POLL_S = 0.25
 
 
 def apply_commands(trainer: Trainer, commands: list[Command], at_step: int) -> None:
-    """Hand commands to the trainer: params now, checkpoint / evaluate as requests."""
+    """Hand commands to the trainer: changed params now, checkpoint / evaluate as requests.
+
+    A value equal to the one in use is no change (no event, no log line)."""
     for command in commands:
         if command.kind == "set_params":
-            trainer.set_params(command.params, at_step=at_step)
+            changed = {k: v for k, v in command.params.items() if trainer.params.get(k) != v}
+            if changed:
+                trainer.set_params(changed, at_step=at_step)
         elif command.kind == "checkpoint":
             trainer.checkpoint_requested = True
         elif command.kind == "evaluate":
@@ -65,22 +73,26 @@ class ControlBridge(Callback):
         self._controller.sync_params({c["name"]: c["new"] for c in trainer.param_changes})
         self._controller.update_progress(total_steps=trainer.total_steps())
 
+    def on_activity(self, trainer: Trainer, logs: Logs) -> None:
+        self._controller.set_activity(trainer.activity)
+
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        self._controller.set_state(FINISHED)
+        self._controller.fire(FINISH if trainer.ending() == "finished" else END_EARLY)
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
-        self._controller.set_state(FAILED, error=trainer.error_info)
+        self._controller.fire(FAIL, error=trainer.error_info)
 
     def _push_progress(self, trainer: Trainer, metrics: Logs) -> None:
         merged = {**self._controller.progress().metrics, **metrics}
         steps_per_s = trainer.steps_per_s
-        remaining = trainer.total_steps() - trainer.step
+        total = trainer.total_steps()
         self._controller.update_progress(
             step=trainer.step,
             epoch=trainer.epoch,
-            total_steps=trainer.total_steps(),
+            samples_seen=trainer.samples_seen,
+            total_steps=total,
             steps_per_s=steps_per_s,
-            eta_s=remaining / steps_per_s if steps_per_s else None,
+            eta_s=(total - trainer.step) / steps_per_s if steps_per_s else None,
             metrics=merged,
         )
 
@@ -89,7 +101,7 @@ class ControlBridge(Callback):
         upcoming = trainer.step + 1
         apply_commands(trainer, self._controller.take_commands(upcoming + 1), upcoming)
         if self._controller.signal_stop and self._controller.state in (RUNNING, PAUSED):
-            self._controller.set_state(STOPPING)
+            self._controller.fire(STOP)
         state = self._controller.state
         if state == PAUSED:
             state = self._hold(trainer)
@@ -99,20 +111,27 @@ class ControlBridge(Callback):
     def _hold(self, trainer: Trainer) -> str:
         upcoming = trainer.step + 1
         self._event(trainer, "paused")
+        self._controller.set_activity(ACTIVITY_IDLE)
         while True:
             commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
             apply_commands(trainer, commands, upcoming)
+            # Every poll, not only after a command: a background save that completed meanwhile is
+            # announced (last_checkpoint_step) while the run stays paused.
             trainer.service_requests()
-            if self._controller.signal_stop:
-                self._controller.set_state(STOPPING)
+            if commands:
+                self._controller.set_activity(ACTIVITY_IDLE)  # a checkpoint or evaluation ended
+            if self._controller.signal_stop and self._controller.state == PAUSED:
+                self._controller.fire(STOP)
             state = self._controller.state
             if state != PAUSED:
                 break
+        self._controller.set_activity(trainer.activity)
         # Commands that came in since the last drain apply to the upcoming step too.
         apply_commands(trainer, self._controller.take_commands(upcoming + 1), upcoming)
         if state == RUNNING:
             self._event(trainer, "resumed")
         return state
 
-    def _event(self, trainer: Trainer, name: str) -> None:
-        self._publish(f"event.{name}", {"event": name, "step": trainer.step, "state": self._controller.state})
+    def _event(self, trainer: Trainer, name: str, **extra: Any) -> None:
+        body = {"event": name, "step": trainer.step, "state": self._controller.state, **extra}
+        self._publish(f"event.{name}", body)

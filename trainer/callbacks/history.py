@@ -46,4 +46,4 @@ class HistoryRecorder(Callback):
         self.history.validation.append((trainer.step, dict(logs)))
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.history.outcome, self.history.test = trainer.outcome, dict(logs)
+        self.history.outcome, self.history.test = trainer.ending(), dict(logs)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs
+from trainer.callbacks.publish import with_metrics
 
 if TYPE_CHECKING:
     from trainer.trainer import Trainer
@@ -28,14 +30,14 @@ class JsonlLog(Callback):
         self.every_step = every_step
         self._file: IO[str] | None = None
 
-    def write(self, trainer: Trainer, kind: str, **fields: Any) -> None:
-        record = {
-            "ts": round(time.time(), 3),
-            "kind": kind,
-            "step": trainer.step,
-            "epoch": trainer.epoch,
-            **fields,
-        }
+    def write(
+        self, trainer: Trainer, kind: str, fields: Mapping[str, Any] | None = None, *, step: int | None = None
+    ) -> None:
+        """One record (at ``step``, the trainer's by default); a field named like the record's own
+        keys is renamed (``with_metrics``)."""
+        at = trainer.step if step is None else step
+        head = {"ts": round(time.time(), 3), "kind": kind, "step": at, "epoch": trainer.epoch}
+        record = with_metrics(head, fields or {})
         try:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,34 +48,36 @@ class JsonlLog(Callback):
             logger.warning("cannot write %s: %s", self.path, exc)
 
     def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "start", params=dict(trainer.params))
+        self.write(trainer, "start", {"params": dict(trainer.params)})
 
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
         if self.every_step:
-            self.write(trainer, "step", **logs)
+            self.write(trainer, "step", logs)
 
     def on_report(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "report", **logs)
+        self.write(trainer, "report", logs)
 
     def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "val", **logs)
+        self.write(trainer, "val", logs)
 
     def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "test", **logs)
+        self.write(trainer, "test", logs)
 
     def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "checkpoint", path=trainer.last_checkpoint_path)
+        # Announced once complete, maybe a few steps later: the step is the checkpoint's.
+        fields = {"path": trainer.last_checkpoint_path}
+        self.write(trainer, "checkpoint", fields, step=trainer.last_checkpoint_step)
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:
-            self.write(trainer, "param_changed", **change)
+            self.write(trainer, "param_changed", change)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, trainer.outcome or "end", params=dict(trainer.params), **logs)
+        self.write(trainer, trainer.ending(), {"params": dict(trainer.params), **logs})
         self.close()
 
     def on_exception(self, trainer: Trainer, logs: Logs) -> None:
-        self.write(trainer, "failed", error=trainer.error_info)
+        self.write(trainer, "failed", {"error": trainer.error_info})
         self.close()
 
     def close(self) -> None:

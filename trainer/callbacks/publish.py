@@ -1,9 +1,13 @@
-"""Publishing metrics and lifecycle events on the metrics feed (``publish`` is a queue put)."""
+"""Publishing metrics and lifecycle events on the metrics feed (``publish`` is a queue put).
+
+A metric whose name is one of the body's own keys (``step``, ``event``, ``kind``, ...) never
+replaces that key nor fails the run: it is carried as ``metric_<name>`` (``with_metrics``).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs
@@ -15,6 +19,18 @@ logger = logging.getLogger(__name__)
 
 Publish = Callable[[str, dict[str, Any]], None]
 STEP_FIELDS = ("loss", "steps_per_s", "eta_s")
+RENAMED_METRIC_PREFIX = "metric_"
+
+
+def with_metrics(fields: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` plus ``metrics``; a metric named like a field is renamed ``metric_<name>``."""
+    body = dict(fields)
+    for name, value in metrics.items():
+        key = name
+        while key in body:
+            key = RENAMED_METRIC_PREFIX + key
+        body[key] = value
+    return body
 
 
 class PublishMetrics(Callback):
@@ -24,12 +40,12 @@ class PublishMetrics(Callback):
         self._publish = publish
         self._state = state
 
-    def _event(self, trainer: Trainer, event: str, **extra: Any) -> None:
+    def _event(self, trainer: Trainer, event: str, metrics: Logs | None = None, **extra: Any) -> None:
         body = {"event": event, "step": trainer.step, "state": self._state(), **extra}
-        self._publish(f"event.{event}", body)
+        self._publish(f"event.{event}", with_metrics(body, metrics or {}))
 
     def _metrics(self, trainer: Trainer, topic: str, logs: Logs, **extra: Any) -> None:
-        self._publish(topic, {"step": trainer.step, "epoch": trainer.epoch, **logs, **extra})
+        self._publish(topic, with_metrics({"step": trainer.step, "epoch": trainer.epoch, **extra}, logs))
 
     def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
         self._event(trainer, "started", params=dict(trainer.params), total_steps=trainer.total_steps())
@@ -42,13 +58,15 @@ class PublishMetrics(Callback):
 
     def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
         self._metrics(trainer, "metrics.val", logs)
-        self._event(trainer, "evaluated", split="val", **logs)
+        self._event(trainer, "evaluated", logs, split="val")
 
     def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
         self._metrics(trainer, "metrics.test", logs)
 
     def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
-        self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path)
+        # Announced once complete, maybe a few steps later: the step is the checkpoint's.
+        step = trainer.last_checkpoint_step
+        self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path, step=step)
 
     def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
         for change in trainer.param_changes:
@@ -56,7 +74,7 @@ class PublishMetrics(Callback):
                 self._event(trainer, "param_changed", **change)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        name = "finished" if trainer.outcome == "finished" else "stopped"
+        name = trainer.ending()
         self._event(
             trainer, name, test_accuracy=logs.get("accuracy"), test_loss=logs.get("loss"), test=dict(logs)
         )

@@ -67,7 +67,7 @@ class MnistCnn(Module):
         return self.data
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
-        return train_dataset(self._arrays().train, batch_size)
+        return train_dataset(self._arrays().train, batch_size, epoch=self.epoch)
 
     def val_dataset(self, batch_size: int) -> tf.data.Dataset:
         x, y = self._arrays().test

@@ -1,0 +1,7 @@
+"""A fake iLink bot API server and a fake push webhook, for tests and benchmarks."""
+
+from .server import FakeIlinkServer
+from .state import BOT_ID, OWNER, VERIFY_CODE, Sent
+from .webhook import FakeWebhook
+
+__all__ = ["BOT_ID", "OWNER", "VERIFY_CODE", "FakeIlinkServer", "FakeWebhook", "Sent"]
