@@ -33,12 +33,14 @@ from protocol import (
     default_connection_file,
     default_endpoints,
     new_session_id,
+    server_curve,
 )
 from trainer.callbacks.base import Callback as TrainerCallback
 from trainer.callbacks.base import dispatch
 from trainer.callbacks.control import ControlBridge
 from trainer.callbacks.publish import PublishMetrics
 from trainer.control import Controller, Progress
+from trainer.lifecycle import ACTIVITY_STEP
 from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ class FitRun:
         self.params: dict[str, Any] = {DISPLAY_STEP: display_step}
         if not schedule:
             self.params[LEARNING_RATE] = self.learning_rate()
-        self.step = self.epoch = 0
+        self.step = self.epoch = self.samples_seen = 0
+        self.activity = ACTIVITY_STEP
         self.steps_per_s = 0.0
         self.steps_per_epoch: int | None = None
         self.epochs = 1
@@ -73,6 +76,9 @@ class FitRun:
 
     def dispatch(self, hook: str, logs: dict[str, float]) -> None:
         dispatch(self.callbacks, hook, self, logs)  # type: ignore[arg-type]
+
+    def ending(self) -> str:
+        return "stopped" if self.should_stop else "finished"
 
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch if self.steps_per_epoch else self.step
@@ -133,7 +139,7 @@ class Remote(keras.callbacks.Callback):
 
     ``validation_data`` is what ``eval`` evaluates (pass the same as to fit); ``run_dir`` where
     checkpoints go; ``instance`` picks the endpoints like ``--instance`` (or give ``control`` and
-    ``metrics`` endpoints).
+    ``metrics`` endpoints); ``insecure_no_curve`` turns CurveZMQ off as ``--insecure-no-curve`` does.
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class Remote(keras.callbacks.Callback):
         instance: str | None = None,
         control: str | None = None,
         metrics: str | None = None,
+        insecure_no_curve: bool = False,
     ) -> None:
         super().__init__()
         if display_step < 1:
@@ -157,6 +164,7 @@ class Remote(keras.callbacks.Callback):
         default_control, default_metrics = default_endpoints(instance)
         self._control, self._metrics = control or default_control, metrics or default_metrics
         self._connection_file = default_connection_file(instance)
+        self._insecure = insecure_no_curve
         self._sockets: tuple[ControlServer, Publisher] | None = None
         self.run: FitRun | None = None
         self._step_started = 0.0
@@ -229,12 +237,15 @@ class Remote(keras.callbacks.Callback):
     # -- sockets ------------------------------------------------------------------------
 
     def _bind(self, run: FitRun) -> Controller:
+        # CurveZMQ from the instance's keys, as `python -m trainer`: clients read them from the file.
+        curve, client = (None, None) if self._insecure else server_curve(self._connection_file)
         session = new_session_id()
         publisher = Publisher(
             self._metrics,
             session=session,
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
             heartbeat_body=lambda: controller.heartbeat_body(),
+            curve=curve,
         )
         controller = Controller(
             run.specs,
@@ -246,7 +257,7 @@ class Remote(keras.callbacks.Callback):
         )
         controller.last_seq = lambda: publisher.last_seq  # type: ignore[method-assign]
         handlers = {**controller.handlers(), "history": publisher.history_handler}
-        server = ControlServer(self._control, handlers, session=session)
+        server = ControlServer(self._control, handlers, session=session, curve=curve)
         publisher.start()
         try:
             server.start()
@@ -261,6 +272,9 @@ class Remote(keras.callbacks.Callback):
             session=session,
             protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(),
+            server_public_key=curve.public_key() if curve else None,
+            client_public_key=client.public if client else None,
+            client_secret_key=client.secret if client else None,
         ).write(self._connection_file)
         logger.info("chattrain: control on %s, metrics on %s", self._control, self._metrics)
         return controller

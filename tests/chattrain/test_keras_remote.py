@@ -14,6 +14,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from chattrain.keras import Remote  # noqa: E402
+from protocol import resolve_connection  # noqa: E402
 from tests.sidecar.harness import endpoints, make_config, running_sidecar  # noqa: E402
 
 WAIT_S = 60.0  # fit's first batch traces the step: seconds on a loaded machine
@@ -51,7 +52,10 @@ def test_a_plain_fit_obeys_the_chat(eps: tuple[str, str], tmp_path: Path) -> Non
     def fit() -> None:  # a budget far too long: only 'stop' ends it
         result["history"] = model.fit(x, y, epochs=10_000, batch_size=16, callbacks=[remote], verbose=0)
 
-    with running_sidecar(make_config(*eps, tmp_path / "state")) as (_, chat):
+    instance = f"ct-keras-{os.getpid()}"
+    connection = resolve_connection(control=eps[0], metrics=eps[1], instance=instance)  # CurveZMQ keys
+    assert connection.curve is not None
+    with running_sidecar(make_config(*eps, tmp_path / "state", curve=connection.curve)) as (_, chat):
         fitting = threading.Thread(target=fit, name="fit")
         fitting.start()
         try:
