@@ -109,7 +109,7 @@ def test_a_refusal_from_the_trainer_is_shown(sidecar) -> None:  # type: ignore[n
 def test_an_unknown_command_gets_the_closest_match(sidecar) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     assert ask(chat, "stpo") == "Unknown command 'stpo'. Did you mean: stop? (help lists all)"
-    assert ask(chat, "开使") == "未知命令“开使”。您是想说：开始？（发送 帮助 查看全部命令）"
+    assert ask(chat, "开使") == "未知命令 '开使'。您是想说：开始？（发送 帮助 查看全部命令）"
 
 
 def test_help_explains_a_parameter_in_the_language_asked(sidecar) -> None:  # type: ignore[no-untyped-def]
@@ -292,7 +292,7 @@ def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, tra
     trainer.event("checkpoint_saved", path="ckpt-1")
     trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
     reply = ask(chat, "history")
-    assert "checkpoint_saved" in reply or "Checkpoint" in reply, reply
+    assert "checkpoint saved" in reply, reply
 
 
 def test_chat_text_is_never_echoed_back_at_length(sidecar) -> None:  # type: ignore[no-untyped-def]
