@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ class FitRun:
         return {name: float(value) for name, value in results.items()}
 
 
-class Remote(keras.callbacks.Callback):
+class Remote(keras.callbacks.Callback):  # type: ignore[misc]
     """Chat and trainctl control of a plain ``model.fit`` (see the module docstring).
 
     ``validation_data`` is what ``eval`` evaluates (pass the same as to fit); ``run_dir`` where
@@ -166,6 +167,7 @@ class Remote(keras.callbacks.Callback):
         self._connection_file = default_connection_file(instance)
         self._insecure = insecure_no_curve
         self._sockets: tuple[ControlServer, Publisher] | None = None
+        self._publish: Callable[[str, dict[str, Any]], None] = lambda topic, body: None  # until bound
         self.run: FitRun | None = None
         self._step_started = 0.0
 
@@ -255,7 +257,7 @@ class Remote(keras.callbacks.Callback):
             publish=publisher.publish,
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
         )
-        controller.last_seq = lambda: publisher.last_seq  # type: ignore[method-assign]
+        controller.last_seq = lambda: publisher.last_seq
         handlers = {**controller.handlers(), "history": publisher.history_handler}
         server = ControlServer(self._control, handlers, session=session, curve=curve)
         publisher.start()
@@ -278,9 +280,6 @@ class Remote(keras.callbacks.Callback):
         ).write(self._connection_file)
         logger.info("chattrain: control on %s, metrics on %s", self._control, self._metrics)
         return controller
-
-    def _publish(self, topic: str, body: dict[str, Any]) -> None:
-        """Replaced by the publisher's own once bound."""
 
     def close(self) -> None:
         """Close the sockets (fit's end does it); idempotent."""
