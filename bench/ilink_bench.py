@@ -13,8 +13,6 @@ with the context token). Memory: VmRSS after ready and after the messages, VmHWM
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import DEFAULT_DATA, TrainerProcess, percentiles, rss_kib, scratch_dir, summary  # noqa: E402
+from bench import sidecar_bench  # noqa: E402
+from bench.harness import DEFAULT_DATA, TrainerProcess, percentiles, rss_kib, scratch_dir  # noqa: E402
 from bench.sidecar_bench import REPLY_PREFIX, REPLY_TIMEOUT_S, SidecarProcess  # noqa: E402
 from tests.fakeilink import OWNER, FakeIlinkServer  # noqa: E402
 
@@ -45,6 +44,7 @@ def run_once(data: str, messages: int) -> dict[str, Any]:
                 [
                     "--backend", "ilink", "--ilink-base-url", fake.url, "--ilink-cdn-url", fake.cdn_url,
                     "--control", trainer.control, "--metrics", trainer.metrics,
+                    "--connection", str(trainer.connection_file),  # its CurveZMQ keys
                     "--state-dir", str(work / "sidecar"), "--log-level", "INFO",
                 ]
             )  # fmt: skip
@@ -68,24 +68,8 @@ def run_once(data: str, messages: int) -> dict[str, Any]:
 
 
 def run(data: str = str(DEFAULT_DATA), messages: int = 20, repeats: int = 3) -> dict[str, Any]:
-    runs = [run_once(data, messages) for _ in range(repeats)]
-    keys = ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
-    figures: dict[str, Any] = {key: summary([r[key] for r in runs]) for key in keys}
-    figures["round_trip_ms"] = {q: summary([r["round_trip_ms"][q] for r in runs]) for q in ("p50", "p99")}
-    figures.update({"messages_per_run": messages, "repeats": repeats, "runs": runs})
-    return figures
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    print(json.dumps(run(args.data, args.messages, args.repeats), indent=2))
+    return sidecar_bench.run(data, messages, repeats, once=run_once)
 
 
 if __name__ == "__main__":
-    main()
+    sidecar_bench.main(run_once, __doc__)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,14 @@ def run_once(data: str, messages: int) -> dict[str, Any]:
     }
 
 
-def run(data: str = str(DEFAULT_DATA), messages: int = 20, repeats: int = 3) -> dict[str, Any]:
-    runs = [run_once(data, messages) for _ in range(repeats)]
+RunOnce = Callable[[str, int], dict[str, Any]]
+
+
+def run(
+    data: str = str(DEFAULT_DATA), messages: int = 20, repeats: int = 3, *, once: RunOnce | None = None
+) -> dict[str, Any]:
+    """`repeats` runs of `once` (this file's itchat run by default; bench/ilink_bench.py passes its own)."""
+    runs = [(once or run_once)(data, messages) for _ in range(repeats)]
     keys = ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
     figures: dict[str, Any] = {key: summary([r[key] for r in runs]) for key in keys}
     figures["round_trip_ms"] = {q: summary([r["round_trip_ms"][q] for r in runs]) for q in ("p50", "p99")}
@@ -180,15 +187,15 @@ def run(data: str = str(DEFAULT_DATA), messages: int = 20, repeats: int = 3) -> 
     return figures
 
 
-def main() -> None:
+def main(once: RunOnce | None = None, description: str | None = __doc__) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(json.dumps(run(args.data, args.messages, args.repeats), indent=2))
+    print(json.dumps(run(args.data, args.messages, args.repeats, once=once), indent=2))
 
 
 if __name__ == "__main__":

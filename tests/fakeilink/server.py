@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakehttp import HttpServing
 
 from .state import SESSION_EXPIRED, FakeIlinkState
 
@@ -29,48 +29,16 @@ CDN_PREFIX = "/c2c"
 POLL_STEP_S = 0.05
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up
-            super().handle_error(request, client_address)
-
-
-class FakeIlinkServer(FakeIlinkState):
+class FakeIlinkServer(FakeIlinkState, HttpServing):
     """The state plus its HTTP server (port 0: any free port) in a thread."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         super().__init__(**options)
-        self._httpd = _HTTPServer((host, port), _Handler)
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-ilink", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        self._serve(_Handler, host, port, "fake-ilink")
 
     @property
     def cdn_url(self) -> str:
         return self.url + CDN_PREFIX
-
-    def start(self) -> FakeIlinkServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        with self.changed:
-            self.closed = True
-            self.changed.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeIlinkServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

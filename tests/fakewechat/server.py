@@ -15,11 +15,11 @@ import email.parser
 import email.policy
 import json
 import logging
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakehttp import HttpServing
 
 from .state import DEFAULT_CONTACTS, OWNER_KEY, Contact, FakeWeChatState, Session
 
@@ -31,16 +31,7 @@ OK = {"Ret": 0, "ErrMsg": ""}
 SESSION_ENDED = {"Ret": 1101, "ErrMsg": ""}
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (its timeout) leaves a broken pipe: not worth a traceback.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FakeWeChatServer(FakeWeChatState):
+class FakeWeChatServer(FakeWeChatState, HttpServing):
     """The state plus an HTTP server on 127.0.0.1 (port 0: any free port) in a thread."""
 
     def __init__(
@@ -55,31 +46,7 @@ class FakeWeChatServer(FakeWeChatState):
     ) -> None:
         super().__init__(contacts, auto_scan=auto_scan, echo_sent=echo_sent)
         self.long_poll_s = long_poll_s
-        self._httpd = _HTTPServer((host, port), _Handler)
-        self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-wechat", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeWeChatServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        with self.changed:
-            self.closed = True
-            self.changed.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeWeChatServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._serve(_Handler, host, port, "fake-wechat")
 
 
 class _Handler(BaseHTTPRequestHandler):
