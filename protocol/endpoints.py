@@ -26,6 +26,7 @@ from protocol.errors import EndpointInUse
 class UnsafeDirectory(PermissionError):
     """A runtime or state directory (or a file in it) that others could write: refused."""
 
+
 ENV_CONTROL = "CHATTRAIN_CONTROL"
 ENV_METRICS = "CHATTRAIN_METRICS"
 ENV_CONNECTION = "CHATTRAIN_CONNECTION"

@@ -21,6 +21,7 @@ from sidecar.config import Config
 from sidecar.cursor import CursorStore
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, Dispatcher
 from sidecar.feed import FeedHandler, FeedThread
+from sidecar.i18n import LanguagePreference
 from sidecar.link import Catalog, Request, TrainerLink
 from sidecar.outbox import Outbox
 from sidecar.series import MetricSeries
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
-
 
 
 class Sidecar:
@@ -56,8 +56,9 @@ class Sidecar:
             timeout_ms=config.request_timeout_ms, retries=config.request_retries
         )
         self.link = TrainerLink(client, self.catalog)
-        context = CommandContext(self.link, self.series, config.state_dir)
-        self.dispatcher = Dispatcher(COMMANDS, context)
+        self.language = LanguagePreference(config.language)
+        self.context = CommandContext(self.link, self.series, config.state_dir)
+        self.dispatcher = Dispatcher(COMMANDS, self.context, self.language)
         feed_options: dict[str, Any] = {
             "timeout_ms": min(config.request_timeout_ms, FEED_REQUEST_TIMEOUT_MS),
             "retries": FEED_REQUEST_RETRIES,
@@ -73,6 +74,8 @@ class Sidecar:
             cursors=CursorStore(self.config.state_dir),
             progress_interval_s=self.config.progress_interval_s,
             clock=self._clock,
+            language=self.language.current,
+            own_changes=self.context.own_changes,
         )
 
     def _notify(self, text: str, priority: Priority) -> None:

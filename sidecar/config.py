@@ -45,6 +45,7 @@ class Config:
     ilink_per_inbound: int = 10
     push_url: str | None = None
     push_format: str = "auto"
+    language: str = "auto"
 
     def connection(self) -> Connection:
         """What the control client and the feed subscriber are both made from."""
@@ -120,6 +121,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CurveZMQ: the trainer's public key file (env CHATTRAIN_CURVE_SERVER_KEY)",
     )
     add(
+        "--language",
+        choices=("auto", "zh", "en"),
+        default=env("CHATTRAIN_LANGUAGE", "auto"),
+        help="reply language: auto follows each command's language (env CHATTRAIN_LANGUAGE)",
+    )
+    add(
         "--insecure-no-curve",
         action="store_true",
         default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
@@ -166,6 +173,7 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         request_timeout_ms=args.request_timeout_ms,
         curve=connection.curve,
         log_level=args.log_level.upper(),
+        language=args.language,
         **_ilink_config(args, parser),
     )
 

@@ -1,7 +1,8 @@
 """A chat backend on stdin/stdout: the same grammar without WeChat, for local use and tests.
 
 Each input line is a message from the owner in the owner's chat; replies and notifications
-are printed one block per message (images as their path). EOF ends `run()`.
+are printed one block per message (images as their path). EOF ends `run()`. On a terminal a
+prompt (`PROMPT`) shows where to type, and is drawn again after every message printed.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ logger = logging.getLogger(__name__)
 STOP_CHECK_S = 0.2
 READ_CHUNK_BYTES = 4096
 CONSOLE_USER = "console"
+PROMPT = "chattrain> "
 
 
 class ConsoleBackend(ChatBackend):
     """The owner types on stdin; everything sent goes to stdout."""
 
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+    def __init__(
+        self, stdin: TextIO | None = None, stdout: TextIO | None = None, prompt: bool | None = None
+    ) -> None:
         self._stdin = stdin or sys.stdin
         self._stdout = stdout or sys.stdout
+        interactive = _isatty(self._stdin) and _isatty(self._stdout) if prompt is None else prompt
+        self._prompt = PROMPT if interactive else ""
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._write_lock = threading.Lock()
@@ -40,6 +46,7 @@ class ConsoleBackend(ChatBackend):
 
     def run(self, on_message: MessageCallback) -> None:
         self._ready.set()
+        self._write("")
         try:
             while not self._stopping.is_set():
                 line = self._readline()
@@ -92,8 +99,12 @@ class ConsoleBackend(ChatBackend):
 
     def send_text(self, text: str, to: str | None = None, priority: Priority = Priority.REPLY) -> None:
         prefix = "" if to in (None, OWNER_CHAT) else f"[to {to}] "
+        self._write(prefix + text + "\n")
+
+    def _write(self, text: str) -> None:
+        """`text`, then the prompt again (over the old one: a notice can arrive while typing)."""
         with self._write_lock:
-            self._stdout.write(prefix + text + "\n")
+            self._stdout.write(("\r" if self._prompt and text else "") + text + self._prompt)
             self._stdout.flush()
 
     def send_image(self, path: Path, to: str | None = None) -> None:
@@ -101,3 +112,10 @@ class ConsoleBackend(ChatBackend):
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -3,7 +3,7 @@
 Every command gets a reply: its result; `CommandError` verbatim; 'trainer unavailable' when
 the control client gave up (bounded by its timeout and retries); the trainer's refusal; or,
 for anything unexpected, a generic 'internal error' while the traceback goes to the log.
-Chatter gets None (no reply).
+Chatter gets None (no reply). The reply's language follows the command's first word (i18n.py).
 """
 
 from __future__ import annotations
@@ -14,19 +14,25 @@ from collections.abc import Callable, Sequence
 from protocol import RemoteError, TrainerUnavailable
 from sidecar import render
 from sidecar.commands import CommandContext, CommandError, CommandSpec, Reply
-from sidecar.grammar import Command, Unknown, Vocabulary, parse
+from sidecar.grammar import Command, Unknown, Vocabulary, parse, split_words
+from sidecar.i18n import EN, LanguagePreference, tr
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR_TEXT = "Internal error, see the sidecar's log."
-UNAVAILABLE_TEXT = "Trainer unavailable: it did not answer. Is it running?"
-NOT_ALLOWED_TEXT = "Only the owner can do that. You may use: status, params, history, plot, help."
+INTERNAL_ERROR_TEXT = tr(EN, "internal")
+UNAVAILABLE_TEXT = tr(EN, "unavailable")
+NOT_ALLOWED_TEXT = tr(EN, "not_allowed")
 
 
 class Dispatcher:
     """Routes parsed commands to the registered command functions."""
 
-    def __init__(self, commands: Sequence[CommandSpec], context: CommandContext) -> None:
+    def __init__(
+        self,
+        commands: Sequence[CommandSpec],
+        context: CommandContext,
+        language: LanguagePreference | None = None,
+    ) -> None:
         self._commands = {spec.name: spec for spec in commands}
         self._words = {
             word.lower(): (spec.name, spec.max_args)
@@ -34,6 +40,7 @@ class Dispatcher:
             for word in (spec.name, *spec.aliases)
         }
         self._context = context
+        self._language = language or LanguagePreference()
         context.commands = tuple(commands)
 
     def vocabulary(self) -> Vocabulary:
@@ -45,25 +52,28 @@ class Dispatcher:
         parsed = parse(text, self.vocabulary())
         if parsed is None:
             return None
+        lang = self._language.for_command(split_words(text)[0])
         if isinstance(parsed, Unknown):
-            return Reply(render.unknown_command(parsed.word, parsed.suggestions))
+            return Reply(render.unknown_command(parsed.word, parsed.suggestions, lang=lang))
         if may_run is not None and not may_run(self._commands[parsed.name]):
-            return Reply(NOT_ALLOWED_TEXT)
-        return self.run(parsed)
+            return Reply(tr(lang, "not_allowed"))
+        return self.run(parsed, lang)
 
-    def run(self, parsed: Command) -> Reply:
+    def run(self, parsed: Command, lang: str = EN) -> Reply:
         spec = self._commands[parsed.name]
         try:
-            result = spec(self._context, parsed.args)
+            result = spec(self._context.in_language(lang), parsed.args)
         except CommandError as error:
             return Reply(str(error))
         except TrainerUnavailable:
             logger.warning("command %s: trainer unavailable", parsed.name)
-            return Reply(UNAVAILABLE_TEXT)
+            return Reply(tr(lang, "unavailable"))
         except RemoteError as error:
             logger.info("command %s refused: %s %s", parsed.name, error.code, error.message)
-            return Reply(f"Refused by the trainer ({error.code}): {error.message[: render.MAX_ERROR_CHARS]}")
+            return Reply(
+                tr(lang, "refused", code=error.code, message=error.message[: render.MAX_ERROR_CHARS])
+            )
         except Exception:
             logger.exception("command %s %r failed", parsed.name, parsed.args)
-            return Reply(INTERNAL_ERROR_TEXT)
+            return Reply(tr(lang, "internal"))
         return result if isinstance(result, Reply) else Reply(result)

@@ -39,7 +39,8 @@ from protocol import (
 from sidecar import render
 from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
-from sidecar.link import Catalog, Request, fetch_history
+from sidecar.i18n import EN, tr
+from sidecar.link import Catalog, OwnChanges, Request, fetch_history
 from sidecar.series import MetricSeries
 from sidecar.throttle import Clock, EventLimiter, Throttle
 
@@ -70,8 +71,12 @@ class FeedHandler:
         cursors: CursorStore,
         progress_interval_s: float,
         clock: Clock = time.monotonic,
+        language: Callable[[], str] = lambda: EN,
+        own_changes: OwnChanges | None = None,
     ) -> None:
         self._notify = notify
+        self._lang = language
+        self._own_changes = own_changes or OwnChanges(clock)
         self._request = request
         self._catalog = catalog
         self._series = series
@@ -102,20 +107,26 @@ class FeedHandler:
             if not self._down:
                 self._down = True
                 step, saved = self._last_step, self._checkpoint_step
-                self._notify(render.trainer_down(event.reason, event.silent_s, step, saved), Priority.ALERT)
+                self._notify(
+                    render.trainer_down(event.reason, event.silent_s, step, saved, lang=self._lang()),
+                    Priority.ALERT,
+                )
         elif isinstance(event, TrainerBack):
             # After a restart the Subscriber reports SessionChanged first, which handled it.
             if self._down:
                 self._down = False
-                self._notify(render.trainer_back(event.status, restarted=event.restarted), Priority.ALERT)
+                self._notify(
+                    render.trainer_back(event.status, restarted=event.restarted, lang=self._lang()),
+                    Priority.ALERT,
+                )
         elif isinstance(event, NotResponding):
-            self._notify(render.not_responding(event.silent_s), Priority.EVENT)
+            self._notify(render.not_responding(event.silent_s, lang=self._lang()), Priority.EVENT)
         elif isinstance(event, Responding):
-            self._notify(render.responding(event.silent_s), Priority.EVENT)
+            self._notify(render.responding(event.silent_s, lang=self._lang()), Priority.EVENT)
         elif isinstance(event, Stalled):
-            self._send_event(render.stalled(event.loop_age_s))
+            self._send_event(render.stalled(event.loop_age_s, lang=self._lang()))
         elif isinstance(event, Unstalled):
-            self._send_event(render.unstalled())
+            self._send_event(render.unstalled(lang=self._lang()))
         elif isinstance(event, Gap):
             logger.warning("metrics %d..%d lost for good", event.first_seq, event.last_seq)
 
@@ -123,16 +134,18 @@ class FeedHandler:
         """Send what has come due; call after each poll."""
         due = self._progress.due()
         if due is not None:
-            self._notify(render.progress(due), Priority.PROGRESS)
+            self._notify(render.progress(due, lang=self._lang()), Priority.PROGRESS)
         if self._params and self._clock() - self._params_since >= PARAM_COALESCE_S:
             self._flush_params()
         pending = self._pending_back
         if pending is not None and not pending[2] and self._clock() - pending[1] >= BACK_LOADING_NOTE_S:
             self._pending_back = (pending[0], pending[1], True)
-            self._notify(render.trainer_back({"state": "loading"}, restarted=True), Priority.ALERT)
+            self._notify(
+                render.trainer_back({"state": "loading"}, restarted=True, lang=self._lang()), Priority.ALERT
+            )
         held = self._limiter.suppressed()
         if held:
-            self._notify(f"({held} more events not shown: too many at once; see 'history')", Priority.EVENT)
+            self._notify(tr(self._lang(), "more_events", count=held), Priority.EVENT)
         if self._clock() - self._cursor_saved_at >= CURSOR_SAVE_INTERVAL_S:
             self.save_cursor()
 
@@ -168,7 +181,10 @@ class FeedHandler:
             self._pending_back = (old_step, self._clock(), False)
         else:
             self._note_status(status)
-            self._notify(render.trainer_back(status, restarted=True, old_step=old_step), Priority.ALERT)
+            self._notify(
+                render.trainer_back(status, restarted=True, old_step=old_step, lang=self._lang()),
+                Priority.ALERT,
+            )
         self._down = False
         self._cursor = Cursor(session, 0)  # its messages follow as Data from seq 1
         self.save_cursor()
@@ -184,8 +200,9 @@ class FeedHandler:
             if topic == "metrics.report":
                 due = self._progress.offer(body)
                 if due is not None:
-                    self._notify(render.progress(due), Priority.PROGRESS)
+                    self._notify(render.progress(due, lang=self._lang()), Priority.PROGRESS)
         elif topic.startswith("event."):
+            self._series.add(topic, body)  # parameter changes mark the plot
             self._on_trainer_event(body)
         elif topic == "log":
             logger.info("trainer log: %s", body.get("message"))
@@ -197,9 +214,15 @@ class FeedHandler:
         if name == "state" and self._pending_back is not None and body.get("state") != "loading":
             old_step = self._pending_back[0]
             self._pending_back = None
-            self._notify(render.trainer_back(body, restarted=True, old_step=old_step), Priority.ALERT)
+            self._notify(
+                render.trainer_back(body, restarted=True, old_step=old_step, lang=self._lang()),
+                Priority.ALERT,
+            )
             return
         if name == "param_changed":
+            if self._own_changes.consume(str(body.get("name")), body.get("new")):
+                self.save_cursor()  # already answered in the chat: one message per change
+                return
             if not self._params:
                 self._params_since = self._clock()
             self._params.append(body)
@@ -207,11 +230,11 @@ class FeedHandler:
         self._flush_params()
         if name in TERMINAL_EVENTS:
             # The final state always gets through: pending progress rides on this message.
-            text = render.event(body, last_progress=self._progress.take())
+            text = render.event(body, last_progress=self._progress.take(), lang=self._lang())
             if text:
                 self._notify(text, Priority.ALERT)
         else:
-            text = render.event(body)
+            text = render.event(body, lang=self._lang())
             if text:
                 self._send_event(text)
         self.save_cursor()
@@ -226,7 +249,7 @@ class FeedHandler:
     def _flush_params(self) -> None:
         if self._params:
             bodies, self._params = self._params, []
-            self._send_event(render.param_changes(bodies))
+            self._send_event(render.param_changes(bodies, lang=self._lang()))
             self.save_cursor()
 
     def _send_event(self, text: str) -> None:
@@ -245,9 +268,9 @@ class FeedHandler:
         for m in messages:
             self._series.add(str(m.get("topic", "")), m.get("body") or {})
         if saved is None:
-            return render.connected(status)
+            return render.connected(status, lang=self._lang())
         if not same:
-            return render.catch_up(status, None)
+            return render.catch_up(status, None, lang=self._lang())
         missed = [
             m["body"]
             for m in messages
@@ -256,7 +279,7 @@ class FeedHandler:
             and m["body"].get("event") not in render.QUIET_EVENTS
         ]
         partial = lost and (not messages or int(messages[0]["seq"]) > saved.seq + 1)
-        return render.catch_up(status, missed, partial=partial)
+        return render.catch_up(status, missed, partial=partial, lang=self._lang())
 
     def _history(self, since: int, until: int) -> tuple[list[dict[str, Any]], bool]:
         try:

@@ -13,6 +13,9 @@ The rule that separates commands from chatter (documented in the README too):
 4. An unknown first word is a mistyped command only when the message is short (at most
    ``MAX_UNKNOWN_WORDS`` words and ``MAX_UNKNOWN_CHARS`` characters) and the word is close to a
    known one (difflib ratio >= ``CLOSE_MATCH_CUTOFF``): it is answered with the closest matches.
+   A Chinese word (``开使``, an input method's homophone for ``开始``) is compared with the Chinese
+   words only, character by character, and is a near miss when at least half its characters
+   match in place (``CHINESE_MATCH_CUTOFF``) and it is the whole message.
 5. Everything else is chatter: never answered.
 """
 
@@ -22,9 +25,12 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sidecar.i18n import is_chinese
+
 MAX_UNKNOWN_WORDS = 3
 MAX_UNKNOWN_CHARS = 24
 CLOSE_MATCH_CUTOFF = 0.7
+CHINESE_MATCH_CUTOFF = 0.5
 MAX_SUGGESTIONS = 3
 SET_COMMAND = "set"
 
@@ -99,10 +105,26 @@ def parse(text: str, vocabulary: Vocabulary) -> Parsed:
 def _unknown(head: str, words: list[str], vocabulary: Vocabulary) -> Unknown | None:
     if len(words) > MAX_UNKNOWN_WORDS or sum(len(w) for w in words) > MAX_UNKNOWN_CHARS:
         return None
-    matches = difflib.get_close_matches(
-        head, vocabulary.words(), n=MAX_SUGGESTIONS, cutoff=CLOSE_MATCH_CUTOFF
-    )
+    if is_chinese(head):
+        matches = _chinese_matches(head, vocabulary.words()) if len(words) == 1 else []
+    else:
+        matches = difflib.get_close_matches(
+            head, vocabulary.words(), n=MAX_SUGGESTIONS, cutoff=CLOSE_MATCH_CUTOFF
+        )
     return Unknown(head, tuple(matches)) if matches else None
+
+
+def _chinese_matches(head: str, words: list[str]) -> list[str]:
+    """Chinese words with the same characters in the same places as `head` (a mistyped
+    character, as an input method's homophone gives), best first."""
+    scored = []
+    for word in words:
+        if is_chinese(word):
+            same = sum(a == b for a, b in zip(head, word, strict=False))
+            score = same / max(len(head), len(word))
+            if score >= CHINESE_MATCH_CUTOFF:
+                scored.append((-score, word))
+    return [word for _, word in sorted(scored)[:MAX_SUGGESTIONS]]
 
 
 def _is_settings(words: list[str], vocabulary: Vocabulary) -> bool:

@@ -5,6 +5,8 @@ own client) on every new session, so the message thread can parse chat text with
 request per message; when no trainer was ever seen, the seed's parameter words stand in so
 `lr 0.01` is still taken as a command (and answered 'trainer unavailable').
 `TrainerLink` serialises the message path's requests on one ControlClient.
+`OwnChanges` remembers the parameter changes the chat itself made (already answered), so the feed
+does not announce them a second time.
 `fetch_history` pages through the trainer's `history` op, coping with a ring that moved on.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +29,32 @@ SEED_PARAM_WORDS = frozenset(
 HISTORY_PAGE_LIMIT = 1000
 HISTORY_MAX_PAGES = 20
 
+OWN_CHANGE_TTL_S = 120.0  # a change's event comes within a step; after this it is someone else's
+
 Request = Callable[..., dict[str, Any]]
+
+
+class OwnChanges:
+    """Parameter changes made from the chat, until the trainer's param_changed event for each."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Any, float]] = {}
+
+    def note(self, params: Mapping[str, Any]) -> None:
+        with self._lock:
+            for name, value in params.items():
+                self._pending[name] = (value, self._clock())
+
+    def consume(self, name: str, new: Any) -> bool:
+        """True (once) when the change of `name` to `new` was the chat's own."""
+        with self._lock:
+            value, at = self._pending.get(name, (None, None))
+            if at is None or value != new or self._clock() - at > OWN_CHANGE_TTL_S:
+                return False
+            del self._pending[name]
+            return True
 
 
 class Catalog:

@@ -1,8 +1,10 @@
 """Pure functions turning trainer status, events and metrics into chat text.
 
 Inputs are the plain dicts of the protocol (status results, message bodies); nothing here
-touches a socket or the chat. Progress keeps the seed's line
-("Iter N, Minibatch Loss= x, Training Accuracy= y") so old habits still read it.
+touches a socket or the chat. Every function takes `lang` ("en" or "zh", see i18n.py); the
+templates live in i18n's catalog. Progress keeps the seed's line
+("Iter N, Minibatch Loss= x, Training Accuracy= y") in both languages, so old habits still read it.
+Metrics are shown one way everywhere (`metric`): four decimals, scientific below 0.001.
 """
 
 from __future__ import annotations
@@ -13,11 +15,39 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sidecar import i18n
+from sidecar.i18n import EN, ZH, tr
+from sidecar.render_alerts import (  # re-exported: the feed calls render.trainer_down
+    MAX_ERROR_CHARS as MAX_ERROR_CHARS,
+)
+from sidecar.render_alerts import error_text as _error
+from sidecar.render_alerts import (
+    lost_steps as lost_steps,
+)
+from sidecar.render_alerts import (
+    not_responding as not_responding,
+)
+from sidecar.render_alerts import (
+    responding as responding,
+)
+from sidecar.render_alerts import (
+    stalled as stalled,
+)
+from sidecar.render_alerts import (
+    trainer_back as trainer_back,
+)
+from sidecar.render_alerts import (
+    trainer_down as trainer_down,
+)
+from sidecar.render_alerts import (
+    unstalled as unstalled,
+)
+
 Body = Mapping[str, Any]
 QUIET_EVENTS = frozenset({"state"})  # every change already has its own event
-MAX_ERROR_CHARS = 300
 MAX_ECHO_CHARS = 40
 NOT_METRICS = frozenset({"step", "epoch", "eta_s", "steps_per_s", "lr", "finite"})  # shown apart
+SMALL_METRIC = 1e-3
 
 
 def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -26,20 +56,13 @@ def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     return repr(shown)
 
 
-def duration(seconds: float | None) -> str:
-    """3725 -> '1h02m', 65 -> '1m05s', None/NaN -> '?'."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+def duration(seconds: float | None, lang: str = EN) -> str:
+    """3725 -> '1h02m', 65 -> '1m05s', None/NaN -> '?' (Chinese units for zh)."""
+    return i18n.duration(seconds, lang)
 
 
 def value(v: Any) -> str:
-    """A parameter or metric value, short: floats in %g."""
+    """A parameter value, short: floats in %g (as the owner typed them)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -47,12 +70,21 @@ def value(v: Any) -> str:
     return str(v)
 
 
+def metric(v: Any) -> str:
+    """A metric value: 0.0510, 1.0000, 2.3e-05; '?' when not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "?"
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.4f}" if v == 0 or abs(v) >= SMALL_METRIC else f"{v:.2e}"
+
+
 def _number(body: Body, key: str, fmt: str) -> str:
     v = body.get(key)
     return format(v, fmt) if isinstance(v, (int, float)) else "?"
 
 
-def progress(body: Body) -> str:
+def progress(body: Body, lang: str = EN) -> str:
     """A metrics.report body -> the seed's progress line plus speed and ETA."""
     line = (
         f"Iter {body.get('step', '?')}, Minibatch Loss= {_number(body, 'loss', '.6f')}, "
@@ -60,56 +92,69 @@ def progress(body: Body) -> str:
     )
     extras = []
     if isinstance(body.get("steps_per_s"), (int, float)):
-        extras.append(f"{body['steps_per_s']:.1f} steps/s")
+        extras.append(tr(lang, "speed_short", speed=f"{body['steps_per_s']:.1f}"))
     if body.get("eta_s") is not None:
-        extras.append(f"ETA {duration(body.get('eta_s'))}")
-    return line + (" | " + ", ".join(extras) if extras else "")
+        extras.append(tr(lang, "eta_short", eta=duration(body.get("eta_s"), lang)))
+    return line + (" | " + ("，" if lang == ZH else ", ").join(extras) if extras else "")
 
 
-def _error(error: Body | None) -> str:
-    if not error:
-        return "unknown error"
-    text = f"{error.get('type', 'Error')}: {error.get('message', '')}".strip()
-    return text[:MAX_ERROR_CHARS]
+def state_name(state: Any, lang: str = EN) -> str:
+    return i18n.label(i18n.STATES, str(state), lang) if lang == ZH else str(state)
 
 
-def event(body: Body, last_progress: Body | None = None) -> str | None:
+def event_name(name: str, lang: str = EN) -> str:
+    """'checkpoint_saved' -> 'checkpoint saved' / '保存检查点'."""
+    return i18n.label(i18n.EVENTS, name, lang)
+
+
+def metric_name(name: str, lang: str = EN) -> str:
+    """'accuracy' -> 'accuracy' / '准确率'."""
+    return i18n.label(i18n.METRICS, name, lang) if lang == ZH else name
+
+
+def param_name(name: str, lang: str = EN) -> str:
+    """'learning_rate' -> 'learning_rate' / '学习率 learning_rate'."""
+    label = i18n.label(i18n.PARAMS, name, lang) if lang == ZH else name
+    return name if label == name else f"{label} {name}"
+
+
+def event(body: Body, last_progress: Body | None = None, lang: str = EN) -> str | None:
     """An event.* body -> chat text; None for events not worth a message."""
     name = str(body.get("event", "?"))
     step = body.get("step", "?")
     if name in QUIET_EVENTS:
         return None
     if name == "param_changed":
-        return param_changes([body])
+        return param_changes([body], lang)
     if name == "checkpoint_saved":
         where = os.path.basename(str(body.get("path", ""))) or "?"
-        return f"💾 Checkpoint saved at step {step} ({where})"
+        return tr(lang, "checkpoint_saved", step=step, where=where)
     if name in ("finished", "stopped"):  # both end with the full test set evaluated
-        head = "🏁 Training finished" if name == "finished" else "⏹ Stopped"
-        text = (
-            f"{head} at step {step}: test accuracy "
-            f"{_number(body, 'test_accuracy', '.4f')}, test loss {_number(body, 'test_loss', '.4f')}"
-        )
+        heads = {"finished": ("🏁 Training finished", "🏁 训练完成"), "stopped": ("⏹ Stopped", "⏹ 已停止")}
+        head = heads[name][lang == ZH]
+        text = tr(
+            lang, "ended", head=head, step=step,
+            accuracy=metric(body.get("test_accuracy")), loss=metric(body.get("test_loss")),
+        )  # fmt: skip
     elif name == "failed":
-        text = f"❌ Training failed at step {step}: {_error(body.get('error'))}"
+        text = tr(lang, "failed", step=step, error=_error(body.get("error")))
     elif name == "evaluated":
-        text = (
-            f"📊 Evaluation at step {step}: accuracy {_number(body, 'accuracy', '.4f')}, "
-            f"loss {_number(body, 'loss', '.4f')}"
-        )
+        accuracy, loss = metric(body.get("accuracy")), metric(body.get("loss"))
+        text = tr(lang, "evaluated", step=step, accuracy=accuracy, loss=loss)
     else:
         labels = {
-            "started": "▶️ Training started",
-            "paused": "⏸ Paused",
-            "resumed": "▶️ Resumed",
+            "started": ("▶️ Training started", "▶️ 开始训练"),
+            "paused": ("⏸ Paused", "⏸ 已暂停"),
+            "resumed": ("▶️ Resumed", "▶️ 继续训练"),
         }
-        text = f"{labels.get(name, f'Event {name}')} at step {step}"
+        label = labels[name][lang == ZH] if name in labels else f"Event {name}"
+        text = tr(lang, "event_at", label=label, step=step)
     if last_progress is not None:
-        text += "\nLast: " + progress(last_progress)
+        text += tr(lang, "last", progress=progress(last_progress, lang))
     return text
 
 
-def param_changes(bodies: Sequence[Body]) -> str:
+def param_changes(bodies: Sequence[Body], lang: str = EN) -> str:
     """One or more param_changed bodies -> one message (the first old, the last new value)."""
     merged: dict[str, list[Any]] = {}
     for body in bodies:
@@ -119,52 +164,74 @@ def param_changes(bodies: Sequence[Body]) -> str:
         else:
             merged[name] = [body.get("old"), body.get("new"), body.get("applies_at_step")]
     parts = [
-        f"{name}: {value(old)} → {value(new)} (from step {at})" for name, (old, new, at) in merged.items()
+        tr(lang, "changed_part", name=param_name(name, lang), old=value(old), new=value(new), step=at)
+        for name, (old, new, at) in merged.items()
     ]
-    return "⚙️ Parameter changed: " + "; ".join(parts)
+    return tr(lang, "changed", changes=("；" if lang == ZH else "; ").join(parts))
 
 
-def status(result: Body) -> str:
+def status(result: Body, lang: str = EN) -> str:
     """A status result -> a few lines."""
     total = result.get("total_steps")
-    lines = [
-        f"State: {result['state']}, step {result['step']}"
-        + (f"/{total}" if total else "")
-        + (f" (epoch {result['epoch']})" if result.get("epoch") is not None else "")
-    ]
+    state, total_text = state_name(result["state"], lang), f"/{total}" if total else ""
+    head = tr(lang, "state_line", state=state, step=result["step"], total=total_text)
+    if result.get("epoch") is not None:
+        head += tr(lang, "epoch", epoch=result["epoch"])
+    lines = [head]
     metrics = result.get("metrics") or {}
-    if set(metrics) - NOT_METRICS:
-        shown = {k: v for k, v in metrics.items() if k not in NOT_METRICS}
-        lines.append(", ".join(f"{k} {value(float(v))}" for k, v in sorted(shown.items())))
+    shown = {k: v for k, v in metrics.items() if k not in NOT_METRICS}
+    if shown:
+        sep = "，" if lang == ZH else ", "
+        lines.append(sep.join(f"{metric_name(k, lang)} {metric(v)}" for k, v in sorted(shown.items())))
     if result.get("state") == "running":
-        lines.append(
-            f"Speed {_number(result, 'steps_per_s', '.1f')} steps/s, ETA {duration(result.get('eta_s'))}"
-        )
+        speed, eta = _number(result, "steps_per_s", ".1f"), duration(result.get("eta_s"), lang)
+        lines.append(tr(lang, "speed", speed=speed, eta=eta))
     params = result.get("params") or {}
     if params:
-        lines.append("Params: " + ", ".join(f"{k}={value(v)}" for k, v in sorted(params.items())))
+        shown_params = ", ".join(f"{k}={value(v)}" for k, v in sorted(params.items()))
+        lines.append(tr(lang, "params_line", params=shown_params))
     if result.get("last_checkpoint_step") is not None:
-        lines.append(f"Last checkpoint: step {result['last_checkpoint_step']}")
+        lines.append(tr(lang, "last_checkpoint", step=result["last_checkpoint_step"]))
     if result.get("error"):
-        lines.append("Error: " + _error(result["error"]))
+        lines.append(tr(lang, "error_line", error=_error(result["error"])))
     return "\n".join(lines)
 
 
-def params(described: Iterable[Body], with_values: bool = True) -> str:
+def params(described: Iterable[Body], with_values: bool = True, lang: str = EN) -> str:
     """describe's params (spec dicts with 'value') -> one line each, with range and aliases;
     without values for help text, which comes from a cached describe."""
-    lines = ["Parameters (set with: <name> <value>, e.g. lr 0.01):"]
+    lines = [tr(lang, "params_head")]
     for spec in described:
         aliases = "/".join(spec.get("aliases") or ())
-        current = f" = {value(spec.get('value', spec.get('default')))}" if with_values else ""
         lines.append(
-            f"{spec['name']}"
-            + (f" ({aliases})" if aliases else "")
-            + current
-            + f"  [{spec.get('type', '?')}{allowed_range(spec)}, applies {spec.get('applies', '?')}]"
-            + (f" {spec['help']}" if spec.get("help") and not with_values else "")
-        )
+            tr(
+                lang, "param_row", name=param_name(spec["name"], lang),
+                aliases=f" ({aliases})" if aliases else "",
+                current=f" = {value(spec.get('value', spec.get('default')))}" if with_values else "",
+                type=spec.get("type", "?"), range=allowed_range(spec), applies=applies(spec, lang),
+                help=f" {spec['help']}" if spec.get("help") and not with_values else "",
+            )
+        )  # fmt: skip
     return "\n".join(lines)
+
+
+def param_help(spec: Body, lang: str = EN) -> str:
+    """`help lr`: what the parameter is, its value and range, when a change takes effect."""
+    aliases = "/".join(spec.get("aliases") or ())
+    example_value = spec.get("value", spec.get("default"))
+    return tr(
+        lang, "param_help", name=param_name(spec["name"], lang),
+        aliases=f" ({aliases})" if aliases else "", help=spec.get("help") or "",
+        value=value(example_value), type=spec.get("type", "?"), range=allowed_range(spec),
+        applies=applies(spec, lang),
+        example=f"{(spec.get('aliases') or [spec['name']])[0]} {value(example_value)}",
+    )  # fmt: skip
+
+
+def applies(spec: Body, lang: str = EN) -> str:
+    """When a change of this parameter takes effect, in plain words."""
+    how = str(spec.get("applies", ""))
+    return i18n.APPLIES[how][lang] if how in i18n.APPLIES else how
 
 
 def allowed_range(spec: Body) -> str:
@@ -174,145 +241,80 @@ def allowed_range(spec: Body) -> str:
     return f" {value(low) if low is not None else '-∞'}..{value(high) if high is not None else '∞'}"
 
 
-def _applies_from(step: Any) -> str:
-    # None: the trainer is still loading and does not know yet at which step it will resume.
-    return "once the trainer has loaded" if step is None else f"from step {step}"
+def params_set(result: Body, old: Mapping[str, Any] | None = None, lang: str = EN) -> str:
+    """A set_params result -> 'OK: learning_rate = 0.01 (was 0.001), from step 120 (the next one)'."""
+    at, how, old = result.get("applies_at_step") or {}, result.get("applies") or {}, old or {}
+    parts = []
+    for name, new in result["params"].items():
+        when = i18n.APPLIES_AT.get(str(how.get(name, "")), i18n.APPLIES_AT[""])[lang]
+        if name in at and at[name] is None:  # still loading: it does not know at which step yet
+            when = i18n.APPLIES_AT["loading"][lang]
+        was = tr(lang, "was", old=value(old[name])) if name in old and old[name] != new else ""
+        parts.append(
+            tr(lang, "set_part", name=param_name(name, lang), new=value(new), was=was,
+               when=when.format(step=at.get(name, "?")))
+        )  # fmt: skip
+    return tr(lang, "set_ok", changes=("；" if lang == ZH else "; ").join(parts))
 
 
-def params_set(result: Body) -> str:
-    """A set_params result -> 'lr = 0.01 (from step 120)'."""
-    at = result.get("applies_at_step") or {}
-    parts = [f"{k} = {value(v)} ({_applies_from(at.get(k, '?'))})" for k, v in result["params"].items()]
-    return "OK: " + "; ".join(parts)
-
-
-def action(op: str, result: Body) -> str:
+def action(op: str, result: Body, lang: str = EN) -> str:
     """A start/stop/pause/resume result -> reply text."""
     step = result.get("step", result.get("at_step", "?"))
+    state = state_name(result.get("state", "?"), lang)
     if result.get("already"):
-        return f"Already {result.get('state', '?')} (step {step}); nothing to {op}."
-    verbs = {"start": "Starting", "stop": "Stopping", "pause": "Pausing", "resume": "Resuming"}
-    return f"{verbs.get(op, op)} at step {step} (state now {result.get('state', '?')})."
+        return tr(lang, "already", state=state, step=step, op=i18n.label(i18n.OP_WORDS, op, lang))
+    return tr(lang, "action", verb=i18n.label(i18n.VERBS, op, lang), step=step, state=state)
 
 
-def trainer_down(reason: str, silent_s: float, last_step: int | None, checkpoint_step: int | None) -> str:
-    """TrainerDown -> what the owner can rely on: which step it had reached, what is saved."""
-    if reason == "unreachable":
-        return (
-            f"⚠️ No trainer reachable for {duration(silent_s)}: is it running? "
-            "I will tell you when it appears."
-        )
-    where = f" at step {last_step}" if last_step else ""
-    saved = f"step {checkpoint_step}" if checkpoint_step is not None else "none"
-    return (
-        f"⚠️ Trainer down{where}: its connection closed (the process ended, or stopped answering "
-        f"entirely). Last checkpoint: {saved}. I will tell you when it is back."
-    )
+def unknown_command(word: str, suggestions: Sequence[str], lang: str = EN) -> str:
+    return tr(lang, "unknown_command", word=quote(word), suggestions=", ".join(suggestions))
 
 
-def trainer_back(result: Body, restarted: bool, old_step: int | None = None) -> str:
-    """The trainer answers again. After a restart (`restarted`), `result` is its first status or
-    state event once loaded, and `old_step` the last step the old process was seen at."""
-    state = result.get("state", "?")
-    if not restarted:
-        return f"✅ Trainer back (same process), {state} at step {result.get('step', '?')}."
-    if state == "loading":  # still importing or restoring: the step is not known yet
-        return "✅ Trainer back (new process), still loading; I will say where it resumes."
-    step = result.get("step")
-    head = "✅ Trainer back (new process)"
-    if state == "failed":
-        error = result.get("error")
-        return f"{head}, but it failed: " + (_error(error) if error else "the reason follows.")
-    verb = "resumed" if state == "running" else f"{state}"
-    text = f"{head}, {verb} at step {step}"
-    if isinstance(step, int) and isinstance(old_step, int):
-        text += lost_steps(step, old_step, running=state == "running")
-    return text + "."
-
-
-def lost_steps(resumed: int, old_step: int, *, running: bool) -> str:
-    """'; the 23 steps since the last checkpoint (241–263) are being redone' and its kin."""
-    lost = old_step - resumed
-    if lost <= 0:
-        return "; no steps lost"
-    span = f"{resumed + 1}–{old_step}" if lost > 1 else f"{old_step}"
-    fate = ("is" if lost == 1 else "are") + " being redone" if running else "will be redone when it runs"
-    steps = f"{lost} step{'s' if lost != 1 else ''}"
-    if resumed == 0:
-        return f"; no checkpoint was saved, so all {steps} ({span}) {fate}"
-    return f"; the {steps} since the last checkpoint ({span}) {fate}"
-
-
-def not_responding(silent_s: float) -> str:
-    return (
-        f"⏳ Trainer not responding for {duration(silent_s)}, but its connection is open: probably busy "
-        "(loading, tracing, checkpointing). I will tell you when it answers again or goes down."
-    )
-
-
-def responding(silent_s: float) -> str:
-    return f"✅ Trainer responding again (it was silent for {duration(silent_s)})."
-
-
-def stalled(loop_age_s: float) -> str:
-    return f"🐢 Trainer stalled: the training loop has not moved for {duration(loop_age_s)}."
-
-
-def unstalled() -> str:
-    return "✅ Trainer progressing again."
-
-
-def unknown_command(word: str, suggestions: Sequence[str]) -> str:
-    return f"Unknown command {quote(word)}. Did you mean: {', '.join(suggestions)}? (help lists all)"
-
-
-def connected(result: Body) -> str:
+def connected(result: Body, lang: str = EN) -> str:
     """The first message of a sidecar with no saved cursor."""
-    return "🔗 Sidecar connected to the trainer.\n" + status(result)
+    return tr(lang, "connected") + "\n" + status(result, lang)
 
 
-def catch_up(result: Body, missed: Sequence[Body] | None, partial: bool = False) -> str:
+def catch_up(result: Body, missed: Sequence[Body] | None, partial: bool = False, lang: str = EN) -> str:
     """One summary for a restarted sidecar: what it missed (`missed`: the event bodies since
     its cursor; None when unknown, e.g. the trainer restarted too), then the current status."""
-    head = "🔄 Sidecar back."
+    head = tr(lang, "back")
     if missed is None:
-        head += " The trainer restarted meanwhile; earlier events are not known."
+        head += tr(lang, "back_restarted")
     elif missed:
-        head += " While I was away: " + events_summary(missed) + "."
+        head += tr(lang, "back_missed", summary=events_summary(missed, lang))
     else:
-        head += " No events while I was away."
+        head += tr(lang, "back_none")
     if partial:
-        head += " (Older events are no longer in the trainer's history.)"
-    return head + "\n" + status(result)
+        head += tr(lang, "back_partial")
+    return head + "\n" + status(result, lang)
 
 
-def events_summary(bodies: Sequence[Body]) -> str:
-    """Event bodies -> 'started, 3× checkpoint_saved (last step 3000), finished (test acc 0.98)'."""
+def events_summary(bodies: Sequence[Body], lang: str = EN) -> str:
+    """Event bodies -> 'started, 3× checkpoint saved (last at step 3000), finished (test accuracy 0.9800)'."""
     counts = Counter(str(b.get("event", "?")) for b in bodies)
     last: dict[str, Body] = {str(b.get("event", "?")): b for b in bodies}
     parts = []
     for name in counts:
-        body = last[name]
-        part = f"{counts[name]}× {name}" if counts[name] > 1 else name
+        body, label = last[name], event_name(name, lang)
+        part = f"{counts[name]}× {label}" if counts[name] > 1 else label
         if name in ("finished", "stopped"):
-            part += f" (test accuracy {_number(body, 'test_accuracy', '.4f')})"
+            part = tr(lang, "summary_test", part=part, accuracy=metric(body.get("test_accuracy")))
         elif name == "failed":
-            part += f" ({_error(body.get('error'))})"
+            part = tr(lang, "summary_error", part=part, error=_error(body.get("error")))
         else:
-            part += f" (last at step {body.get('step', '?')})"
+            part = tr(lang, "summary_step", part=part, step=body.get("step", "?"))
         parts.append(part)
-    return ", ".join(parts)
+    return ("，" if lang == ZH else ", ").join(parts)
 
 
-def history(bodies: Sequence[Body]) -> str:
+def history(bodies: Sequence[Body], lang: str = EN) -> str:
     if not bodies:
-        return "No events in the trainer's history."
-    return "Recent events:\n" + "\n".join(
-        f"step {b.get('step', '?')}: {b.get('event', '?')}"
-        + (
-            f" {b.get('name')} {value(b.get('old'))}→{value(b.get('new'))}"
-            if b.get("event") == "param_changed"
-            else ""
-        )
-        for b in bodies
-    )
+        return tr(lang, "history_none")
+    rows = []
+    for b in bodies:
+        text = event_name(str(b.get("event", "?")), lang)
+        if b.get("event") == "param_changed":
+            text += f" {param_name(str(b.get('name')), lang)} {value(b.get('old'))} → {value(b.get('new'))}"
+        rows.append(tr(lang, "history_row", step=b.get("step", "?"), event=text))
+    return tr(lang, "history_head") + "\n" + "\n".join(rows)

@@ -36,7 +36,7 @@ from protocol.endpoints import check_private_file
 
 from .access import AccessPolicy, Contact
 from .backend import OWNER_CHAT, ChatBackend, IncomingText, MessageCallback, Priority, SendError
-from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, qr_text
+from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, login_failure, qr_text
 
 with contextlib.redirect_stdout(io.StringIO()):  # itchat writes a block character on import
     import itchat
@@ -122,11 +122,15 @@ class WeChatBackend(ChatBackend):
             except _LoginCancelled:
                 self._core.isLogging = False
                 break
-            except Exception:
+            except Exception as error:
                 self._core.isLogging = False
                 delay = self._relogin_delays_s[min(failures, len(self._relogin_delays_s) - 1)]
                 failures += 1
-                logger.exception("WeChat login failed; trying again in %.0f s", delay)
+                logger.warning(
+                    "%s; retrying in %.0f s (without WeChat: --backend console)",
+                    login_failure(error), delay,
+                )  # fmt: skip
+                logger.debug("the failed login", exc_info=True)
                 self._stopped.wait(delay)
                 continue
             failures = 0

@@ -1,10 +1,13 @@
-"""Parts of the WeChat backend that need no itchat: request timeouts, sent-text memory, QR art."""
+"""Parts of the WeChat backend that need no itchat: request timeouts, sent-text memory, QR art,
+the one-line cause of a failed login."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
+from urllib.parse import urlparse
 
 import pyqrcode
 from requests.adapters import HTTPAdapter
@@ -67,3 +70,33 @@ def qr_text(url: str) -> str:
     pairs = zip(rows[::2], rows[1::2], strict=True)
     lines = ["".join(glyphs[m] for m in zip(top, bottom, strict=True)) for top, bottom in pairs]
     return "\n".join(lines) + "\n"
+
+
+def login_failure(error: BaseException) -> str:
+    """A failed login in one line: 'cannot reach WeChat (login.weixin.qq.com: name not resolved)'."""
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+        if len(chain) > 10:
+            break
+    host = next((_host(e) for e in chain if _host(e)), None)
+    if any(isinstance(e, socket.gaierror) or "NameResolution" in type(e).__name__ for e in chain):
+        reason = "name not resolved"
+    elif any(isinstance(e, (TimeoutError, socket.timeout)) or "Timeout" in type(e).__name__ for e in chain):
+        reason = "timed out"
+    elif any(isinstance(e, ConnectionRefusedError) for e in chain):
+        reason = "connection refused"
+    elif any(isinstance(e, OSError) or "ConnectionError" in type(e).__name__ for e in chain):
+        reason = "no connection"
+    else:
+        return f"WeChat login failed ({type(error).__name__}: {str(error)[:200]})"
+    return f"cannot reach WeChat ({host + ': ' if host else ''}{reason})"
+
+
+def _host(error: BaseException) -> str | None:
+    request = getattr(error, "request", None)
+    url = getattr(request, "url", None) or getattr(error, "url", None)
+    if isinstance(url, str) and url:
+        return urlparse(url).hostname
+    pool = getattr(error, "pool", None)
+    return getattr(pool, "host", None)

@@ -1,8 +1,9 @@
 """`trainctl`: supervise and steer a chattrain trainer from the command line.
 
-    trainctl status                       trainctl set lr 0.01 batch_size 256
-    trainctl start --param epochs=3       trainctl watch                (Ctrl-C detaches)
-    trainctl --json history --since 100   trainctl watch --json --until-state stopped,finished,failed
+    trainctl status                       trainctl set lr 0.01 bs 256
+    trainctl start --param lr=0.002       trainctl watch                (Ctrl-C detaches)
+    trainctl history                      trainctl history --with-metrics --since 100
+    trainctl --json status                trainctl watch --json --until-state stopped,finished,failed
 
 Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
 6 `watch --for` ended before `--until-state` was reached.
@@ -52,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("pairs", nargs="+", metavar="NAME VALUE")
     command("checkpoint", "save a checkpoint at the next step")
     command("eval", "evaluate at the next step", aliases=["evaluate"])
-    history = command("history", "published messages after a sequence number")
+    history = command("history", "recent events (with --with-metrics: every published message)")
+    history.add_argument(
+        "--with-metrics", action="store_true", help="include the per-step and report metrics"
+    )
     history.add_argument("--since", type=int, default=0, metavar="N", help="after this seq (default 0)")
     history.add_argument("--limit", type=int, default=None, metavar="N")
     watch = command("watch", "live view of progress and events (Ctrl-C detaches)")

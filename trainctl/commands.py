@@ -92,7 +92,10 @@ def _show_params(result: Result, args: argparse.Namespace) -> list[RenderableTyp
 
 
 def _show_history(result: Result, args: argparse.Namespace) -> list[RenderableType]:
+    """Events and logs; the per-step and report metrics too with --with-metrics (--json: all)."""
     messages = result.get("messages") or []
+    if not getattr(args, "with_metrics", False):
+        messages = [m for m in messages if not str(m.get("topic", "")).startswith("metrics.")]
     summary = f"session {result.get('session')}, last seq {result.get('last_seq')}, {len(messages)} shown"
     return [render.history_table(messages), summary]
 

@@ -283,7 +283,10 @@ def watch_view(state: WatchState, *, events_shown: int = 12) -> RenderableType:
     )
     metrics = Table(box=None, show_header=False, pad_edge=False)
     for topic, body in sorted(state.metrics.items()):
-        metrics.add_row(Text(topic, style="bold"), _pairs(body))
+        shown = {k: body[k] for k in ("step", "loss", "accuracy") if k in body}
+        metrics.add_row(
+            Text({"val": "validation", "test": "test"}.get(topic, topic), style="bold"), _pairs(shown)
+        )
     events = Text("\n".join(list(state.events)[-events_shown:]) or "no events yet", style="dim")
     return Group(header, progress, numbers, metrics, Text("events", style="bold underline"), events)
 

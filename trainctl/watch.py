@@ -65,6 +65,9 @@ class WatchState:
     events: deque[str] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
 
     def apply(self, event: FeedEvent) -> None:
+        if isinstance(event, SessionChanged):  # a new process: what the old one said is stale
+            self.metrics.clear()
+            self.loss = self.accuracy = self.steps_per_s = self.eta_s = None
         if isinstance(event, (Snapshot, SessionChanged, TrainerBack)):
             self._apply_status(event.status)
             self.attached = True
@@ -86,8 +89,7 @@ class WatchState:
         self.run_id = status.get("run_id", self.run_id)
         self.session = status.get("session", self.session)
         metrics = status.get("metrics")
-        if isinstance(metrics, dict) and metrics:
-            self.metrics["last"] = dict(metrics)
+        if isinstance(metrics, dict) and metrics:  # shown once, on the numbers line
             self.loss = metrics.get("loss", self.loss)
             self.accuracy = metrics.get("accuracy", self.accuracy)
 
@@ -97,7 +99,9 @@ class WatchState:
             self._take(body)
         if topic.startswith("event.") and isinstance(body.get("state"), str):
             self.state = body["state"]
-        elif topic.startswith("metrics.") and topic != "metrics.step":
+        if topic == "event.param_changed":
+            self.eta_s = None  # the budget or speed may change: wait for the next report's ETA
+        elif topic in ("metrics.val", "metrics.test"):  # reports are the numbers line, not a dump
             self.metrics[topic.split(".", 1)[1]] = dict(body)
 
     def _take(self, values: Mapping[str, Any]) -> None:

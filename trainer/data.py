@@ -31,12 +31,22 @@ def load_mnist(path: str | Path | None = None, limit: int | None = None) -> Mnis
     ``limit`` keeps the first N train and N test samples (tests use a few hundred).
     """
     if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"no MNIST file at {path}: set CHATTRAIN_DATA (or --data) to a Keras-layout mnist.npz"
+            )
         with np.load(Path(path)) as npz:
             train, test = (npz["x_train"], npz["y_train"]), (npz["x_test"], npz["y_test"])
     else:
         import keras
 
-        train, test = keras.datasets.mnist.load_data()
+        try:
+            train, test = keras.datasets.mnist.load_data()
+        except Exception as exc:  # no network, a proxy, a corrupt cache
+            raise OSError(
+                f"cannot download MNIST ({type(exc).__name__}: {str(exc)[:120]}); "
+                "set CHATTRAIN_DATA (or --data) to a Keras-layout mnist.npz"
+            ) from exc
     if limit is not None:
         if limit < 1:
             raise ValueError(f"data limit must be >= 1, got {limit!r}")

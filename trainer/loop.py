@@ -33,11 +33,12 @@ RATE_SMOOTHING = 0.2  # per step
 
 
 def run_epoch(trainer: Trainer) -> None:
-    trainer.batch_size = int(trainer.params[BATCH_SIZE])
+    trainer.batch_size = int(trainer.setting(BATCH_SIZE))
     trainer.module.epoch = trainer.epoch  # seeds this epoch's shuffle
     dataset = trainer.module.train_dataset(trainer.batch_size)
     call = trainer.multi_step(dataset)
     cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
+    trainer.steps_per_epoch = cardinality if cardinality > 0 else None
     trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
     trainer.dispatch("on_epoch_start", {})
     call.exhausted.assign(False)
@@ -128,5 +129,5 @@ def after_step(trainer: Trainer, logs: dict[str, float], lr: float) -> None:
     if trainer.rollback_requested:
         trainer.rollback_requested = False
         trainer.rollback()
-    if trainer.step % int(trainer.params[DISPLAY_STEP]) == 0:
+    if trainer.step % int(trainer.setting(DISPLAY_STEP)) == 0:
         trainer.dispatch("on_report", {**logs, "lr": lr if math.isfinite(lr) else trainer.learning_rate()})

@@ -1,15 +1,47 @@
 """What a user writes: a ``Module`` (model, optimizer, data and steps), in the style of Lightning.
 
-The trainer calls ``setup()`` once, then ``configure_optimizers(params)``; it compiles
-``training_step`` (inside a ``tf.GradientTape``) and ``validation_step`` / ``test_step`` into
-``tf.function``s, and asks for datasets by batch size (a new batch size takes effect at the next
-epoch, when the trainer asks again). ``KerasModule(model, train=(x, y))`` wraps a compiled
-``keras.Model`` in one line.
+The contract (what the trainer calls, in this order)::
+
+    Module(**options)                  # your constructor; see "Constructor" below
+    module.param_specs()               # the live parameters (chat/trainctl can change them)
+    module.default_params()            # {name: value} overriding their defaults
+    module.setup()                     # once: load data, build self.model
+    module.configure_optimizers(params)  # -> a keras optimizer; params: every setting by name
+    module.checkpoint_objects()        # -> {name: trackable} saved besides the optimizer
+    per epoch:  module.train_dataset(batch_size)    # a tf.data.Dataset of batches
+        per batch:  module.training_step(batch)     # inside tf.GradientTape and tf.function
+    on evaluate / at the end:  module.val_dataset(batch_size), module.validation_step(batch)
+                               module.test_dataset(batch_size), module.test_step(batch)
+
+``training_step(batch)`` returns a dict of scalar tensors with at least ``"loss"`` (the value the
+gradients are taken of); every other key (``"accuracy"``) is reported as a metric.
+``validation_step`` / ``test_step`` return per-batch means; the trainer weights them by batch
+size. The steps are traced once (the batch dimension is left unknown), so use TensorFlow ops,
+not Python side effects. ``trainable_variables`` defaults to ``self.model``'s.
+
+Live parameters: ``param_specs()`` returns ``protocol.ParamSpec`` declarations (name, aliases,
+type, range, when a change applies). The default is the seed's four (``learning_rate``,
+``training_iters``, ``batch_size``, ``display_step``); return your own list to add or leave some
+out. The loop reads those four when they are declared, and otherwise uses fixed values
+(``trainer.trainer.LOOP_SETTINGS``); without ``training_iters`` the budget is the Trainer's
+``max_epochs`` / ``max_steps``. Your own parameter's value is in ``self.trainer_params`` (the live
+dict; ``self.trainer_params["dropout"]``). The steps are traced once, so a value used inside a
+step goes through a ``tf.Variable`` that ``params_changed(params)`` assigns (the trainer calls it
+after every change, at a step boundary).
+
+Constructor: under ``python -m trainer --module pkg.mod:Class`` the class is called with the
+keyword arguments it accepts among ``data`` (the ``--data`` path or None), ``data_limit``
+(``--data-limit``) and ``synthetic`` (``--synthetic-data``, a sample count); a constructor with
+none of them gets none. ``examples/my_module.py`` is a complete module.
+
+``KerasModule(model, train=(x, y))`` wraps a compiled ``keras.Model`` in one line: its optimizer,
+loss and compiled metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import keras
@@ -18,7 +50,7 @@ import tensorflow as tf
 from protocol import ParamSpec
 from trainer.data import ArrayPair, eval_dataset, train_dataset
 from trainer.optimizers import FusedAdam
-from trainer.params import LEARNING_RATE, PARAM_SPECS
+from trainer.params import BATCH_SIZE, DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS
 
 StepOutputs = Mapping[str, tf.Tensor]
 
@@ -27,10 +59,11 @@ class Module:
     """Base class. ``training_step`` must return a dict with a scalar ``"loss"``."""
 
     model: keras.Model
+    trainer_params: Mapping[str, Any] = MappingProxyType({})  # the live params, set by the Trainer
     epoch = 0  # the epoch the next ``train_dataset`` call is for (set by the trainer)
 
     def param_specs(self) -> Sequence[ParamSpec]:
-        """The live parameters (``trainer.params.PARAM_SPECS``; extend to add your own)."""
+        """The live parameters (``trainer.params.PARAM_SPECS``; return your own list to change them)."""
         return PARAM_SPECS
 
     def default_params(self) -> Mapping[str, Any]:
@@ -39,6 +72,9 @@ class Module:
 
     def setup(self) -> None:
         """Load data and build ``self.model`` (called once, after TensorFlow is imported)."""
+
+    def params_changed(self, params: Mapping[str, Any]) -> None:
+        """After a live change (at a step boundary, or while idle): assign your tf.Variables."""
 
     def configure_optimizers(self, params: Mapping[str, Any]) -> keras.optimizers.Optimizer:
         """Adam (``trainer.optimizers.FusedAdam``: Keras' Adam, updated by TF's fused kernel)."""
@@ -81,9 +117,13 @@ def sparse_accuracy(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 class KerasModule(Module):
-    """Train a compiled ``keras.Model``: its optimizer, its loss, stateless ``metrics`` of your choice.
+    """Train a compiled ``keras.Model``: its optimizer, its loss, its compiled metrics (per batch),
+    plus stateless ``metrics`` of your choice.
 
     ``train`` / ``val`` / ``test`` are ``(x, y)`` arrays or callables ``batch_size -> Dataset``.
+    Live parameters: ``learning_rate``, ``batch_size`` (``batch_size`` here is its start value,
+    32 as in ``fit``) and ``display_step``; the budget is the Trainer's ``max_epochs`` or
+    ``max_steps`` (one epoch when neither is given).
     """
 
     def __init__(
@@ -93,15 +133,31 @@ class KerasModule(Module):
         val: Any = None,
         test: Any = None,
         metrics: Mapping[str, MetricFn] | None = None,
+        batch_size: int = 32,
     ) -> None:
         if getattr(model, "optimizer", None) is None:
             raise ValueError(f"KerasModule needs a compiled model; {model.name!r} has no optimizer")
         self.model = model
         self._data = {"train": train, "val": val, "test": test}
         self._metrics = dict(metrics or {})
+        self._batch_size = batch_size
+        self._compiled: list[keras.metrics.Metric] = []
+
+    def param_specs(self) -> Sequence[ParamSpec]:
+        return tuple(s for s in PARAM_SPECS if s.name in (LEARNING_RATE, BATCH_SIZE, DISPLAY_STEP))
 
     def default_params(self) -> Mapping[str, Any]:
-        return {LEARNING_RATE: float(self.model.optimizer.learning_rate.numpy())}
+        return {
+            LEARNING_RATE: float(self.model.optimizer.learning_rate.numpy()),
+            BATCH_SIZE: self._batch_size,
+        }
+
+    def setup(self) -> None:
+        """Build the model's compiled metrics eagerly (on two samples), so steps can use them."""
+        x, y = next(iter(self.train_dataset(2).take(1)))
+        self.model.compute_metrics(x, y, self.model(x, training=False))
+        groups = [m for m in self.model.metrics if hasattr(m, "metrics") and m.name != "loss"]
+        self._compiled = [inner for group in groups for inner in group.metrics]
 
     def configure_optimizers(self, params: Mapping[str, Any]) -> keras.optimizers.Optimizer:
         return self.model.optimizer
@@ -129,7 +185,12 @@ class KerasModule(Module):
         x, y = batch
         y_pred = self.model(x, training=training)
         loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-        return {"loss": loss, **{name: fn(y, y_pred) for name, fn in self._metrics.items()}}
+        outputs = {"loss": loss, **{name: fn(y, y_pred) for name, fn in self._metrics.items()}}
+        for metric in self._compiled:  # a per-batch value: reset, update, read
+            metric.reset_state()
+            metric.update_state(y, y_pred)
+            outputs.setdefault(metric.name, metric.result())
+        return outputs
 
     def training_step(self, batch: Any) -> StepOutputs:
         return self._outputs(batch, training=True)

@@ -120,6 +120,7 @@ class Session:
             max_steps=config.max_steps,
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.jit_compile,
+            progress=False,  # build_callbacks adds the bar unless --quiet
         )
         trainer.restore()
         if config.params:
@@ -140,6 +141,8 @@ class Session:
         self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
         if intent == PAUSED_INTENT:
             self.controller.pause({})
+        if self.controller.state != RUNNING:  # said once: what to do next
+            logger.info("idle at step %d: send 开始 / start in chat, or run: trainctl start", trainer.step)
         return trainer
 
     def _run_once(self) -> str:
@@ -156,7 +159,7 @@ class Session:
                 self.controller.fire(FINISH)
                 return "finished"
             self._restore_before_run = True  # until fit returns
-            outcome = trainer.fit()
+            outcome = str(trainer.fit().outcome)
             self._restore_before_run = False
             return outcome
         except Exception as exc:

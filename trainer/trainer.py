@@ -34,7 +34,11 @@ Hook order (pseudocode)::
     train step, "evaluating" around validate/test, "checkpointing" around a save, then back
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
-it, so with a constant batch size it runs ``training_iters // batch_size`` steps.
+it, so with a constant batch size it runs ``training_iters // batch_size`` steps. The budget is
+also ``max_steps`` and ``max_epochs`` (whichever ends first); a module that declares no
+``training_iters`` needs one of them (``max_epochs=1`` when none is given). The seed's four
+parameters are the loop's settings only when the module declares them (``Module.param_specs``);
+undeclared ones keep fixed values (``LOOP_SETTINGS``) and are not live.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.callbacks.base import Callback, Logs, dispatch
+from trainer.callbacks.history import History, HistoryRecorder
+from trainer.callbacks.progress import ProgressBar
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.errors import describe_error
 from trainer.lifecycle import (
@@ -58,13 +64,21 @@ from trainer.lifecycle import (
 from trainer.loop import run_epoch
 from trainer.module import Module
 from trainer.multistep import CallSizer, MultiStep, StepGate, resolve_jit
-from trainer.params import BATCH_SIZE, LEARNING_RATE, TRAINING_ITERS, defaults, validate_updates
+from trainer.params import (
+    BATCH_SIZE,
+    LEARNING_RATE,
+    PARAM_SPECS,
+    TRAINING_ITERS,
+    defaults,
+    validate_updates,
+)
 from trainer.steps import StepFn, compile_eval_step, compile_train_step, run_evaluation
 
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 500
 DEFAULT_RUN_DIR = Path("runs/default")
+LOOP_SETTINGS = {k: v for k, v in defaults(PARAM_SPECS).items() if k != TRAINING_ITERS}
 
 
 class Trainer:
@@ -80,6 +94,8 @@ class Trainer:
         max_steps: int | None = None,
         steps_per_execution: int | None = 1,
         jit_compile: str = "auto",
+        max_epochs: int | None = None,
+        progress: bool = True,
     ) -> None:
         """``steps_per_execution``: steps per compiled call, None for auto (``trainer.multistep``);
         ``jit_compile``: ``auto`` (XLA when a GPU is visible), ``on`` or ``off``."""
@@ -88,20 +104,32 @@ class Trainer:
         module.setup()
         self.module = module
         self.specs = tuple(module.param_specs())
-        self.params: dict[str, Any] = {**defaults(self.specs), **module.default_params()}
+        declared = {spec.name for spec in self.specs}
+        self.params: dict[str, Any] = {
+            **defaults(self.specs),
+            **{k: v for k, v in module.default_params().items() if k in declared},
+        }
         if params:
             self.params.update(validate_updates(self.specs, params))
-        self.callbacks = list(callbacks)
-        self.run_dir = Path(run_dir)
         self.max_steps = max_steps
-        self.optimizer = module.configure_optimizers(self.params)
+        if max_epochs is None and max_steps is None and TRAINING_ITERS not in declared:
+            max_epochs = 1  # as keras' fit: no budget given, one pass over the data
+        self.max_epochs = max_epochs
+        self.callbacks = list(callbacks)
+        if progress and not any(isinstance(c, ProgressBar) for c in self.callbacks):
+            self.callbacks.append(ProgressBar())
+        self.callbacks.append(HistoryRecorder())
+        self.run_dir = Path(run_dir)
+        module.trainer_params = self.params
+        self.optimizer = module.configure_optimizers(self.setting_values())
         self.optimizer.build(module.trainable_variables)
-        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self._assign_learning_rate()
         self.store = CheckpointStore(
             self.run_dir / "checkpoints", {"optimizer": self.optimizer, **module.checkpoint_objects()}
         )
         self.step = self.epoch = self.samples_seen = 0
-        self.batch_size = int(self.params[BATCH_SIZE])
+        self.batch_size = int(self.setting(BATCH_SIZE))
+        self.steps_per_epoch: int | None = None
         self.steps_per_s = 0.0
         self.last_step_finite = True
         self.next_epoch_step: int | None = None
@@ -125,8 +153,20 @@ class Trainer:
 
     # ----- public -----
 
-    def fit(self) -> str:
-        """Train until done or stopped; returns ``"finished"`` or ``"stopped"``."""
+    def setting(self, name: str) -> Any:
+        """A loop setting: the live param when the module declares it, else its fixed value."""
+        return self.params[name] if name in self.params else LOOP_SETTINGS.get(name)
+
+    def setting_values(self) -> dict[str, Any]:
+        return {**LOOP_SETTINGS, **self.params}
+
+    def _assign_learning_rate(self) -> None:
+        if LEARNING_RATE in self.params:  # else the module's optimizer keeps its own
+            self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+
+    def fit(self) -> History:
+        """Train until done or stopped; returns the ``History`` (its ``outcome`` is ``"finished"``
+        or ``"stopped"``)."""
         self._reset_flags()
         self.error_info, self.in_fit = None, True
         try:
@@ -136,11 +176,10 @@ class Trainer:
                 self.service_requests()
                 while not self.done():
                     self._run_epoch()
-                ending = self.ending()
                 self.save_checkpoint()
                 test_logs = self.test()
                 self.dispatch("on_train_end", test_logs)
-            return ending
+            return self.history
         except Exception as exc:
             self.error_info = describe_error(exc)
             self.store.sync()  # a save queued before the failure still counts
@@ -213,7 +252,7 @@ class Trainer:
         changed = {k: v for k, v in restored.params.items() if k in known and self.params.get(k) != v}
         if changed:
             self.set_params(changed, at_step=self.step + 1, reason="restored")
-        self.optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        self._assign_learning_rate()
         self.gate.sync(self.step)
         return restored
 
@@ -244,6 +283,7 @@ class Trainer:
                 }
             )
             self.params[name] = new
+        self.module.params_changed(self.params)
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
         self.dispatch("on_params_changed", numeric)
 
@@ -258,16 +298,41 @@ class Trainer:
             self.validate()
 
     def total_steps(self) -> int:
-        return self.step + steps_left(
+        """The step the run ends at, as far as known (an epoch budget counts whole epochs)."""
+        bounds = self._step_bounds()
+        if self.max_epochs is not None:
+            if self.steps_per_epoch is None:
+                self.steps_per_epoch = self._epoch_length(int(self.setting(BATCH_SIZE)))
+            if self.steps_per_epoch:
+                bounds.append(self.max_epochs * self.steps_per_epoch)
+        return min(bounds) if bounds else self.step
+
+    def target_reached(self) -> bool:
+        if self.max_epochs is not None and self.epoch >= self.max_epochs:
+            return True
+        bounds = self._step_bounds()
+        return bool(bounds) and min(bounds) <= self.step
+
+    def _step_bounds(self) -> list[int]:
+        if TRAINING_ITERS not in self.params:
+            return [] if self.max_steps is None else [self.max_steps]
+        left = steps_left(
             training_iters=int(self.params[TRAINING_ITERS]),
             samples_seen=self.samples_seen,
             batch_size=self.batch_size,
             step=self.step,
             max_steps=self.max_steps,
         )
+        return [self.step + left]
 
-    def target_reached(self) -> bool:
-        return self.total_steps() <= self.step
+    def _epoch_length(self, batch_size: int) -> int | None:
+        cardinality = int(self.module.train_dataset(batch_size).cardinality().numpy())
+        return cardinality if cardinality > 0 else None
+
+    @property
+    def history(self) -> History:
+        """What ``fit`` recorded: reported metrics per step, evaluations, the outcome."""
+        return next(c for c in self.callbacks if isinstance(c, HistoryRecorder)).history
 
     def done(self) -> bool:
         return self.should_stop or self.target_reached()

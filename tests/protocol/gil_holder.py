@@ -2,8 +2,9 @@
 
 Run as `python -m tests.protocol.gil_holder CONTROL METRICS`: prints `ready`, then for each stdin
 line `hold N` calls libc `sleep(N)` through `ctypes.PyDLL`, which keeps the GIL for the whole call
-(the way a long C call in TensorFlow's import or a trace can), then prints `released`; `burst N` publishes N data messages, then prints `sent`. Every Python
-thread (the heartbeat's too) stands still meanwhile; libzmq's I/O thread does not.
+(the way a long C call in TensorFlow's import or a trace can), then prints `released`; `burst N`
+publishes N data messages, then prints `sent`. Every Python thread (the heartbeat's too) stands
+still meanwhile; libzmq's I/O thread does not.
 """
 
 from __future__ import annotations

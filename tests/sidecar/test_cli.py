@@ -91,6 +91,14 @@ def test_console_backend_delivers_lines_as_owner_messages() -> None:
     assert output.getvalue() == "hi\n[image] /x/plot.png\n"
 
 
+def test_the_console_prompts_and_redraws_the_prompt_after_each_message() -> None:
+    output = io.StringIO()
+    backend = ConsoleBackend(stdin=io.StringIO("status\n"), stdout=output, prompt=True)
+    backend.run(lambda message: backend.send_text(f"reply to {message.text}"))
+    backend.send_text("⏸ Paused at step 3")  # a notice while the owner may be typing
+    assert output.getvalue() == ("chattrain> \rreply to status\nchattrain> \r⏸ Paused at step 3\nchattrain> ")
+
+
 def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
     with endpoints() as (control, metrics):
         runtime = Path(control.removeprefix("ipc://")).parent  # private: the instance's keys go there
@@ -126,9 +134,9 @@ def test_console_sidecar_answers_commands_on_stdout(tmp_path: Path) -> None:
             lines = []
             while time.monotonic() < deadline:
                 lines.append(process.stdout.readline())
-                if lines[-1].startswith("Starting at step 0"):
+                if lines[-1].startswith("开始训练（第 0 步"):
                     break
-            assert lines[-1].startswith("Starting at step 0"), lines
+            assert lines[-1].startswith("开始训练（第 0 步"), lines
             process.stdin.close()  # EOF: the sidecar exits
             assert process.wait(CLI_TIMEOUT_S) == 0
             assert trainer.state == "running"

@@ -140,14 +140,15 @@ def test_seed_commands_in_the_chat_start_reparameterise_and_stop_training(stack:
     stack.start_sidecar()
     stack.wait_sent("Sidecar connected", START_TIMEOUT_S)
     stack.wait_state("idle")
-    assert stack.say_and_wait("开始", "Starting at step").startswith("Starting")
-    stack.wait_sent("Training started")
-    assert stack.say_and_wait("lr 0.01", "OK:").startswith("OK: learning_rate = 0.01")
-    assert "Invalid value" in stack.say_and_wait("bs 0", "Invalid value")
-    stack.wait_sent("Parameter changed: learning_rate: 0.001 → 0.01")
+    # Chinese commands get Chinese replies and notices; the seed's 'lr 0.01' keeps the language.
+    assert stack.say_and_wait("开始", "开始训练（第").startswith("开始训练（第 0 步")
+    stack.wait_sent("▶️ 开始训练（第 0 步）")
+    changed = stack.say_and_wait("lr 0.01", "已修改：")
+    assert changed.startswith("已修改：学习率 learning_rate = 0.01（原为 0.001），从第 "), changed
+    assert "取值无效" in stack.say_and_wait("bs 0", "取值无效")
 
     stack.wechat.push_text("bob", "owner", "停止")  # not on the allow-list: ignored
-    assert "learning_rate (lr) = 0.01" in stack.say_and_wait("参数", "Parameters")
+    assert "学习率 learning_rate (lr) = 0.01" in stack.say_and_wait("参数", "参数（")
     assert stack.say_and_wait("status", "State:").startswith("State: running")
 
     first_progress = time.monotonic()
@@ -157,8 +158,10 @@ def test_seed_commands_in_the_chat_start_reparameterise_and_stop_training(stack:
     # display_step=2 gives several reports a second; chat sees one per interval at most.
     assert stack.count("Iter ") <= 2 + elapsed_s / PROGRESS_INTERVAL_S
 
-    assert stack.say_and_wait("停止", "Stopping at step").startswith("Stopping")
-    stack.wait_sent("⏹ Stopped at step")
+    assert stack.say_and_wait("停止", "正在停止（第").startswith("正在停止")
+    stack.wait_sent("⏹ 已停止（第")
+    # One message per change: the reply; the feed does not announce the chat's own change again.
+    assert not stack.count("learning_rate: 0.001 → 0.01") and not stack.count("学习率 learning_rate：0.001")
 
 
 def test_an_allowed_contact_steers_and_a_stranger_cannot_stop(stack: Stack) -> None:

@@ -20,7 +20,7 @@ from protocol import (
 from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
 from sidecar.feed import BACK_LOADING_NOTE_S, EVENT_BURST, PARAM_COALESCE_S, FeedHandler
-from sidecar.link import Catalog
+from sidecar.link import Catalog, OwnChanges
 from sidecar.series import MetricSeries
 
 INTERVAL_S = 60.0
@@ -61,6 +61,8 @@ class Harness:
         self.cursors = CursorStore(tmp_path)
         self.series = MetricSeries()
         self.seq = 0
+        self.lang = "en"
+        self.own_changes = OwnChanges(self.clock)
         self.handler = FeedHandler(
             self.notify,
             requests or FakeTrainerRequests(),
@@ -69,6 +71,8 @@ class Harness:
             cursors=self.cursors,
             progress_interval_s=INTERVAL_S,
             clock=self.clock,
+            language=lambda: self.lang,
+            own_changes=self.own_changes,
         )
 
     def notify(self, text: str, priority: Priority) -> None:
@@ -131,6 +135,30 @@ def test_param_changed_spam_is_coalesced_into_one_message(feed: Harness) -> None
     feed.clock.now += PARAM_COALESCE_S
     feed.handler.tick()
     assert feed.sent == ["⚙️ Parameter changed: learning_rate: 0 → 50 (from step 3)"]
+
+
+def change(name: str, old: Any, new: Any, at: int = 3) -> dict[str, Any]:
+    return {"event": "param_changed", "name": name, "old": old, "new": new, "applies_at_step": at}
+
+
+def test_a_change_made_from_the_chat_is_not_announced_a_second_time(feed: Harness) -> None:
+    feed.own_changes.note({"learning_rate": 0.01})  # the chat's reply already said it
+    feed.data("event.param_changed", change("learning_rate", 0.001, 0.01))
+    feed.data("event.param_changed", change("batch_size", 128, 64))  # from trainctl: announced
+    feed.clock.now += PARAM_COALESCE_S
+    feed.handler.tick()
+    assert feed.sent == ["⚙️ Parameter changed: batch_size: 128 → 64 (from step 3)"]
+    feed.data("event.param_changed", change("learning_rate", 0.01, 0.01))  # noted once, consumed
+    feed.clock.now += PARAM_COALESCE_S
+    feed.handler.tick()
+    assert feed.sent[-1] == "⚙️ Parameter changed: learning_rate: 0.01 → 0.01 (from step 3)"
+
+
+def test_notices_follow_the_owners_language(feed: Harness) -> None:
+    feed.lang = "zh"
+    feed.data("event.paused", {"event": "paused", "step": 7})
+    feed.data("event.checkpoint_saved", {"event": "checkpoint_saved", "step": 8, "path": "/c/ckpt-8"})
+    assert feed.sent == ["⏸ 已暂停（第 7 步）", "💾 已在第 8 步保存检查点（ckpt-8）"]
 
 
 def test_an_event_flood_is_capped_and_the_rest_counted(feed: Harness) -> None:
@@ -237,7 +265,7 @@ def test_a_restarted_sidecar_sends_one_summary_from_history(tmp_path: Path) -> N
     harness = Harness(tmp_path, FakeTrainerRequests(history))
     harness.handler.handle(Snapshot(status(last_seq=5)))
     assert len(harness.sent) == 1
-    assert "While I was away: 2× checkpoint_saved (last at step 40), paused" in harness.sent[0]
+    assert "While I was away: 2× checkpoint saved (last at step 40), paused" in harness.sent[0]
     assert "started" not in harness.sent[0]  # seq 1 was told before the restart
     assert CursorStore(tmp_path).load() == Cursor("s1", 5)
 

@@ -6,6 +6,7 @@ import pytest
 
 from sidecar.commands import COMMANDS
 from sidecar.grammar import Command, Unknown, Vocabulary, parse, parse_assignments
+from sidecar.i18n import LanguagePreference
 from sidecar.link import SEED_PARAM_WORDS
 
 VOCABULARY = Vocabulary(
@@ -107,3 +108,32 @@ def test_malformed_assignments_raise(words: list[str]) -> None:
 def test_a_new_parameter_from_describe_needs_no_grammar_change() -> None:
     vocabulary = Vocabulary(VOCABULARY.commands, SEED_PARAM_WORDS | {"dropout"})
     assert parse("dropout 0.5", vocabulary) == Command("set", ("dropout", "0.5"))
+
+
+@pytest.mark.parametrize(("text", "closest"), [("开使", "开始"), ("停至", "停止"), ("状太", "状态")])
+def test_a_chinese_near_miss_is_answered_with_the_chinese_command(text: str, closest: str) -> None:
+    parsed = parse(text, VOCABULARY)
+    assert isinstance(parsed, Unknown)
+    assert parsed.suggestions[0] == closest
+
+
+@pytest.mark.parametrize("text", ["你好", "开会 明天 上午", "谢谢"])
+def test_chinese_chatter_is_not_a_near_miss(text: str) -> None:
+    assert parse(text, VOCABULARY) is None
+
+
+def test_replies_follow_the_language_of_the_command_word() -> None:
+    preference = LanguagePreference()
+    assert preference.current() == "en"
+    assert [preference.for_command(w) for w in ("参数", "lr", "status", "?", "开始")] == [
+        "zh",
+        "zh",  # a parameter word keeps the owner's language
+        "en",
+        "en",
+        "zh",
+    ]
+    assert preference.current() == "zh"  # notices follow the last command
+    pinned = LanguagePreference("en")
+    assert pinned.for_command("开始") == "en" and pinned.current() == "en"
+    with pytest.raises(ValueError, match="'fr'"):
+        LanguagePreference("fr")

@@ -111,10 +111,11 @@ def test_seed_commands_a_plot_and_a_sidecar_killed_mid_run_over_ilink(stack: Ili
     stack.start_sidecar()
     stack.ilink.wait_until(lambda s: s.valid_tokens != set(), START_TIMEOUT_S)  # QR login confirmed
     assert stack.say_and_wait("status", "State:", START_TIMEOUT_S)
-    assert stack.say_and_wait("开始", "Starting at step").startswith("Starting")
-    assert stack.say_and_wait("lr 0.01", "OK:").startswith("OK: learning_rate = 0.01")
+    # Chinese commands get Chinese replies (and notices); 'lr 0.01' keeps the language.
+    assert stack.say_and_wait("开始", "开始训练（第").startswith("开始训练（第 ")
+    assert stack.say_and_wait("lr 0.01", "已修改：").startswith("已修改：学习率 learning_rate = 0.01")
     stack.ilink.push(STRANGER, "停止")  # not allowed: ignored, never answered
-    assert "learning_rate (lr) = 0.01" in stack.say_and_wait("参数", "Parameters")
+    assert "学习率 learning_rate (lr) = 0.01" in stack.say_and_wait("参数", "参数（")
     stack.ilink.wait_text("Iter ", START_TIMEOUT_S)  # metrics to plot
     images = len([s for s in stack.ilink.sent if s.image is not None])
     stack.say_and_wait("plot", "Loss and accuracy")
@@ -124,10 +125,12 @@ def test_seed_commands_a_plot_and_a_sidecar_killed_mid_run_over_ilink(stack: Ili
     stack.kill_sidecar()
     stack.ilink.push(OWNER, "停止")  # while the sidecar is down
     stack.start_sidecar()
-    stack.ilink.wait_text("Stopping at step", START_TIMEOUT_S)
-    stack.ilink.wait_text("⏹ Stopped at step", REPLY_TIMEOUT_S)
+    stack.ilink.wait_text("正在停止（第", START_TIMEOUT_S)
+    stack.ilink.wait_text("⏹ ", REPLY_TIMEOUT_S)  # stopped: in the language of the last command
     assert not stack.say_and_wait("status", "State:").startswith("State: running")
-    assert stack.count("Starting at step") == 1 and stack.count("Stopping at step") == 1
+    replies = stack.ilink.texts()
+    assert sum(t.startswith("开始训练（第") for t in replies) == 1  # the reply ('▶️ 开始训练' is the event)
+    assert sum(t.startswith("正在停止（第") for t in replies) == 1
     assert stack.ilink.texts(to=STRANGER) == []
     assert stack.ilink.qrcodes == ["qr-1"]  # the restart reused the saved token
     assert stack.ilink.bad_requests == []
@@ -141,7 +144,7 @@ def test_with_the_window_closed_the_alert_is_pushed_and_summarised_with_the_next
     stack.ilink.wait_until(lambda s: s.valid_tokens != set(), START_TIMEOUT_S)
     assert stack.say_and_wait("status", "State:", START_TIMEOUT_S)
     inbound = len(stack.ilink.texts())
-    stack.say_and_wait("开始", "Starting at step")
+    stack.say_and_wait("开始", "开始训练（第")
     # Progress every second: the sidecar stops sending it while 3 of the 10 are left (it logs
     # what it holds; each long poll wakes this wait).
     held = "outside the reply window): Iter"
@@ -151,11 +154,11 @@ def test_with_the_window_closed_the_alert_is_pushed_and_summarised_with_the_next
 
     stack.ilink.advance(25 * HOUR_S)  # the server's window closes; the sidecar learns it from ret -2
     stack.trainctl("stop")
-    stack.webhook.wait_until(lambda w: any("Stopped at step" in t for t in w.texts()), REPLY_TIMEOUT_S)
+    stack.webhook.wait_until(lambda w: any("⏹ " in t for t in w.texts()), REPLY_TIMEOUT_S)
     before = len(stack.ilink.texts())
     stack.ilink.push(OWNER, "status")
     summary = stack.ilink.wait_text("WeChat did not deliver", REPLY_TIMEOUT_S, after=before)
-    assert "⏹ Stopped at step" in summary
+    assert "⏹ 已停止（第" in summary  # the owner's language: the last command was 开始
     reply = stack.ilink.wait_text("State:", REPLY_TIMEOUT_S, after=before)
     assert not reply.startswith("State: running")
     assert stack.ilink.texts()[before:].index(summary) < stack.ilink.texts()[before:].index(reply)

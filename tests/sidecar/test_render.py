@@ -111,7 +111,8 @@ def test_params_show_aliases_values_and_ranges() -> None:
             }
         ]
     )
-    assert "learning_rate (lr) = 0.01  [float 1e-06..1, applies next_step]" in text
+    assert "learning_rate (lr) = 0.01  [float 1e-06..1, takes effect at the next step]" in text
+    assert "next_step" not in text
 
 
 def test_catch_up_summarises_instead_of_repeating() -> None:
@@ -121,7 +122,7 @@ def test_catch_up_summarises_instead_of_repeating() -> None:
         {"event": "finished", "step": 300, "test_accuracy": 0.97},
     ]
     text = render.catch_up(STATUS, missed)
-    assert "2× checkpoint_saved (last at step 200)" in text
+    assert "2× checkpoint saved (last at step 200)" in text
     assert "finished (test accuracy 0.9700)" in text
     assert render.catch_up(STATUS, None).startswith("🔄 Sidecar back. The trainer restarted")
 
@@ -138,3 +139,68 @@ def test_trainer_back_does_not_claim_step_0_while_the_restarted_trainer_is_loadi
     assert "step 0" not in loading and "loading" in loading and "new process" in loading
     running = render.trainer_back(STATUS, restarted=False)
     assert running.startswith("✅ Trainer back (same process),") and "running at step 1280" in running
+
+
+LR_SPEC = {
+    "name": "learning_rate",
+    "aliases": ["lr"],
+    "type": "float",
+    "minimum": 1e-6,
+    "maximum": 1.0,
+    "applies": "next_step",
+    "value": 0.01,
+    "help": "Optimizer learning rate.",
+}
+
+
+def test_metrics_read_one_way_everywhere() -> None:
+    text = render.status({**STATUS, "metrics": {"accuracy": 1, "loss": 0.0509918, "val_loss": 2.3e-05}})
+    assert "accuracy 1.0000, loss 0.0510, val_loss 2.30e-05" in text
+    shown = [render.metric(v) for v in (1, 0.0509918, 0, "x", None)]
+    assert shown == ["1.0000", "0.0510", "0.0000", "?", "?"]
+
+
+def test_a_change_says_in_plain_words_when_it_takes_effect() -> None:
+    result = {
+        "params": {"learning_rate": 0.01, "display_step": 5},
+        "applies_at_step": {"learning_rate": 1201, "display_step": 1200},
+        "applies": {"learning_rate": "next_step", "display_step": "now"},
+    }
+    old = {"learning_rate": 0.001, "display_step": 10}
+    assert render.params_set(result, old) == (
+        "OK: learning_rate = 0.01 (was 0.001), from step 1201 (the next one); "
+        "display_step = 5 (was 10), at once"
+    )
+    assert render.params_set(result, old, lang="zh") == (
+        "已修改：学习率 learning_rate = 0.01（原为 0.001），从第 1201 步（下一步）起生效；"
+        "显示间隔 display_step = 5（原为 10），立即生效"
+    )
+
+
+def test_chinese_status_and_actions_read_as_chinese() -> None:
+    text = render.status({**STATUS, "metrics": {"accuracy": 1, "loss": 0.05}}, lang="zh")
+    assert text.startswith("状态：训练中，第 1280/2000 步（第 1 轮）")
+    assert "准确率 1.0000，损失 0.0500" in text and "预计还需 1小时02分" in text
+    assert render.action("stop", {"state": "stopping", "at_step": 42}, lang="zh") == (
+        "正在停止（第 42 步，当前状态：正在停止）。"
+    )
+    assert render.action("pause", {"state": "paused", "step": 3, "already": True}, lang="zh") == (
+        "无需暂停：当前状态为“已暂停”（第 3 步）。"
+    )
+
+
+def test_help_on_a_parameter_explains_it() -> None:
+    text = render.param_help(LR_SPEC)
+    assert text.startswith("learning_rate (lr): Optimizer learning rate.")
+    assert "Now 0.01; allowed float 1e-06..1; a change takes effect at the next step." in text
+    assert "Change it with: lr 0.01" in text
+    assert "下一步起生效" in render.param_help(LR_SPEC, lang="zh")
+
+
+def test_alerts_have_chinese_variants_and_keep_their_english_text() -> None:
+    english = render.trainer_down("closed", 3.0, 120, 100)
+    assert english.startswith("⚠️ Trainer down at step 120") and "Last checkpoint: step 100." in english
+    chinese = render.trainer_down("closed", 3.0, 120, 100, lang="zh")
+    assert chinese.startswith("⚠️ 训练程序已退出（停在第 120 步）") and "第 100 步" in chinese
+    back = render.trainer_back({"state": "running", "step": 100}, restarted=True, old_step=120, lang="zh")
+    assert back == "✅ 训练程序已重启（新进程），从第 100 步继续；最近检查点之后的 20 步（101–120）正在重做。"

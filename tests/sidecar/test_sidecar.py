@@ -52,27 +52,32 @@ def ask(chat, text: str, **sender: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_seed_commands_start_reparameterise_and_stop(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
-    assert ask(chat, "开始") == "Starting at step 0 (state now running)."
+    assert ask(chat, "开始") == "开始训练（第 0 步，当前状态：训练中）。"
     assert trainer.state == "running"
-    assert ask(chat, "lr 0.01") == "OK: learning_rate = 0.01 (from step 1)"
-    assert ask(chat, "ti 300000").startswith("OK: training_iters = 300000")
-    assert ask(chat, "bs 64").startswith("OK: batch_size = 64")
-    assert ask(chat, "ds 20").startswith("OK: display_step = 20")
+    # Chinese commands are answered in Chinese; the seed's 'lr 0.01' keeps the owner's language.
+    assert ask(chat, "lr 0.01") == (
+        "已修改：学习率 learning_rate = 0.01（原为 0.001），从第 1 步（下一步）起生效"
+    )
+    assert ask(chat, "ti 300000").startswith("已修改：训练样本总数 training_iters = 300000")
+    assert ask(chat, "bs 64").startswith("已修改：批大小 batch_size = 64")
+    assert ask(chat, "ds 20").startswith("已修改：显示间隔 display_step = 20")
     assert trainer.params == {
         "learning_rate": 0.01,
         "training_iters": 300000,
         "batch_size": 64,
         "display_step": 20,
     }
-    assert "learning_rate (lr) = 0.01" in ask(chat, "参数")
-    assert ask(chat, "停止") == "Stopping at step 0 (state now stopped)."
+    assert "学习率 learning_rate (lr) = 0.01" in ask(chat, "参数")
+    assert ask(chat, "停止") == "正在停止（第 0 步，当前状态：已停止）。"
+    assert ask(chat, "status").startswith("State: stopped")  # an English command, English reply
     assert trainer.state == "stopped"
 
 
 def test_english_forms_and_several_assignments(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     assert ask(chat, "set lr=0.02 bs=32") == (
-        "OK: learning_rate = 0.02 (from step 1); batch_size = 32 (from step 1)"
+        "OK: learning_rate = 0.02 (was 0.001), from step 1 (the next one); "
+        "batch_size = 32 (was 128), from step 1 (the next epoch)"
     )
     assert ask(chat, "start").startswith("Starting")
     assert ask(chat, "pause").startswith("Pausing")
@@ -104,6 +109,17 @@ def test_a_refusal_from_the_trainer_is_shown(sidecar) -> None:  # type: ignore[n
 def test_an_unknown_command_gets_the_closest_match(sidecar) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     assert ask(chat, "stpo") == "Unknown command 'stpo'. Did you mean: stop? (help lists all)"
+    assert ask(chat, "开使") == "未知命令 '开使'。您是想说：开始？（发送 帮助 查看全部命令）"
+
+
+def test_help_explains_a_parameter_in_the_language_asked(sidecar) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    english = ask(chat, "help lr")
+    assert english.startswith("learning_rate (lr): ") and "takes effect at the next step" in english
+    assert "Change it with: lr 0.001" in english
+    chinese = ask(chat, "帮助 bs")
+    assert chinese.startswith("批大小 batch_size (bs)：") and "下一轮（epoch）起生效" in chinese
+    assert "暂停训练" in ask(chat, "帮助")
 
 
 def test_chatter_is_not_answered(sidecar) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +147,7 @@ def test_a_contact_not_on_the_allow_list_is_ignored(sidecar, trainer: FakeTraine
 def test_an_allow_listed_contact_commands_by_remark(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     reply = ask(chat, "开始", sender_id="@alice", sender_name="Alice", sender_remark="Ally")
-    assert reply.startswith("Starting")
+    assert reply.startswith("开始训练")
     assert trainer.state == "running"
 
 
@@ -197,8 +213,9 @@ def test_a_new_parameter_in_describe_needs_no_sidecar_change(eps, tmp_path: Path
     try:
         with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
             chat.wait_text("Sidecar connected")
-            assert ask(chat, "dp 0.5") == "OK: dropout = 0.5 (from step 1)"
-            assert "dropout (dp)  [float 0..1, applies next_step] dropout rate" in ask(chat, "help")
+            assert ask(chat, "dp 0.5") == "OK: dropout = 0.5 (was 0.25), from step 1 (the next one)"
+            help_text = ask(chat, "help")
+            assert "dropout (dp)  [float 0..1, takes effect at the next step] dropout rate" in help_text
             assert "dropout (dp) = 0.5" in ask(chat, "params")
     finally:
         fake.close()
@@ -207,9 +224,9 @@ def test_a_new_parameter_in_describe_needs_no_sidecar_change(eps, tmp_path: Path
 def test_trainer_unavailable_is_answered_within_the_bound(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = make_config(*eps, tmp_path, request_timeout_ms=300, request_retries=1)
     with running_sidecar(config) as (_, chat):
-        for text in ("status", "lr 0.01", "停止"):
+        for text, expected in (("status", UNAVAILABLE_TEXT), ("lr 0.01", UNAVAILABLE_TEXT), ("停止", None)):
             started = time.monotonic()
-            assert ask(chat, text) == UNAVAILABLE_TEXT
+            assert ask(chat, text) == (expected or "训练程序没有应答。它在运行吗？")
             assert time.monotonic() - started < 2.0  # 2 attempts x 300 ms, plus slack
         # Never reachable is not 'down' (that needs a connection that closed); it is said only
         # after UNREACHABLE_AFTER_S.
@@ -249,7 +266,7 @@ def test_a_restarted_sidecar_sends_one_summary_and_replays_nothing(eps, tmp_path
             time.sleep(0.01)  # publish() only queues: let the publisher number them
         with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
             summary = chat.wait_text("Sidecar back")
-            assert "While I was away: 2× checkpoint_saved (last at step 200)." in summary
+            assert "While I was away: 2× checkpoint saved (last at step 200)." in summary
             trainer.event("paused")
             chat.wait_text("⏸ Paused at step 200")
             texts = [m.text for m in chat.snapshot()]
@@ -275,7 +292,7 @@ def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, tra
     trainer.event("checkpoint_saved", path="ckpt-1")
     trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
     reply = ask(chat, "history")
-    assert "checkpoint_saved" in reply or "Checkpoint" in reply, reply
+    assert "checkpoint saved" in reply, reply
 
 
 def test_chat_text_is_never_echoed_back_at_length(sidecar) -> None:  # type: ignore[no-untyped-def]

@@ -150,7 +150,7 @@ def test_the_new_sidecar_sends_one_catch_up_summary_and_no_old_event(sidecar_kil
     after = sidecar_killed.texts_after
     summaries = [text for text in after if "Sidecar back" in text]
     assert len(summaries) == 1, after
-    assert "While I was away: " in summaries[0] and "checkpoint_saved" in summaries[0], summaries[0]
+    assert "While I was away: " in summaries[0] and "checkpoint saved" in summaries[0], summaries[0]
     assert not [text for text in after if "Sidecar connected" in text], "caught up as if new"
     assert not [text for text in after if "Training started" in text], "re-sent the 'started' event"
     told = [int(m) for text in sidecar_killed.texts_before for m in CHECKPOINT_TEXT.findall(text)]

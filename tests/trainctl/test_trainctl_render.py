@@ -151,3 +151,24 @@ def test_watch_state_folds_events_into_progress_state_and_events() -> None:
         "trainer down: its connection closed",
         "trainer back",
     ]
+
+
+def _view_text(state: WatchState) -> str:
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render.watch_view(state))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_watch_shows_one_loss_no_report_dump_and_forgets_the_old_process() -> None:
+    state = WatchState(endpoint="ipc://x")
+    state.apply(Snapshot({"state": "running", "step": 10, "session": "s1", "metrics": {"loss": 0.5}}))
+    report = {"step": 20, "loss": 0.25, "accuracy": 0.9, "steps_per_s": 5.0, "eta_s": 30.0, "lr": 0.001}
+    state.apply(Data(Message("data", report, session="s1", seq=1, topic="metrics.report")))
+    state.apply(Data(Message("data", {"step": 20, "loss": 0.3, "accuracy": 0.8}, session="s1", seq=2,
+                             topic="metrics.val")))  # fmt: skip
+    text = _view_text(state)
+    assert text.count("0.25") == 1  # the training loss once, on the numbers line
+    assert "report" not in text and "lr=" not in text and "validation" in text
+    state.apply(SessionChanged("s1", "s2", {"state": "loading", "step": 0, "session": "s2"}))
+    text = _view_text(state)
+    assert "validation" not in text and "0.25" not in text  # nothing stale from the old process

@@ -50,7 +50,7 @@ class Recorder(Callback):
 
 def make_trainer(run_dir: Path, module: Any, *callbacks: Callback, steps: int = 10, **params: Any) -> Trainer:
     values = {"bs": BATCH, "ti": BATCH * steps, "ds": 5, **params}
-    return Trainer(module, params=values, callbacks=list(callbacks), run_dir=run_dir)
+    return Trainer(module, params=values, callbacks=list(callbacks), run_dir=run_dir, progress=False)
 
 
 def weights_finite(trainer: Trainer) -> bool:
@@ -60,7 +60,7 @@ def weights_finite(trainer: Trainer) -> bool:
 def test_fit_runs_training_iters_over_batch_size_steps_in_hook_order(tmp_path: Path) -> None:
     recorder = Recorder()
     trainer = make_trainer(tmp_path, TinyModule(synthetic=256), recorder, steps=10)
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     assert trainer.step == 10
     assert recorder.steps("on_step_end") == list(range(1, 11))
     assert recorder.steps("on_report") == [5, 10]
@@ -96,7 +96,7 @@ def test_non_finite_loss_is_never_applied_and_the_policy_decides(tmp_path: Path,
         tmp_path, TinyModule(synthetic=256, nan_at_calls=(4,)), nonfinite, recorder, steps=8
     )
     if policy == "skip":
-        assert trainer.fit() == "finished"
+        assert trainer.fit().outcome == "finished"
         assert nonfinite.skipped == 1 and trainer.step == 8
     else:
         with pytest.raises(NonFiniteLoss):
@@ -119,7 +119,7 @@ def test_non_finite_loss_rolls_back_to_the_last_checkpoint(tmp_path: Path) -> No
         recorder,
         steps=10,
     )
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     assert recorder.steps("on_step_end") == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8, 9, 10]
     assert nonfinite.rollbacks == 0  # reset by the checkpoint at step 8
     assert weights_finite(trainer)
@@ -179,8 +179,8 @@ def test_a_compiled_keras_model_trains_through_the_one_line_wrapper(tmp_path: Pa
         optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     module = KerasModule(model, train=(x, y), test=(x, y), metrics={"accuracy": sparse_accuracy})
-    trainer = Trainer(module, params={"bs": 16, "ti": 16 * 20}, run_dir=tmp_path)
+    trainer = Trainer(module, params={"bs": 16}, max_steps=20, run_dir=tmp_path, progress=False)
     assert trainer.params["learning_rate"] == pytest.approx(0.1)
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     assert trainer.step == 20
     assert 0.0 <= trainer.test()["accuracy"] <= 1.0

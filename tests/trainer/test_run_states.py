@@ -48,7 +48,7 @@ def controlled(
     controller = Controller((), {}, run_id="r", session="s", publish=publish)
     callbacks = [ControlBridge(controller, publish), PublishMetrics(publish, state=lambda: controller.state)]
     params = {"bs": BATCH, "ti": BATCH * steps, "ds": 2}
-    trainer = Trainer(module, params=params, callbacks=[*callbacks, *extra], run_dir=tmp_path)
+    trainer = Trainer(module, params=params, callbacks=[*callbacks, *extra], run_dir=tmp_path, progress=False)
     progress = Progress(step=trainer.step, total_steps=trainer.total_steps())
     controller.loaded(trainer.specs, trainer.params, progress, autostart=True)
     return trainer, controller, published
@@ -60,7 +60,7 @@ def test_a_stop_ends_in_the_stopped_state_with_a_final_stopped_event(tmp_path: P
     trainer, controller, published = controlled(tmp_path, TinyModule(synthetic=256), 10)
     controller_holder.append(controller)
     trainer.callbacks.append(Actions(controller, actions))
-    assert trainer.fit() == "stopped"
+    assert trainer.fit().outcome == "stopped"
     assert controller.state == "stopped" and controller.status({})["state"] == "stopped"
     final = [body for topic, body in published if topic in ("event.stopped", "event.finished")]
     # Sent between steps 3 and 4 (the loop is on the host): step 4 never starts.
@@ -71,7 +71,7 @@ def test_a_stop_ends_in_the_stopped_state_with_a_final_stopped_event(tmp_path: P
 
 def test_a_finished_run_refuses_a_start_until_its_budget_is_raised(tmp_path: Path) -> None:
     trainer, controller, published = controlled(tmp_path, TinyModule(synthetic=256), 4)
-    assert trainer.fit() == "finished" and controller.state == "finished"
+    assert trainer.fit().outcome == "finished" and controller.state == "finished"
     with pytest.raises(RequestError) as refused:
         controller.start({})
     assert refused.value.code == "invalid_state"
@@ -112,7 +112,7 @@ def test_a_metric_named_like_a_record_key_is_renamed_and_never_fails_the_run(tmp
         tmp_path, CollidingMetrics(synthetic=256), 4, JsonlLog(tmp_path)
     )
     trainer.callbacks.append(Actions(controller, {2: lambda t: setattr(t, "evaluate_requested", True)}))
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     records = [json.loads(line) for line in (tmp_path / FILE_NAME).read_text().splitlines()]
     report = next(r for r in records if r["kind"] == "report")
     assert report["step"] == 2 and isinstance(report["metric_kind"], float) and "metric_step" in report
@@ -132,7 +132,7 @@ def test_a_flood_of_set_params_reaches_the_loop_as_one_change_per_boundary(tmp_p
         controller.set_params({"params": {"ds": 2}})  # the value in use: no change at all
 
     trainer.callbacks.append(Actions(controller, {2: flood}))  # between steps 2 and 3
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     changes = [body for topic, body in published if topic == "event.param_changed"]
     assert [(c["name"], c["new"], c["applies_at_step"]) for c in changes] == [("learning_rate", 0.002, 3)]
     assert trainer.learning_rate() == pytest.approx(0.002)

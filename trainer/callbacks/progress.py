@@ -38,6 +38,7 @@ class ProgressBar(Callback):
             "train", total=trainer.total_steps(), completed=trainer.step, info=""
         )
         self._progress.start()
+        self._console.print(f"chattrain: checkpoints go to {trainer.run_dir / 'checkpoints'}", soft_wrap=True)
 
     def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
         if self._progress is None:

@@ -1,0 +1,299 @@
+"""One line for an existing ``model.fit`` script: ``callbacks=[chattrain.keras.Remote()]``.
+
+The callback binds the trainer's sockets (the same default ipc endpoints and connection file as
+``python -m trainer``), speaks the same protocol and publishes the same feed, so the sidecar and
+trainctl work unchanged. It reuses the trainer's control plane: ``trainer.control.Controller``
+behind a ``protocol.ControlServer`` and ``protocol.Publisher``, driven by the trainer's own
+``ControlBridge`` and ``PublishMetrics`` callbacks through `FitRun`, a view of the running fit
+that looks to them like ``trainer.Trainer``.
+
+What it obeys, at the next batch boundary: stop (``model.stop_training``; fit ends after the
+batch), pause / resume (held between batches), ``lr`` (assigned to the optimizer's learning rate;
+with a ``LearningRateSchedule`` the schedule owns the rate and ``lr`` is refused), ``display_step``,
+checkpoint (``model.save_weights`` into ``run_dir``) and eval (``model.evaluate`` on
+``validation_data``). ``batch_size`` and the budget belong to ``fit``'s arguments and are not live.
+The sockets close when fit ends (the sidecar then says the trainer is down).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from protocol import (
+    PROTOCOL_VERSION,
+    ConnectionInfo,
+    ControlServer,
+    Publisher,
+    default_connection_file,
+    default_endpoints,
+    new_session_id,
+    server_curve,
+)
+from trainer.callbacks.base import Callback as TrainerCallback
+from trainer.callbacks.base import dispatch
+from trainer.callbacks.control import ControlBridge
+from trainer.callbacks.publish import PublishMetrics
+from trainer.control import Controller, Progress
+from trainer.lifecycle import ACTIVITY_STEP
+from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUN_DIR = Path("runs/fit")
+HEARTBEAT_INTERVAL_S = 1.0
+
+
+class FitRun:
+    """The running fit as the trainer's callbacks see a ``Trainer``: counters, flags, params."""
+
+    def __init__(self, model: keras.Model, run_dir: Path, validation_data: Any, display_step: int) -> None:
+        self.model, self.run_dir, self.validation_data = model, run_dir, validation_data
+        schedule = isinstance(model.optimizer.learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        names = (DISPLAY_STEP,) if schedule else (LEARNING_RATE, DISPLAY_STEP)
+        self.specs = tuple(s for s in PARAM_SPECS if s.name in names)
+        self.params: dict[str, Any] = {DISPLAY_STEP: display_step}
+        if not schedule:
+            self.params[LEARNING_RATE] = self.learning_rate()
+        self.step = self.epoch = self.samples_seen = 0
+        self.activity = ACTIVITY_STEP
+        self.steps_per_s = 0.0
+        self.steps_per_epoch: int | None = None
+        self.epochs = 1
+        self.next_epoch_step: int | None = None
+        self.last_checkpoint_step: int | None = None
+        self.last_checkpoint_path: str | None = None
+        self.param_changes: list[dict[str, Any]] = []
+        self.error_info: dict[str, Any] | None = None
+        self.outcome: str | None = None
+        self.should_stop = self.checkpoint_requested = self.evaluate_requested = False
+        self.callbacks: list[TrainerCallback] = []
+
+    def dispatch(self, hook: str, logs: dict[str, float]) -> None:
+        dispatch(self.callbacks, hook, self, logs)  # type: ignore[arg-type]
+
+    def ending(self) -> str:
+        return "stopped" if self.should_stop else "finished"
+
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch if self.steps_per_epoch else self.step
+
+    def learning_rate(self) -> float:
+        rate = self.model.optimizer.learning_rate
+        return float(
+            rate(self.model.optimizer.iterations) if callable(rate) else keras.ops.convert_to_numpy(rate)
+        )
+
+    def set_params(self, values: dict[str, Any], *, at_step: int | None = None) -> None:
+        """Apply validated values (the Controller validated them) and tell the callbacks."""
+        at_step = self.step + 1 if at_step is None else at_step
+        self.param_changes = []
+        for name, new in values.items():
+            if name == LEARNING_RATE:
+                self.model.optimizer.learning_rate.assign(float(new))
+            self.param_changes.append(
+                {"name": name, "old": self.params.get(name), "new": new, "applies": "next_step",
+                 "applies_at_step": at_step, "reason": "set"}
+            )  # fmt: skip
+            self.params[name] = new
+        self.dispatch("on_params_changed", {k: float(v) for k, v in values.items()})
+
+    def service_requests(self) -> None:
+        """Checkpoint and evaluation asked for from chat or trainctl, at a batch boundary."""
+        if self.checkpoint_requested:
+            self.checkpoint_requested = False
+            self.save_checkpoint()
+        if self.evaluate_requested:
+            self.evaluate_requested = False
+            self.validate()
+
+    def save_checkpoint(self) -> str:
+        path = self.run_dir / "checkpoints" / f"step-{self.step}.weights.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(path)
+        self.last_checkpoint_step, self.last_checkpoint_path = self.step, str(path)
+        self.dispatch("on_checkpoint", {})
+        return str(path)
+
+    def validate(self) -> dict[str, float]:
+        logs = self.evaluate()
+        self.dispatch("on_validation_end", logs)
+        return logs
+
+    def evaluate(self) -> dict[str, float]:
+        if self.validation_data is None:
+            logger.warning("evaluate asked for, but fit has no validation_data")
+            return {}
+        x, y = self.validation_data[:2]
+        results = self.model.evaluate(x, y, verbose=0, return_dict=True)
+        return {name: float(value) for name, value in results.items()}
+
+
+class Remote(keras.callbacks.Callback):  # type: ignore[misc]
+    """Chat and trainctl control of a plain ``model.fit`` (see the module docstring).
+
+    ``validation_data`` is what ``eval`` evaluates (pass the same as to fit); ``run_dir`` where
+    checkpoints go; ``instance`` picks the endpoints like ``--instance`` (or give ``control`` and
+    ``metrics`` endpoints); ``insecure_no_curve`` turns CurveZMQ off as ``--insecure-no-curve`` does.
+    """
+
+    def __init__(
+        self,
+        *,
+        validation_data: Any = None,
+        run_dir: str | Path = DEFAULT_RUN_DIR,
+        display_step: int = 10,
+        instance: str | None = None,
+        control: str | None = None,
+        metrics: str | None = None,
+        insecure_no_curve: bool = False,
+    ) -> None:
+        super().__init__()
+        if display_step < 1:
+            raise ValueError(f"display_step must be >= 1, got {display_step!r}")
+        self._validation_data, self._run_dir, self._display_step = (
+            validation_data,
+            Path(run_dir),
+            display_step,
+        )
+        default_control, default_metrics = default_endpoints(instance)
+        self._control, self._metrics = control or default_control, metrics or default_metrics
+        self._connection_file = default_connection_file(instance)
+        self._insecure = insecure_no_curve
+        self._sockets: tuple[ControlServer, Publisher] | None = None
+        self._publish: Callable[[str, dict[str, Any]], None] = lambda topic, body: None  # until bound
+        self.run: FitRun | None = None
+        self._step_started = 0.0
+
+    # -- keras hooks --------------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        run = self.run = FitRun(self.model, self._run_dir, self._validation_data, self._display_step)
+        run.epochs, run.steps_per_epoch = int(self.params.get("epochs") or 1), self.params.get("steps")
+        controller = self._bind(run)
+        run.callbacks = [
+            ControlBridge(controller, self._publish),
+            PublishMetrics(self._publish, lambda: controller.state),
+        ]
+        controller.loaded(
+            run.specs, run.params, Progress(step=0, epoch=0, total_steps=run.total_steps()), autostart=True
+        )
+        run.dispatch("on_train_start", {})
+        self._step_started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.run is not None:
+            self.run.epoch = epoch
+            self.run.next_epoch_step = self.run.step + (self.run.steps_per_epoch or 0) + 1
+            self.run.dispatch("on_epoch_start", {})
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        run = self.run
+        if run is None:
+            return
+        values = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        run.step += 1
+        now = time.perf_counter()
+        rate = 1.0 / max(now - self._step_started, 1e-9)
+        run.steps_per_s = rate if run.steps_per_s == 0 else 0.8 * run.steps_per_s + 0.2 * rate
+        remaining = max(0, run.total_steps() - run.step)
+        step_logs = {"loss": values.get("loss", float("nan")), "steps_per_s": run.steps_per_s,
+                     "eta_s": remaining / run.steps_per_s}  # fmt: skip
+        run.dispatch("on_step_end", step_logs)  # control: commands applied, pause held here
+        if run.step % int(run.params[DISPLAY_STEP]) == 0:
+            run.dispatch("on_report", {**values, **step_logs, "lr": run.learning_rate()})
+        run.service_requests()
+        if run.should_stop:
+            self.model.stop_training = True
+        self._step_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        run = self.run
+        if run is None:
+            return
+        run.epoch = epoch + 1
+        val = {k[4:]: float(v) for k, v in (logs or {}).items() if k.startswith("val_") and _is_number(v)}
+        if val:
+            run.dispatch("on_validation_end", val)  # fit's own validation: a point per epoch
+        run.dispatch("on_epoch_end", {})
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        run = self.run
+        if run is None:
+            return
+        try:
+            run.outcome = "stopped" if run.should_stop else "finished"
+            run.save_checkpoint()
+            test = run.evaluate()
+            run.dispatch("on_test_end", test)
+            run.dispatch("on_train_end", test)
+        finally:
+            self.close()
+
+    # -- sockets ------------------------------------------------------------------------
+
+    def _bind(self, run: FitRun) -> Controller:
+        # CurveZMQ from the instance's keys, as `python -m trainer`: clients read them from the file.
+        curve, client = (None, None) if self._insecure else server_curve(self._connection_file)
+        session = new_session_id()
+        publisher = Publisher(
+            self._metrics,
+            session=session,
+            heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+            heartbeat_body=lambda: controller.heartbeat_body(),
+            curve=curve,
+        )
+        controller = Controller(
+            run.specs,
+            run.params,
+            run_id=run.run_dir.resolve().name,
+            session=session,
+            publish=publisher.publish,
+            heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+        )
+        controller.last_seq = lambda: publisher.last_seq
+        handlers = {**controller.handlers(), "history": publisher.history_handler}
+        server = ControlServer(self._control, handlers, session=session, curve=curve)
+        publisher.start()
+        try:
+            server.start()
+        except Exception:
+            publisher.close()
+            raise
+        self._sockets, self._publish = (server, publisher), publisher.publish
+        ConnectionInfo(
+            control=self._control,
+            metrics=self._metrics,
+            run_id=run.run_dir.resolve().name,
+            session=session,
+            protocol_version=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            server_public_key=curve.public_key() if curve else None,
+            client_public_key=client.public if client else None,
+            client_secret_key=client.secret if client else None,
+        ).write(self._connection_file)
+        logger.info("chattrain: control on %s, metrics on %s", self._control, self._metrics)
+        return controller
+
+    def close(self) -> None:
+        """Close the sockets (fit's end does it); idempotent."""
+        if self._sockets is not None:
+            server, publisher = self._sockets
+            self._sockets = None
+            server.close()
+            publisher.close()
+            self._connection_file.unlink(missing_ok=True)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

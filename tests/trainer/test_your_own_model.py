@@ -1,0 +1,64 @@
+"""Your own model from the README: the example module, the constructor options, the one-line
+Keras wrapper (progress, budget, compiled metrics, history)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from examples.my_module import LABEL_NOISE, Spirals  # noqa: E402
+from trainer import KerasModule, Trainer  # noqa: E402
+from trainer.tasks import load_module  # noqa: E402
+
+
+def test_the_example_module_trains_with_its_own_live_parameter(tmp_path: Path) -> None:
+    trainer = Trainer(
+        Spirals(samples=400), params={"noise": 0.2}, max_steps=12, run_dir=tmp_path, progress=False
+    )
+    assert [spec.name for spec in trainer.specs] == ["learning_rate", "batch_size", LABEL_NOISE]
+    assert trainer.params == {"learning_rate": 0.01, "batch_size": 64, LABEL_NOISE: 0.2}
+    history = trainer.fit()
+    assert history.outcome == "finished" and trainer.step == 12
+    assert history.steps == [10] and set(history.history) == {"loss", "accuracy", "lr"}
+    assert set(history.test) == {"loss", "accuracy"}
+    trainer.set_params({LABEL_NOISE: 0.3})
+    assert trainer.module.noise.numpy() == pytest.approx(0.3)  # the step reads it from the variable
+
+
+def test_a_module_gets_only_the_constructor_options_it_takes() -> None:
+    module = load_module(None, "examples.my_module:Spirals", data="mnist.npz", data_limit=5, synthetic=300)
+    assert isinstance(module, Spirals) and module.samples == 300
+
+
+def test_a_compiled_model_in_one_line_shows_progress_and_returns_its_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((512, 8), dtype=np.float32)
+    y = (x.sum(axis=1) > 4).astype(np.int64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = Trainer(KerasModule(model, train=(x, y), test=(x, y)), run_dir=tmp_path).fit()
+    assert history.outcome == "finished"
+    assert history.steps == [10]  # one epoch (as fit), batch 32 (as fit): 16 steps
+    assert len(history.history["accuracy"]) == 1  # the compiled metric, reported
+    assert 0.0 <= history.test["accuracy"] <= 1.0
+    err = capsys.readouterr().err
+    assert f"checkpoints go to {tmp_path / 'checkpoints'}" in err
+    assert "16/16" in err  # the progress bar reached the end of the epoch budget
+
+
+def test_a_missing_data_file_names_the_variable_to_set(tmp_path: Path) -> None:
+    from trainer.data import load_mnist
+
+    with pytest.raises(FileNotFoundError, match="set CHATTRAIN_DATA \\(or --data\\)"):
+        load_mnist(tmp_path / "nowhere.npz")
