@@ -74,6 +74,7 @@ class FitRun:
         self.outcome: str | None = None
         self.should_stop = self.checkpoint_requested = self.evaluate_requested = False
         self.callbacks: list[TrainerCallback] = []
+        self.gate = None  # one batch per callback: no compiled multi-step call to end early
 
     def dispatch(self, hook: str, logs: dict[str, float]) -> None:
         dispatch(self.callbacks, hook, self, logs)  # type: ignore[arg-type]
@@ -205,9 +206,10 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         remaining = max(0, run.total_steps() - run.step)
         step_logs = {"loss": values.get("loss", float("nan")), "steps_per_s": run.steps_per_s,
                      "eta_s": remaining / run.steps_per_s}  # fmt: skip
-        run.dispatch("on_step_end", step_logs)  # control: commands applied, pause held here
+        run.dispatch("on_step_end", step_logs)
         if run.step % int(run.params[DISPLAY_STEP]) == 0:
             run.dispatch("on_report", {**values, **step_logs, "lr": run.learning_rate()})
+        run.dispatch("on_boundary", {})  # control: commands applied, pause held here
         run.service_requests()
         if run.should_stop:
             self.model.stop_training = True
