@@ -35,13 +35,15 @@ def trainer_down(
         )
     if lang == ZH:
         where = f"（停在第 {last_step} 步）" if last_step else ""
-        saved = f"第 {checkpoint_step} 步" if checkpoint_step is not None else "无"
-        return f"⚠️ 训练程序已退出{where}：连接已关闭。最近检查点：{saved}。它恢复后我会通知您。"
+        saved = f"第 {checkpoint_step} 步" if checkpoint_step is not None else "尚无"
+        return f"⚠️ 训练程序已退出{where}：连接已关闭。我收到的最近检查点：{saved}。它恢复后我会通知您。"
     where = f" at step {last_step}" if last_step else ""
-    saved = f"step {checkpoint_step}" if checkpoint_step is not None else "none"
+    # What this sidecar heard of: one announced in the instant before a kill may not have reached
+    # it. Where the run really resumes, the 'back' message says.
+    saved = f"step {checkpoint_step}" if checkpoint_step is not None else "none yet"
     return (
         f"⚠️ Trainer down{where}: its connection closed (the process ended, or stopped answering "
-        f"entirely). Last checkpoint: {saved}. I will tell you when it is back."
+        f"entirely). Last checkpoint announced: {saved}. I will tell you when it is back."
     )
 
 

@@ -197,7 +197,7 @@ def test_down_says_the_step_reached_and_the_last_checkpoint(feed: Harness) -> No
     feed.report(263)
     feed.handler.handle(TrainerDown(0.2, reason="disconnected"))
     assert feed.sent[-1].startswith("⚠️ Trainer down at step 263: its connection closed")
-    assert "Last checkpoint: step 240." in feed.sent[-1]
+    assert "Last checkpoint announced: step 240." in feed.sent[-1]
 
 
 def _restart_while_loading(feed: Harness) -> None:

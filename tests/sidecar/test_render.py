@@ -199,7 +199,9 @@ def test_help_on_a_parameter_explains_it() -> None:
 
 def test_alerts_have_chinese_variants_and_keep_their_english_text() -> None:
     english = render.trainer_down("closed", 3.0, 120, 100)
-    assert english.startswith("⚠️ Trainer down at step 120") and "Last checkpoint: step 100." in english
+    assert (
+        english.startswith("⚠️ Trainer down at step 120") and "Last checkpoint announced: step 100." in english
+    )
     chinese = render.trainer_down("closed", 3.0, 120, 100, lang="zh")
     assert chinese.startswith("⚠️ 训练程序已退出（停在第 120 步）") and "第 100 步" in chinese
     back = render.trainer_back({"state": "running", "step": 100}, restarted=True, old_step=120, lang="zh")

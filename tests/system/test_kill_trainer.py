@@ -169,7 +169,11 @@ def test_the_owner_hears_once_that_the_trainer_is_down_and_once_that_it_is_back(
 def test_down_and_back_say_the_step_the_checkpoint_and_what_is_redone(trainer_killed: TrainerKill) -> None:
     checkpoint = trainer_killed.checkpoint_step
     [down] = [text for text in trainer_killed.texts if text.startswith("⚠️ Trainer down")]
-    assert f"Last checkpoint: step {checkpoint}." in down, down
+    # The checkpoint announced just before the kill may not have reached the sidecar: the one it
+    # names is at most that one, and 'back' says exactly where the run resumed.
+    announced = re.search(r"Last checkpoint announced: (?:step (\d+)|none yet)\.", down)
+    assert announced is not None, down
+    assert announced[1] is None or int(announced[1]) <= checkpoint, down
     [back] = [text for text in trainer_killed.texts if text.startswith("✅ Trainer back (new process)")]
     assert back.startswith(f"✅ Trainer back (new process), resumed at step {checkpoint}"), back
     messages = feed.data_messages(trainer_killed.events)

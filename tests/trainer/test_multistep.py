@@ -92,7 +92,7 @@ def test_stop_takes_effect_within_one_step_at_16_steps_per_call(tmp_path: Path) 
     recorder = Recorder()
     trainer, controller, _ = controlled_trainer(tmp_path, module, recorder)
     reply = while_held(module, lambda: controller.stop({}))
-    assert trainer.fit() == "stopped"
+    assert trainer.fit().outcome == "stopped"
     assert reply["at_step"] == 5 and trainer.step == 5
     assert recorder.steps("on_step_end") == [1, 2, 3, 4, 5]
     assert recorder.steps("on_boundary") == [5]  # steps 1..5 ran in one call, which the stop ended
@@ -103,7 +103,7 @@ def test_a_learning_rate_change_applies_exactly_at_the_step_in_the_reply(tmp_pat
     recorder = Recorder()
     trainer, controller, published = controlled_trainer(tmp_path, module, recorder, steps=30)
     reply = while_held(module, lambda: controller.set_params({"params": {"lr": 0.05}}))
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     assert reply["applies_at_step"] == {"learning_rate": 8}
     reports = zip(recorder.steps("on_report"), recorder.logs["on_report"], strict=True)
     lrs = {step: logs["lr"] for step, logs in reports}
@@ -119,7 +119,7 @@ def test_a_learning_rate_change_applies_exactly_at_the_step_in_the_reply(tmp_pat
 def test_every_step_is_published_and_reports_land_on_their_steps(tmp_path: Path) -> None:
     recorder = Recorder()
     trainer, _, published = controlled_trainer(tmp_path, TinyModule(synthetic=256), recorder, ds=5)
-    assert trainer.fit() == "finished"
+    assert trainer.fit().outcome == "finished"
     steps = [body["step"] for topic, body in published if topic == "metrics.step"]
     reports = [body["step"] for topic, body in published if topic == "metrics.report"]
     assert steps == list(range(1, 41)) and reports == list(range(5, 41, 5))
@@ -153,7 +153,7 @@ def test_xla_on_trains_and_auto_means_on_only_with_a_gpu(tmp_path: Path) -> None
         steps_per_execution=4,
         jit_compile="on",
     )
-    assert trainer.fit() == "finished" and trainer.step == 8
+    assert trainer.fit().outcome == "finished" and trainer.step == 8
     assert resolve_jit("auto") == bool(tf.config.list_physical_devices("GPU"))
     with pytest.raises(ValueError, match="jit_compile"):
         resolve_jit("maybe")
