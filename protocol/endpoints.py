@@ -8,6 +8,7 @@ lock file beside the socket for as long as the socket lives.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -132,11 +133,14 @@ class BoundEndpoint:
 
     def __init__(self, socket: zmq.Socket[bytes], endpoint: str) -> None:
         self._lock: IO[str] | None = None
+        self._socket_path: Path | None = None
         if endpoint.startswith("ipc://"):
-            self._lock = _take_ipc_lock(Path(endpoint[len("ipc://") :]))
+            self._socket_path = Path(endpoint[len("ipc://") :])
+            self._lock = _take_ipc_lock(self._socket_path)
         try:
             socket.bind(endpoint)
         except zmq.ZMQError as exc:
+            self._socket_path = None  # not bound: whatever is at that path is not ours to remove
             self.release()
             if exc.errno == zmq.EADDRINUSE:
                 raise EndpointInUse(f"{endpoint} is already in use by another process") from exc
@@ -144,9 +148,17 @@ class BoundEndpoint:
         self.endpoint = endpoint
 
     def release(self) -> None:
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        """Give the endpoint up; an ipc socket file and its lock file are removed, while the lock
+        is still held (so they can only be another process's once this one has let go)."""
+        if self._lock is None:
+            return
+        if self._socket_path is not None:
+            with contextlib.suppress(OSError):
+                self._socket_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(self._lock.name).unlink(missing_ok=True)
+        self._lock.close()
+        self._lock = None
 
 
 def _take_ipc_lock(socket_path: Path) -> IO[str]:

@@ -117,11 +117,11 @@ class ServerSocket:
 
     def close(self) -> None:
         self.socket.close(linger=0)
-        bound = getattr(self, "_bound", None)
-        if bound is not None:
-            bound.release()
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
         if self._own_context:
             self.context.term()
+        bound = getattr(self, "_bound", None)
+        if bound is not None:  # last: its files go while its lock is still held
+            bound.release()

@@ -28,6 +28,7 @@ from trainer.commands import Command, PendingCommands
 from trainer.lifecycle import (
     ACTIVITY_IDLE,
     ACTIVITY_LOADING,
+    FAIL,
     FAILED,
     LOADED,
     LOADING,
@@ -106,6 +107,7 @@ class Controller:
         self._apply_step = 1  # the first step that sees a command recorded now
         self._start_queued = False
         self._error: dict[str, Any] | None = None
+        self._setup_error: dict[str, Any] | None = None  # the trainer could not be built at all
         self._started_at: float | None = None
         self._activity = ACTIVITY_LOADING
         self._activity_progress = time.monotonic()
@@ -165,6 +167,8 @@ class Controller:
             if self._state not in (LOADING, *STARTABLE_STATES):
                 hint = "; change params with set_params" if values else ""
                 raise RequestError(ErrorCode.INVALID_STATE, f"cannot start while {self._state}{hint}")
+            if self._setup_error is not None:
+                raise RequestError(ErrorCode.INVALID_STATE, _setup_refusal(self._setup_error))
             if self._state != LOADING:
                 self._check_budget_locked({**self._params, **values})
             if values:
@@ -263,6 +267,14 @@ class Controller:
                 logger.warning("not starting: %s", refusal)
                 self._publish("log", {"level": "warning", "message": f"not starting: {refusal}"})
             self._fire_locked(START if go and refusal is None else LOADED)
+
+    def setup_failed(self, error: dict[str, Any]) -> None:
+        """The module, data or model could not be built: ``failed``, and ``start`` is refused with
+        the reason (starting again would only fail again)."""
+        with self._cond:
+            self._setup_error = error
+            self._error = error
+            self._fire_locked(FAIL)
 
     def fire(self, event: str, error: dict[str, Any] | None = None) -> str:
         """Apply a state-machine event from the loop or the build path; returns the new state."""
@@ -379,3 +391,8 @@ class Controller:
                 {"event": "state", "step": self._progress.step, "state": state, "previous": previous},
             )
         return state
+
+
+def _setup_refusal(error: dict[str, Any]) -> str:
+    cause = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+    return f"cannot start: the trainer could not be set up ({cause:.300}); fix that and restart the trainer"

@@ -203,6 +203,9 @@ class Session:
     def _fail(self, exc: BaseException) -> None:
         error = describe_error(exc)
         logger.error("trainer setup failed: %s: %s", error["type"], error["message"])
-        self.controller.fire(FAIL, error=error)
+        if self.trainer is None:  # nothing was built: a start could only fail the same way
+            self.controller.setup_failed(error)
+        else:
+            self.controller.fire(FAIL, error=error)
         step = self.trainer.step if self.trainer else 0
         self.publish("event.failed", {"event": "failed", "step": step, "state": FAILED, "error": error})

@@ -136,3 +136,13 @@ def test_the_process_refuses_a_zero_heartbeat_interval_with_exit_2_naming_the_fl
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--heartbeat-interval" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_trainer_that_could_not_be_set_up_refuses_start_with_the_reason() -> None:
+    controller, _ = make_controller("loading")
+    controller.setup_failed({"type": "FileNotFoundError", "message": "no such file: mnist.npz"})
+    error = refused(ErrorCode.INVALID_STATE, controller.start, {})
+    assert "could not be set up" in error.message and "mnist.npz" in error.message
+    refused(ErrorCode.INVALID_STATE, controller.start, {"params": {"lr": 0.01}})
+    assert controller.state == "failed"  # nothing changed: no 'running' that fails again
+    assert controller.status({})["error"]["type"] == "FileNotFoundError"

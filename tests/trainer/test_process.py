@@ -141,5 +141,9 @@ def test_sigterm_stops_gracefully_with_a_checkpoint_and_exits(shared: TrainerPro
         assert shared.popen.wait(timeout=60) == 0
         checkpoints = shared.run_dir / "checkpoints"
         assert (checkpoints / f"ckpt-{stopped['step']}.index").exists()
+        # A clean exit leaves no socket or lock file behind.
+        sockets = [Path(endpoint[len("ipc://") :]) for endpoint in (shared.control, shared.metrics)]
+        left = [p for s in sockets for p in (s, s.with_name(s.name + ".lock")) if p.exists()]
+        assert left == []
     finally:
         feed.close()

@@ -1,0 +1,28 @@
+"""A trainer whose data cannot be loaded says why, and refuses `start` instead of failing again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from protocol import ErrorCode, RemoteError
+from tests.trainer.support import TrainerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_start_after_a_failed_setup_is_refused_with_the_reason(workdir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz file")
+    process = TrainerProcess(workdir, tmp_path / "run", ["--data", str(broken)])
+    try:
+        failed = process.wait_status(lambda s: s["state"] == "failed")
+        assert failed["error"] is not None
+        with pytest.raises(RemoteError) as refusal:
+            process.client.start()
+        assert refusal.value.code == ErrorCode.INVALID_STATE
+        assert "could not be set up" in refusal.value.message
+        assert process.client.status()["state"] == "failed"
+    finally:
+        process.close()
