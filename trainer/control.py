@@ -98,7 +98,10 @@ class Controller:
         heartbeat_interval_s: float = 1.0,
         max_steps: int | None = None,
     ) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # an RLock inside: state listeners may read the state
+        # Called (under the lock, in whichever thread changed it) after every state change: the
+        # run's intent is recorded the moment a pause or stop is accepted, not at a later step.
+        self.on_state_change: Callable[[str], None] | None = None
         self._specs = tuple(specs)
         self._params = dict(params)
         self._state = LOADING
@@ -390,6 +393,8 @@ class Controller:
                 "event.state",
                 {"event": "state", "step": self._progress.step, "state": state, "previous": previous},
             )
+            if self.on_state_change is not None:
+                self.on_state_change(state)
         return state
 
 

@@ -24,12 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.callbacks.base import Callback, Logs
 from trainer.control import Controller
 from trainer.lifecycle import FAILED, FINISHED, PAUSED, RUNNING, STOPPED, STOPPING
 
 if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +92,8 @@ def start_on_load(intent: str | None, *, autostart: bool) -> bool:
     return autostart if intent is None else intent in CARRY_ON
 
 
-class IntentRecorder(Callback):
-    """Writes the intent whenever the controller's state shows a new one (on change only).
-
-    Called at step boundaries (as a callback) and by the session's idle loop (``observe``)."""
+class IntentRecorder:
+    """Writes the intent whenever the controller's state shows a new one (on change only)."""
 
     def __init__(self, controller: Controller, run_dir: Path) -> None:
         self._controller = controller
@@ -107,7 +104,10 @@ class IntentRecorder(Callback):
     def intent(self) -> str | None:
         return self._written
 
-    def observe(self) -> None:
+    def observe(self, *_: object) -> None:
+        """Record the intent the controller's state shows. The session makes it the controller's
+        ``on_state_change``, so it runs under the controller's lock at every change (in order,
+        whichever thread made it); the hooks below only repeat it."""
         if self._controller.signal_stop:  # the supervisor's stop, not the owner's
             return
         intent = INTENT_OF_STATE.get(self._controller.state)
@@ -120,15 +120,3 @@ class IntentRecorder(Callback):
             return
         logger.info("run intent: %s", intent)
         self._written = intent
-
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
-        self.observe()
-
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.observe()
-
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        self.observe()
-
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
-        self.observe()

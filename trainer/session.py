@@ -69,6 +69,7 @@ class Session:
         self.trainer: Trainer | None = None
         self._restore_before_run = False  # the last run failed: start from its last good checkpoint
         self.intent = IntentRecorder(controller, config.run_dir)
+        controller.on_state_change = self.intent.observe
 
     def run(self) -> int:
         """Serve until a signal (or ``--exit-when-done``); returns the exit status."""
@@ -79,15 +80,12 @@ class Session:
         while not self.controller.signal_stop:
             if self.controller.state == RUNNING:
                 outcome = self._run_once()
-                self.intent.observe()  # finished, stopped or failed: before an exit when done
                 if self.config.exit_when_done:
                     break
                 continue
             step = self.trainer.step if self.trainer else 0
             commands = self.controller.take_commands(step + 1, timeout_s=IDLE_POLL_S)
             self._serve_idle(commands)
-            if self.trainer is not None:
-                self.intent.observe()
         trainer = self.trainer
         if (
             trainer is not None
@@ -115,7 +113,7 @@ class Session:
         )
         trainer = Trainer(
             module,
-            callbacks=[self.intent, *build_callbacks(config, self.controller, self.publish)],
+            callbacks=build_callbacks(config, self.controller, self.publish),
             run_dir=config.run_dir,
             max_steps=config.max_steps,
             steps_per_execution=config.steps_per_execution,
