@@ -136,7 +136,8 @@ class Feed:
                 if isinstance(event, Data):
                     self.messages.append(event.message)
         topics = [m.topic for m in self.messages[-20:]]
-        raise TimeoutError(f"no {topic} matched within {timeout_s} s; recent: {topics}")
+        failures = [m.body.get("error") for m in self.messages if m.topic == "event.failed"][-2:]
+        raise TimeoutError(f"no {topic} matched within {timeout_s} s; recent: {topics}; failures: {failures}")
 
     def bodies(self, topic: str) -> list[dict[str, Any]]:
         return [dict(m.body) for m in self.messages if m.topic == topic]
