@@ -1,9 +1,13 @@
 """The control client: Lazy Pirate over REQ, so a caller never hangs and never acts late.
 
-Each attempt waits for a connected peer (IMMEDIATE + POLLOUT) before queueing the request, then
-polls for the reply with a timeout. On a timeout the socket is closed with linger 0 and reopened,
-so nothing queued can reach a trainer that starts later; the request also carries an `expires`
-deadline that the server honours. Retries reuse the request id, so a retried `stop` whose first
+Each attempt waits for a peer that completed the handshake (the socket monitor's
+HANDSHAKE_SUCCEEDED) before queueing the request, then polls for the reply with a timeout. On a
+timeout the socket is closed with linger 0 and reopened, so nothing queued can reach a trainer that
+starts later; the request also carries an `expires` deadline that the server honours.
+
+Not ZMQ_IMMEDIATE: with it, libzmq discards a reply that has arrived but is not yet read when the
+peer disconnects (the pipe is terminated without delay), so the reply to a `stop` from a trainer
+that then exits at once was lost, and the caller heard "unavailable" for a stop that ran. Retries reuse the request id, so a retried `stop` whose first
 reply was lost returns the cached reply instead of acting twice.
 
 An `expired` reply means the server reached the request only after the caller's budget ran out:
@@ -37,6 +41,9 @@ HANDSHAKE_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+# What the monitor reports: the handshake's outcome, and a lost connection (no peer until the next
+# HANDSHAKE_SUCCEEDED).
+MONITOR_EVENTS = HANDSHAKE_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 class ControlClient:
@@ -59,7 +66,8 @@ class ControlClient:
         self._own_context = context is None
         self._context: zmq.Context[zmq.Socket[bytes]] = context or zmq.Context()
         self._socket: zmq.Socket[bytes] | None = None
-        self._monitor: zmq.Socket[bytes] | None = None  # the REQ socket's handshake events
+        self._monitor: zmq.Socket[bytes] | None = None  # the REQ socket's connection events
+        self._peer = False  # whether the REQ socket has a peer that completed the handshake
         self._hint: str | None = None  # a failed handshake seen while waiting, for the timeout
 
     def request(self, op: str, **args: Any) -> dict[str, Any]:
@@ -103,23 +111,27 @@ class ControlClient:
         """Until `deadline`, wait for a peer that completed the handshake. A handshake the trainer
         refused (a key it does not admit, CurveZMQ on one side only) ends the request at once with
         the reason: no retry can fix it, and the caller should not wait out its whole budget."""
-        poller = zmq.Poller()
-        poller.register(socket, zmq.POLLOUT)
-        if self._monitor is not None:
-            poller.register(self._monitor, zmq.POLLIN)
-        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
-            ready = dict(poller.poll(left_ms))
-            if socket in ready:
-                return True
-            if self._monitor is not None and self._monitor in ready:
-                event = recv_monitor_message(self._monitor)["event"]
-                reason = HANDSHAKE_FAILURES.get(event)
-                if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    self._hint = reason  # also what a peer dying mid-handshake looks like: retry
-                elif reason is not None:
-                    self._reset()
-                    raise TrainerUnavailable(f"trainer unavailable: {reason} ({self.endpoint})")
-        return False
+        monitor = self._monitor
+        assert monitor is not None
+        while monitor.poll(0, zmq.POLLIN):  # what happened since the last request
+            self._on_monitor_event(recv_monitor_message(monitor)["event"])
+        while not self._peer:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0 or not monitor.poll(left_ms, zmq.POLLIN):
+                return False
+            self._on_monitor_event(recv_monitor_message(monitor)["event"])
+        return True
+
+    def _on_monitor_event(self, event: int) -> None:
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._peer = True
+        elif event == zmq.EVENT_DISCONNECTED:
+            self._peer = False
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._hint = HANDSHAKE_FAILURES[event]  # also what a peer dying mid-handshake looks like
+        elif event in HANDSHAKE_FAILURES:
+            self._reset()
+            raise TrainerUnavailable(f"trainer unavailable: {HANDSHAKE_FAILURES[event]} ({self.endpoint})")
 
     def _result(self, answer: msg.Message) -> dict[str, Any]:
         self.last_session = answer.session
@@ -138,10 +150,9 @@ class ControlClient:
             self._socket = socket
             try:
                 socket.linger = 0
-                socket.immediate = True  # queue only on a completed connection
                 if self._curve is not None:
                     self._curve.apply(socket)
-                self._monitor = socket.get_monitor_socket(HANDSHAKE_EVENTS)
+                self._monitor = socket.get_monitor_socket(MONITOR_EVENTS)
                 socket.connect(self.endpoint)
             except BaseException:
                 self._reset()  # an open socket would make close()'s term() wait forever
@@ -149,6 +160,7 @@ class ControlClient:
         return self._socket
 
     def _reset(self) -> None:
+        self._peer = False
         if self._monitor is not None:
             self._monitor.close(linger=0)
             self._monitor = None

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 ThreadDeath = Callable[[str, BaseException | None], None]
 # How long `close()` waits for a serving thread before leaving its socket for it to close.
 CLOSE_TIMEOUT_S = 5.0
+# How long a closing socket keeps trying to deliver what was already sent: a reply sent just
+# before close (or by a late thread as it ends) must still reach its client; linger 0 drops it.
+CLOSE_LINGER_MS = 1000
 
 
 def guarded_thread(
@@ -116,7 +119,7 @@ class ServerSocket:
             raise
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.socket.close(linger=CLOSE_LINGER_MS)
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
