@@ -28,6 +28,7 @@ from protocol import (
     TrainerBack,
     TrainerDown,
     Unstalled,
+    durations,
 )
 
 if TYPE_CHECKING:
@@ -50,14 +51,7 @@ EVENT_KINDS: dict[type, str] = {
 
 def format_duration(seconds: float | None) -> str:
     """'42s', '3m05s', '2h04m'; a dash when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return MISSING
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return durations.format_duration(seconds, missing=MISSING)
 
 
 def format_value(value: Any) -> str:
