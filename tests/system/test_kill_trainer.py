@@ -27,7 +27,7 @@ from tests.system.stack import START_TIMEOUT_S, ProcfileStack
 pytestmark = pytest.mark.slow
 
 STEPS_AFTER_RESTART = 10
-WATCH_STOP_TIMEOUT_S = 10.0
+WATCH_STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
