@@ -9,7 +9,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
@@ -30,9 +30,7 @@ from protocol import (
     Unstalled,
     durations,
 )
-
-if TYPE_CHECKING:
-    from trainctl.watch import WatchState
+from trainctl.watch_state import WatchState
 
 MISSING = "—"
 EVENT_KINDS: dict[type, str] = {
@@ -277,7 +275,7 @@ def watch_view(state: WatchState, *, events_shown: int = 12) -> RenderableType:
     )
     metrics = Table(box=None, show_header=False, pad_edge=False)
     for topic, body in sorted(state.metrics.items()):
-        shown = {k: body[k] for k in ("step", "loss", "accuracy") if k in body}
+        shown: dict[str, Any] = {k: body[k] for k in ("step", "loss", "accuracy") if k in body}
         metrics.add_row(
             Text({"val": "validation", "test": "test"}.get(topic, topic), style="bold"), _pairs(shown)
         )
