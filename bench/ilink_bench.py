@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ilink_bench.py [--data PATH] [--messages 20] [--repeats 3]
 
-Per repetition: the fake iLink server (tests/fakeilink, HTTP on 127.0.0.1, in this process), an
+Per repetition: the fake iLink server (fakes/ilink, HTTP on 127.0.0.1, in this process), an
 idle trainer (``python -m trainer``, not started) and the real ``python -m sidecar --backend
 ilink --ilink-base-url URL``, each its own process. Start-up: spawn -> ``sidecar ready`` (QR
 login confirmed by the fake server on its third status poll, ~1 s apart). Round trip: the
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import sidecar_bench  # noqa: E402
 from bench.harness import DEFAULT_DATA, TrainerProcess, percentiles, rss_kib, scratch_dir  # noqa: E402
 from bench.sidecar_bench import REPLY_PREFIX, REPLY_TIMEOUT_S, SidecarProcess  # noqa: E402
-from tests.fakeilink import OWNER, FakeIlinkServer  # noqa: E402
+from fakes.ilink import OWNER, FakeIlinkServer  # noqa: E402
 
 
 def _round_trip(fake: FakeIlinkServer, text: str) -> float:

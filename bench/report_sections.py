@@ -283,7 +283,7 @@ def sidecar(s: Result) -> list[str]:
         "## Sidecar",
         "",
         "The real `python -m sidecar --backend wechat --wechat-base-url URL` against the fake web-WeChat "
-        "server (`python -m tests.fakewechat`) and an idle `python -m trainer`, each its own process. "
+        "server (`python -m fakes.wechat`) and an idle `python -m trainer`, each its own process. "
         "The round trip includes the bench's own HTTP calls to the fake server (push, then a long "
         "poll that returns on the send).",
         "",

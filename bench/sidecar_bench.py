@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sidecar_bench.py [--data PATH] [--messages 20] [--repeats 3]
 
-Per repetition: a fake web-WeChat server (``python -m tests.fakewechat``), an idle trainer
+Per repetition: a fake web-WeChat server (``python -m fakes.wechat``), an idle trainer
 (``python -m trainer``, not started) and the real ``python -m sidecar --backend wechat
 --wechat-base-url URL`` on its endpoints, each its own process. Start-up: from spawning the
 sidecar to its ``sidecar ready`` log line (itchat logged in to the fake server). Round trip: the
@@ -36,7 +36,7 @@ from bench.harness import (  # noqa: E402
     scratch_dir,
     summary,
 )
-from tests.fakewechat.client import FakeWeChatClient  # noqa: E402
+from fakes.wechat.client import FakeWeChatClient  # noqa: E402
 
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 20.0
@@ -46,11 +46,11 @@ REPLY_PREFIX = "State:"  # the status reply; unsolicited notices start otherwise
 
 
 class FakeWeChat(FakeWeChatClient):
-    """``python -m tests.fakewechat`` as a child, its log discarded (it logs every sent text)."""
+    """``python -m fakes.wechat`` as a child, its log discarded (it logs every sent text)."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakewechat"],
+            [sys.executable, "-m", "fakes.wechat"],
             cwd=REPO,
             env=python_env(),
             stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Run the fake web-WeChat server as a process: `python -m tests.fakewechat --port N`.
+"""Run the fake web-WeChat server as a process: `python -m fakes.wechat --port N`.
 
 Prints its URL on the first line of stdout (then flushes), so a test that starts it can
 read where to point the sidecar (`itchat.config.BASE_URL`). Logs every text the client

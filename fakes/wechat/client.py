@@ -1,4 +1,4 @@
-"""Drive a fake web-WeChat server running as its own process (`python -m tests.fakewechat`).
+"""Drive a fake web-WeChat server running as its own process (`python -m fakes.wechat`).
 
 with FakeWeChatProcess() as fake:          # starts it, reads its URL
     run the sidecar with itchat's BASE_URL = fake.url
@@ -64,11 +64,11 @@ class FakeWeChatClient:
 
 
 class FakeWeChatProcess(FakeWeChatClient):
-    """`python -m tests.fakewechat` as a child process; `url` read from its first line."""
+    """`python -m fakes.wechat` as a child process; `url` read from its first line."""
 
     def __init__(self, *args: str) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakewechat", *args],
+            [sys.executable, "-m", "fakes.wechat", *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             text=True,

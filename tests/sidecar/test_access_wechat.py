@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer
+from fakes.wechat import OWNER_KEY, Contact, FakeWeChatServer
 from sidecar.access import AccessPolicy
 from sidecar.app import Sidecar
-from tests.fake_trainer import FakeTrainer
-from tests.fakewechat import OWNER_KEY, Contact, FakeWeChatServer
 from tests.sidecar.harness import endpoints, make_config
 
 WAIT_S = 20.0

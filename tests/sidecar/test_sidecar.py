@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import SEED_SPECS, FakeTrainer
 from protocol import ClientCurve, KeyPair, ParamSpec, ServerCurve
 from sidecar.access import Contact
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
-from tests.fake_trainer import SEED_SPECS, FakeTrainer
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
