@@ -30,6 +30,7 @@ from typing import Any
 
 from bench import report
 from bench.harness import DEFAULT_DATA, REPO, RESULTS_DIR, machine
+from bench.throughput import VARIANTS
 
 logger = logging.getLogger("bench")
 
@@ -109,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("names", nargs="*", metavar="NAME", help=" | ".join(NAMES))
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, smallest sizes")
     parser.add_argument("--data", default=os.path.relpath(DEFAULT_DATA, REPO), help="mnist.npz")
-    parser.add_argument("--variants", nargs="+", help="throughput: only these variants")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="throughput: only these variants")
     for field in dataclasses.fields(Plan):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), metavar="N")
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "KWARGS"), help=argparse.SUPPRESS)
