@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Child, percentiles, scratch_dir, summary
+from bench.harness import Child, percentiles, scratch_dir, summaries, summary
 from bench.processes import FeedReader, TrainerProcess
 
 WARMUP_STEP = 20
@@ -105,7 +105,7 @@ def latency(data: str, requests: int, repeats: int) -> dict[str, Any]:
     runs = [_latency_once(data, requests) for _ in range(repeats)]
     figures: dict[str, Any] = {"requests_per_op_per_run": requests, "pace_s": PACE_S, "repeats": repeats}
     for op in ("status_ms", "set_params_ms"):
-        figures[op] = {q: summary([r[op][q] for r in runs]) for q in ("p50", "p99", "max")}
+        figures[op] = summaries([r[op] for r in runs], ("p50", "p99", "max"))
     stops = [r["stop"] for r in runs]
     for key in ("steps_after_request", "final_minus_at_step", "reply_ms", "to_last_step_end_ms"):
         values = [s[key] for s in stops if s[key] is not None]

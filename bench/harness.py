@@ -43,6 +43,11 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
+def summaries(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``summary`` of each of ``keys`` over ``runs`` (one dict of figures per repetition)."""
+    return {key: summary([run[key] for run in runs]) for key in keys}
+
+
 def percentiles(samples: Sequence[float], scale: float = 1.0) -> dict[str, float]:
     ordered = sorted(samples)
     if not ordered:

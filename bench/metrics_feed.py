@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 
 from bench import protocol_bench
-from bench.harness import percentiles, scratch_dir, summary
+from bench.harness import percentiles, scratch_dir, summaries, summary
 from protocol import Publisher, new_session_id
 
 PUBLISH_CALLS = 20_000
@@ -87,7 +87,7 @@ def run(repeats: int = 3) -> dict[str, Any]:
         with_idle.append(publisher_rate(True))
     return {
         "repeats": repeats,
-        "publish_call_us": {q: summary([c[q] for c in calls]) for q in ("p50", "p99", "max")},
+        "publish_call_us": summaries(calls, ("p50", "p99", "max")),
         "publisher_sent_per_s": {
             "messages": IDLE_MESSAGES,
             "nobody_connected": summary(without),

@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from bench.harness import READY, Child, percentiles, scratch_dir, summary
+from bench.harness import READY, Child, percentiles, scratch_dir, summaries
 from protocol import ControlClient, ControlServer, Data, Publisher, Subscriber, new_session_id
 
 RTT_REQUESTS_IDLE = 2000
@@ -184,7 +184,7 @@ def control_rtt(transport: str, load: str, repeats: int) -> dict[str, Any]:
                 runs = [percentiles(measure(endpoint, requests), 1e6) for _ in range(repeats)]
             finally:
                 child.stop()
-        figures[impl] = {key: summary([run[key] for run in runs]) for key in ("p50", "p99")}
+        figures[impl] = summaries(runs, ("p50", "p99"))
     figures["ratio_p50"] = figures["ours"]["p50"]["median"] / figures["raw"]["p50"]["median"]
     figures["ratio_p99"] = figures["ours"]["p99"]["median"] / figures["raw"]["p99"]["median"]
     return figures
@@ -257,9 +257,9 @@ def feed(repeats: int) -> dict[str, Any]:
     for impl in ("ours", "raw"):
         runs = [_feed_once(impl, FEED_MESSAGES, 0.0) for _ in range(repeats)]
         keys = ("publish_calls_per_s", "sent_per_s", "delivered_per_s", "delivered_fraction")
-        figures["throughput"][impl] = {key: summary([run[key] for run in runs]) for key in keys}
+        figures["throughput"][impl] = summaries(runs, keys)
         runs = [_feed_once(impl, LATENCY_MESSAGES, LATENCY_PACE_S) for _ in range(repeats)]
-        figures["latency_us"][impl] = {key: summary([run[key] for run in runs]) for key in ("p50", "p99")}
+        figures["latency_us"][impl] = summaries(runs, ("p50", "p99"))
     throughput, latency = figures["throughput"], figures["latency_us"]
     throughput["ratio_delivered"] = (
         throughput["ours"]["delivered_per_s"]["median"] / throughput["raw"]["delivered_per_s"]["median"]

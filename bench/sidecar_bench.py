@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import START_TIMEOUT_S, percentiles, rss_kib, scratch_dir, summary
+from bench.harness import START_TIMEOUT_S, percentiles, rss_kib, scratch_dir, summaries
 from bench.processes import SidecarProcess, TrainerProcess
 
 REPLY_TIMEOUT_S = 20.0
@@ -131,7 +131,7 @@ def run_once(backend: str, data: str, messages: int) -> dict[str, Any]:
 def run(backend: str, data: str, messages: int, repeats: int) -> dict[str, Any]:
     runs = [run_once(backend, data, messages) for _ in range(repeats)]
     keys = ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
-    figures: dict[str, Any] = {key: summary([r[key] for r in runs]) for key in keys}
-    figures["round_trip_ms"] = {q: summary([r["round_trip_ms"][q] for r in runs]) for q in ("p50", "p99")}
+    figures: dict[str, Any] = summaries(runs, keys)
+    figures["round_trip_ms"] = summaries([r["round_trip_ms"] for r in runs], ("p50", "p99"))
     figures.update({"backend": backend, "messages_per_run": messages, "repeats": repeats, "runs": runs})
     return figures
