@@ -105,7 +105,8 @@ def trainer(spe: int | None, warmup: int, steps: int) -> dict[str, Any]:
         return datasets[batch_size]
 
     module = KerasModule(_model(1), train=train, metrics={"accuracy": sparse_accuracy})
-    params = {"batch_size": BATCH, "display_step": 64, "training_iters": BATCH * last}
+    # KerasModule declares no training_iters: max_steps is the budget.
+    params = {"batch_size": BATCH, "display_step": 64}
     with scratch_dir("cto-") as work:
         fitted, _, feed = train_inproc(
             module, work, True, [], [Clock()], params=params, max_steps=last, steps_per_execution=spe
