@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fakes.ilink import VERIFY_CODE, FakeIlinkServer
 from sidecar.ilink import IlinkBackend
-from tests.fakeilink import VERIFY_CODE, FakeIlinkServer
 from tests.sidecar.conftest import Inbox
 
 READY_TIMEOUT_S = 10.0

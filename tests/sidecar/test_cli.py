@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import server_curve
 from sidecar.backend import OWNER_CHAT, IncomingText
 from sidecar.config import parse_config
 from sidecar.console import ConsoleBackend
-from tests.fake_trainer import FakeTrainer
 from tests.sidecar.harness import endpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

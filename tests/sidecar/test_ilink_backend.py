@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fakes.ilink import OWNER, VERIFY_CODE, FakeIlinkServer
 from sidecar.backend import OWNER_CHAT, SendError
 from sidecar.ilink import TEXT_ONLY
 from sidecar.ilink_login import CredentialStore
 from sidecar.ilink_store import UpdatesCursor
-from tests.fakeilink import OWNER, VERIFY_CODE, FakeIlinkServer
 from tests.sidecar.ilink_harness import running_ilink
 
 STRANGER = "x1_stranger@im.wechat"

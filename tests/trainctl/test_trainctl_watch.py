@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import KeyPair, ServerCurve
-from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 from trainctl import exit_codes
 
