@@ -11,6 +11,7 @@ instance's key file.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from protocol.endpoints import default_runtime_dir
 from sidecar.access import AccessPolicy
+from sidecar.runs import DEFAULT_RUN_NAME, RunSource, check_run_name, source_from_file
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
 BACKENDS = ("wechat", "console", "ilink")
+EXIT_USAGE = 2
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+class ConfigError(ValueError):
+    """A value that makes no usable configuration: one line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,21 @@ class Config:
     push_url: str | None = None
     push_format: str = "auto"
     language: str = "auto"
+    # -- several runs (sidecar/runs.py) --
+    name: str = DEFAULT_RUN_NAME  # the configured run's short name
+    primary: bool = True  # False: only --run / --discover runs (no default instance)
+    runs: tuple[RunSource, ...] = ()
+    runtime_dir: Path | None = None  # set: follow every connection file in it (--discover)
+    insecure_no_curve: bool = False  # for the runs discovered later
 
     def connection(self) -> Connection:
         """What the control client and the feed subscriber are both made from."""
         return Connection(self.control, self.metrics, self.curve)
+
+    def sources(self) -> list[RunSource]:
+        """The runs configured: the primary one (as with one run), then every --run."""
+        primary = [RunSource(self.name, self.connection(), primary=True)] if self.primary else []
+        return primary + list(self.runs)
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -129,7 +149,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add(
         "--insecure-no-curve",
         action="store_true",
-        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
+        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in TRUE_WORDS,
         help="INSECURE: connect without CurveZMQ, to a trainer started so (env CHATTRAIN_INSECURE_NO_CURVE)",
     )
     add(
@@ -137,13 +157,37 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
         help="logging level (env CHATTRAIN_LOG_LEVEL)",
     )
+    add(
+        "--run",
+        action="append",
+        metavar="[NAME=]FILE|CONTROL,METRICS",
+        help="follow this trainer too: its connection file or its two endpoints, optionally named "
+        "(chat: @NAME); repeatable (env CHATTRAIN_RUNS, space-separated)",
+    )
+    add(
+        "--discover",
+        action="store_true",
+        default=(env("CHATTRAIN_DISCOVER") or "").lower() in TRUE_WORDS,
+        help="follow every trainer whose connection file is in the runtime directory (every "
+        "--instance), including those started later (env CHATTRAIN_DISCOVER)",
+    )
     _add_ilink_options(add, env)
     return parser
 
 
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
+    """The configuration; a bad value exits 2: argparse's usage error for a malformed option, one
+    line (as trainctl's) for a connection that cannot be made."""
     parser = build_parser(environ)
     args = parser.parse_args(argv)
+    try:
+        return _config(parser, args, environ)
+    except ConfigError as exc:
+        print(f"sidecar: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _config(parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     if args.progress_interval < 0:
         parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
     if args.request_timeout_ms < 1:
@@ -160,8 +204,9 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
             environ=environ,
         )
     except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
-        parser.error(str(exc))
+        raise ConfigError(str(exc)) from None
     allow = _allow_list(parser, args, environ)
+    runs = _runs(args, environ)
     return Config(
         backend=args.backend,
         control=connection.control,
@@ -175,7 +220,59 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         log_level=args.log_level.upper(),
         language=args.language,
         **_ilink_config(args, parser),
+        **runs,
     )
+
+
+def _runs(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """--run, --discover, and whether the configured (default instance) run is one of them."""
+    specs = list(args.run or []) or (environ.get("CHATTRAIN_RUNS") or "").split()
+    sources = tuple(_run_source(spec, args.insecure_no_curve) for spec in specs)
+    named_one = any(environ.get(v) for v in ("CHATTRAIN_CONTROL", "CHATTRAIN_METRICS", "CHATTRAIN_CONNECTION"))
+    named_one = named_one or any((args.control, args.metrics, args.connection, args.instance))
+    connection = args.connection or (Path(environ["CHATTRAIN_CONNECTION"]) if environ.get("CHATTRAIN_CONNECTION") else None)
+    name = args.instance or (connection.name.removesuffix(".json") if connection else DEFAULT_RUN_NAME)
+    try:
+        runtime_dir = default_runtime_dir() if args.discover else None
+        check_run_name(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    # With only --run / --discover the default instance is not a run of its own (discovery finds
+    # it when it exists); named (or with nothing else) it is, exactly as with one run.
+    primary = named_one or not (sources or args.discover)
+    names = [name] * primary + [source.name for source in sources]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"two runs are named alike ({', '.join(names)}): name them, --run NAME=...")
+    return {
+        "name": name, "primary": primary, "runs": sources, "runtime_dir": runtime_dir,
+        "insecure_no_curve": args.insecure_no_curve,
+    }  # fmt: skip
+
+
+def _run_source(spec: str, insecure_no_curve: bool) -> RunSource:
+    name, sep, target = spec.partition("=")
+    if not sep or "://" in name:
+        name, target = "", spec
+    try:
+        if "://" in target:
+            control, _, metrics = target.partition(",")
+            if not metrics:
+                raise ValueError(f"--run {spec[:60]!r}: endpoints are CONTROL,METRICS")
+            connection = resolve_connection(
+                control=control, metrics=metrics, insecure_no_curve=insecure_no_curve, environ={}
+            )
+            return RunSource(check_run_name(name or _endpoint_name(control)), connection)
+        source = source_from_file(Path(target), name=name or None, insecure_no_curve=insecure_no_curve)
+        check_run_name(source.name)
+        return source
+    except (ConnectionConfigError, OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _endpoint_name(control: str) -> str:
+    """A name for an unnamed pair of endpoints: the port, or the ipc file's name."""
+    tail = control.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    return tail.removesuffix(".control") or "run"
 
 
 def _allow_list(
