@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 from protocol import check_private_dir
+from sidecar import render_runs
 from sidecar.access import AccessPolicy
 from sidecar.backend import ChatBackend, IncomingText, Priority
-from sidecar import render_runs
 from sidecar.commands import Reply
 from sidecar.config import Config
 from sidecar.cursor import CursorStore

@@ -228,10 +228,10 @@ def _runs(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any
     """--run, --discover, and whether the configured (default instance) run is one of them."""
     specs = list(args.run or []) or (environ.get("CHATTRAIN_RUNS") or "").split()
     sources = tuple(_run_source(spec, args.insecure_no_curve) for spec in specs)
-    named_one = any(environ.get(v) for v in ("CHATTRAIN_CONTROL", "CHATTRAIN_METRICS", "CHATTRAIN_CONNECTION"))
+    named_one = any(environ.get(f"CHATTRAIN_{v}") for v in ("CONTROL", "METRICS", "CONNECTION"))
     named_one = named_one or any((args.control, args.metrics, args.connection, args.instance))
-    connection = args.connection or (Path(environ["CHATTRAIN_CONNECTION"]) if environ.get("CHATTRAIN_CONNECTION") else None)
-    name = args.instance or (connection.name.removesuffix(".json") if connection else DEFAULT_RUN_NAME)
+    connection = args.connection or Path(environ.get("CHATTRAIN_CONNECTION") or ".json")
+    name = args.instance or connection.name.removesuffix(".json") or DEFAULT_RUN_NAME
     try:
         runtime_dir = default_runtime_dir() if args.discover else None
         check_run_name(name)
@@ -254,6 +254,8 @@ def _run_source(spec: str, insecure_no_curve: bool) -> RunSource:
     if not sep or "://" in name:
         name, target = "", spec
     try:
+        if name:
+            check_run_name(name)
         if "://" in target:
             control, _, metrics = target.partition(",")
             if not metrics:

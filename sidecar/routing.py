@@ -19,7 +19,7 @@ from collections.abc import Callable
 from protocol import RemoteError, TrainerUnavailable
 from sidecar import render_runs
 from sidecar.commands import COMMANDS, CommandSpec, Reply
-from sidecar.grammar import Command, Unknown, normalise, split_words
+from sidecar.grammar import Command, normalise, split_words
 from sidecar.i18n import LanguagePreference, tr
 from sidecar.render import quote
 from sidecar.render_runs import RunRow
@@ -31,6 +31,7 @@ ALL_WORDS = frozenset({"all", "全部"})
 ALL_COMMANDS = frozenset({"stop", "pause", "resume", "status", "checkpoint", "eval"})
 COMMAND_WORDS = frozenset(word.lower() for spec in COMMANDS for word in (spec.name, *spec.aliases))
 
+MAX_EXAMPLE_CHARS = 40  # the refused command, repeated in the example: never at length
 MayRun = Callable[[CommandSpec], bool] | None
 
 
@@ -134,9 +135,8 @@ class Router:
         lang = self._language.for_command(word)
         if parsed.name == "status" and not parsed.args:
             return Reply(self._each(parsed, runs, lang))
-        return Reply(
-            tr(lang, "which_run", name=runs[0].name, command=quote(text), runs=self.runs_text(lang))
-        )
+        example = " ".join(split_words(text))[:MAX_EXAMPLE_CHARS]
+        return Reply(tr(lang, "which_run", name=runs[0].name, command=example, runs=self.runs_text(lang)))
 
     def _none_found(self, word: str) -> Reply:
         return Reply(tr(self._language.for_command(word), "runs_none", where=self._where))
