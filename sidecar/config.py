@@ -19,9 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from protocol.discovery import check_run_name
 from protocol.endpoints import default_runtime_dir
 from sidecar.access import AccessPolicy
-from sidecar.runs import DEFAULT_RUN_NAME, RunSource, check_run_name, source_from_file
+from sidecar.runs import DEFAULT_RUN_NAME, RunSource, source_from_file
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0

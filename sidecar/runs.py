@@ -16,15 +16,14 @@ other run gets `state_dir/runs/<name>` (its cursor and plots).
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol import Connection, ConnectionConfigError, ConnectionInfo, resolve_connection
+from protocol import Connection
+from protocol.discovery import find_runs, read_run, run_process_gone
 from sidecar.commands import COMMANDS, CommandContext
 from sidecar.dispatch import Dispatcher
 from sidecar.feed import FeedHandler, FeedThread
@@ -35,7 +34,6 @@ from sidecar.series import MetricSeries
 logger = logging.getLogger(__name__)
 
 RESCAN_INTERVAL_S = 2.0
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 DEFAULT_RUN_NAME = "default"
 
 
@@ -49,56 +47,21 @@ class RunSource:
     path: Path | None = None  # its connection file, if it came from one
 
     def process_gone(self) -> bool:
-        """True when its connection file names a process that no longer exists (kill -9 leaves the
-        file behind) or the file a clean exit removes is gone."""
-        if self.path is None:
-            return False
-        pid = peek_pid(self.path)
-        if pid is None:
-            return not self.path.exists()
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-
-def check_run_name(name: str) -> str:
-    """A run name is typed in chat (`@name`): short, no spaces; ValueError otherwise."""
-    if not NAME_PATTERN.match(name):
-        raise ValueError(f"run name {name[:40]!r}: use letters, digits, '_', '.', '-' (at most 40)")
-    return name
+        return self.path is not None and run_process_gone(self.path)
 
 
 def source_from_file(path: Path, *, name: str | None = None, insecure_no_curve: bool = False) -> RunSource:
-    """A run from a connection file, resolved by protocol's one factory; ConnectionConfigError."""
-    # environ={}: a CHATTRAIN_CONTROL meant for the configured run must not redirect this one.
-    connection = resolve_connection(connection_file=path, insecure_no_curve=insecure_no_curve, environ={})
-    return RunSource(name or path.name.removesuffix(".json"), connection, path=path)
+    """A run from a connection file (protocol's one factory); ConnectionConfigError."""
+    found = read_run(path, name=name, insecure_no_curve=insecure_no_curve)
+    return RunSource(found.name, found.connection, path=path)
 
 
 def discover(runtime_dir: Path, *, insecure_no_curve: bool = False) -> list[RunSource]:
-    """Every readable connection file in `runtime_dir`, by name; the others are logged and skipped."""
-    found = []
-    for path in sorted(runtime_dir.glob("*.json")):
-        name = path.name.removesuffix(".json")
-        if not NAME_PATTERN.match(name):
-            continue
-        try:
-            found.append(source_from_file(path, insecure_no_curve=insecure_no_curve))
-        except (ConnectionConfigError, OSError) as exc:  # a trainer writing it right now, or junk
-            logger.debug("skipped connection file %s: %s", path, exc)
-    return found
-
-
-def peek_pid(path: Path) -> int | None:
-    """The pid a connection file names (None when it has none or cannot be read)."""
-    try:
-        return ConnectionInfo.read(path).pid
-    except (OSError, ValueError, TypeError):
-        return None
+    """Every readable connection file in `runtime_dir`, by name."""
+    return [
+        RunSource(found.name, found.connection, path=found.path)
+        for found in find_runs(runtime_dir, insecure_no_curve=insecure_no_curve)
+    ]
 
 
 class Run:
