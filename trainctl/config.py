@@ -119,10 +119,15 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
     )
 
 
+def request_options(args: argparse.Namespace) -> tuple[int, int]:
+    """(timeout_ms, retries) from the options and environment; raises ConfigError."""
+    timeout_ms = _int_option(args.timeout_ms, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, minimum=1)
+    return timeout_ms, _int_option(args.retries, ENV_RETRIES, DEFAULT_RETRIES, minimum=0)
+
+
 def build_config(args: argparse.Namespace) -> ClientConfig:
     """Resolve the connection options through protocol's connection factory; raises ConfigError."""
-    timeout_ms = _int_option(args.timeout_ms, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, minimum=1)
-    retries = _int_option(args.retries, ENV_RETRIES, DEFAULT_RETRIES, minimum=0)
+    timeout_ms, retries = request_options(args)
     secret = args.curve_secret_key or os.environ.get(ENV_CURVE_SECRET)
     server_key = args.curve_server_key or os.environ.get(ENV_CURVE_SERVER_KEY)
     try:
