@@ -229,8 +229,8 @@ def _runs(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any
     """--run, --discover, and whether the configured (default instance) run is one of them."""
     specs = list(args.run or []) or (environ.get("CHATTRAIN_RUNS") or "").split()
     sources = tuple(_run_source(spec, args.insecure_no_curve) for spec in specs)
-    named_one = any(environ.get(f"CHATTRAIN_{v}") for v in ("CONTROL", "METRICS", "CONNECTION"))
-    named_one = named_one or any((args.control, args.metrics, args.connection, args.instance))
+    explicit = any(environ.get(f"CHATTRAIN_{v}") for v in ("CONTROL", "METRICS", "CONNECTION"))
+    explicit = explicit or any((args.control, args.metrics, args.connection))
     connection = args.connection or Path(environ.get("CHATTRAIN_CONNECTION") or ".json")
     name = args.instance or connection.name.removesuffix(".json") or DEFAULT_RUN_NAME
     try:
@@ -238,9 +238,10 @@ def _runs(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any
         check_run_name(name)
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-    # With only --run / --discover the default instance is not a run of its own (discovery finds
-    # it when it exists); named (or with nothing else) it is, exactly as with one run.
-    primary = named_one or not (sources or args.discover)
+    # The configured run is followed as with one run, unless only --run / --discover name runs:
+    # then it is one of them only if given endpoints or a file (an instance's connection file is in
+    # the runtime directory, where --discover finds it when it exists).
+    primary = explicit or not (sources or args.discover) or (bool(args.instance) and not args.discover)
     names = [name] * primary + [source.name for source in sources]
     if len(set(names)) < len(names):
         raise ConfigError(f"two runs are named alike ({', '.join(names)}): name them, --run NAME=...")

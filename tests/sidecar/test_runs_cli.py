@@ -36,7 +36,9 @@ def test_run_options_name_the_runs(private_runtime_dir: Path, tmp_path: Path) ->
         ("5701", "tcp://127.0.0.1:5701"),
     ]
     assert parse_config(["--discover"], {}).runtime_dir == private_runtime_dir
-    assert parse_config(["--instance", "exp1", "--discover"], {}).primary  # named: followed too
+    # An instance's connection file is in the runtime directory: --discover finds it, once.
+    assert not parse_config(["--instance", "exp1", "--discover"], {}).primary
+    assert parse_config(["--control", "ipc:///c", "--metrics", "ipc:///m", "--discover"], {}).primary
 
 
 @pytest.mark.parametrize(
