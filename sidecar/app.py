@@ -183,7 +183,9 @@ class Sidecar:
         if role is None:
             return
         try:
-            reply = self.router.handle(message.text, lambda spec: self.access.may_run(role, spec.op))
+            reply = self.router.handle(
+                message.text, lambda spec: self.access.may_run(role, spec.op), sender=message.sender_id
+            )
         except Exception:
             logger.exception("handling %r failed", message.text[:80])
             reply = Reply(INTERNAL_ERROR_TEXT)

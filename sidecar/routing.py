@@ -43,7 +43,8 @@ class Router:
         self._language = language
         self._where = where  # where runs are looked for, for 'none found'
 
-    def handle(self, text: str, may_run: MayRun = None) -> Reply | None:
+    def handle(self, text: str, may_run: MayRun = None, sender: str = "") -> Reply | None:
+        """The reply to `text` from `sender` (whose `use` choice applies), None for chatter."""
         words = split_words(text)
         if not words:
             return None
@@ -53,9 +54,9 @@ class Router:
             parts = normalise(text).split(None, 1)
             return self._addressed(parts[0][1:], parts[1] if len(parts) > 1 else "", may_run)
         if head in RUNS_WORDS and len(words) == 1:
-            return Reply(self.runs_text(self._language.for_command(words[0])))
+            return Reply(self.runs_text(self._language.for_command(words[0]), sender))
         if head in USE_WORDS and len(words) <= 2:
-            return self._use(words, may_run)
+            return self._use(words, sender)
         if len(words) == 2 and words[1].lower() in ALL_WORDS:
             reply = self._all(words[0], may_run)
             if reply is not None:
@@ -64,13 +65,14 @@ class Router:
             return self._none_found(words[0]) if head in COMMAND_WORDS else None
         if len(runs) == 1:
             return runs[0].dispatcher.handle(text, may_run)
-        chosen = self._runs.chosen
+        chosen = self._runs.chosen(sender)
         if chosen is not None:
             return self._named(chosen, chosen.dispatcher.handle(text, may_run))
         return self._unaddressed(text, runs, may_run)
 
-    def runs_text(self, lang: str) -> str:
-        rows = [self._row(run) for run in self._runs.all()]
+    def runs_text(self, lang: str, sender: str = "") -> str:
+        chosen = self._runs.chosen(sender)
+        rows = [self._row(run, chosen=run is chosen) for run in self._runs.all()]
         return render_runs.runs_list(rows, lang) if rows else tr(lang, "runs_none", where=self._where)
 
     # -- the cases ------------------------------------------------------------------------------
@@ -88,15 +90,15 @@ class Router:
             return Reply(tr(lang, "no_such_run", name=quote(name), runs=self.runs_text(lang)))
         return self._named(run, run.dispatcher.handle(rest, may_run)) if rest.strip() else None
 
-    def _use(self, words: list[str], may_run: MayRun) -> Reply:
+    def _use(self, words: list[str], sender: str) -> Reply:
         lang = self._language.for_command(words[0])
         if len(words) == 1:
-            chosen = self._runs.chosen
+            chosen = self._runs.chosen(sender)
             return Reply(tr(lang, "using_now", name=chosen.name) if chosen else tr(lang, "using_none"))
         run = self._runs.get(words[1])
         if run is None:
             return Reply(tr(lang, "no_such_run", name=quote(words[1]), runs=self.runs_text(lang)))
-        self._runs.choose(run)
+        self._runs.choose(run, sender)
         return Reply(tr(lang, "using", name=run.name))
 
     def _all(self, word: str, may_run: MayRun) -> Reply | None:
@@ -146,8 +148,7 @@ class Router:
             return reply
         return Reply(render_runs.named(run.name, reply.text) if reply.text else "", reply.image)
 
-    def _row(self, run: Run) -> RunRow:
-        chosen = self._runs.chosen is run
+    def _row(self, run: Run, *, chosen: bool) -> RunRow:
         last_step = run.handler.last_step if run.handler is not None else None
         if run.down or run.source.process_gone():
             return RunRow(run.name, down=True, last_step=last_step, chosen=chosen)

@@ -112,13 +112,14 @@ class Run:
 
 
 class RunSet:
-    """The runs by name, the one chosen with `use`, and the rescan of the runtime directory."""
+    """The runs by name, and the one each sender chose with `use` (a contact who may only read
+    must not redirect the owner's next `stop`, so each sender has their own)."""
 
     def __init__(self, make_run: Callable[[RunSource], Run]) -> None:
         self._make_run = make_run
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
-        self._chosen: str | None = None
+        self._chosen: dict[str, str] = {}  # sender id -> run name
 
     def all(self) -> list[Run]:
         with self._lock:
@@ -134,14 +135,14 @@ class RunSet:
         with self._lock:
             return len(self._runs) > 1
 
-    @property
-    def chosen(self) -> Run | None:
+    def chosen(self, sender: str = "") -> Run | None:
         with self._lock:
-            return self._runs.get(self._chosen) if self._chosen else None
+            name = self._chosen.get(sender)
+            return self._runs.get(name) if name else None
 
-    def choose(self, run: Run | None) -> None:
+    def choose(self, run: Run, sender: str = "") -> None:
         with self._lock:
-            self._chosen = run.name if run is not None else None
+            self._chosen[sender] = run.name
 
     def add(self, sources: Iterable[RunSource], *, start: bool) -> list[Run]:
         """Add the sources not known yet (by name, or by control endpoint); returns the new runs."""

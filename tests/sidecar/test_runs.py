@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ConnectionInfo
+from sidecar.access import Contact
 from tests.fake_trainer import FakeTrainer, wait_until
 from tests.sidecar.harness import WaitingBackend, endpoints, make_config, running_sidecar
 
@@ -50,16 +51,18 @@ def chat(
         primary=False,
         runtime_dir=private_runtime_dir,
         progress_interval_s=0.0,
+        allow=("Carol",),  # may read
     )
-    with running_sidecar(config) as (_, backend):
+    with running_sidecar(config) as (app, backend):
+        app.access.resolve([Contact("@carol", "Carol")])
         for name in NAMES:
             backend.wait_text(f"[{name}] 🔗 Sidecar connected")
         yield backend
 
 
-def ask(chat: WaitingBackend, text: str) -> str:
+def ask(chat: WaitingBackend, text: str, **sender: str) -> str:
     before = len(chat.snapshot())
-    chat.push_message(text)
+    chat.push_message(text, **sender)
     return chat.wait_for(lambda m: m.priority.name == "REPLY", after=before).text
 
 
@@ -104,6 +107,17 @@ def test_use_chooses_where_unaddressed_commands_go(
         0.001,
     )
     assert "exp1 (chosen)" in ask(chat, "runs")
+
+
+def test_a_choice_is_the_senders_own(chat: WaitingBackend, trainers: dict[str, FakeTrainer]) -> None:
+    """A contact who may only read cannot redirect the owner's next unaddressed command."""
+    carol = {"sender_id": "@carol", "chat_id": "@carol", "sender_remark": "Carol"}
+    assert ask(chat, "use exp2", **carol) == "Commands without @name now go to exp2."
+    assert ask(chat, "status", **carol).startswith("[exp2] State: running")
+    assert "Nothing was changed" in ask(chat, "lr 0.01")  # the owner chose nothing: refused
+    assert ask(chat, "stop all", **carol).startswith("Only the owner can do that")
+    assert [t.params["learning_rate"] for t in trainers.values()] == [0.001, 0.001]
+    assert [t.state for t in trainers.values()] == ["running", "running"]
 
 
 def test_stop_all_and_status_all(chat: WaitingBackend, trainers: dict[str, FakeTrainer]) -> None:
