@@ -290,6 +290,7 @@ def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # t
 def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     trainer.event("checkpoint_saved", path="ckpt-1")
+    chat.wait_text("💾 Checkpoint saved")  # its notice first: else `ask` may take it for the reply
     trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
     reply = ask(chat, "history")
     assert "checkpoint saved" in reply, reply
