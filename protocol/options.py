@@ -42,6 +42,7 @@ class Option:
     above: float | None = None  # exclusive: the value must be greater
     finite: bool = True
     repeat: bool = False
+    separator: str | None = ","  # how a repeated option's variable is split (None: whitespace)
     metavar: str | None = None
     dest: str | None = None
 
@@ -122,7 +123,7 @@ def _from_environment(option: Option, environ: Mapping[str, str], fail: Fail) ->
         if option.type is None:
             return parse_bool(raw) or None
         if option.repeat:
-            return [option.type(item.strip()) for item in raw.split(",") if item.strip()]
+            return [option.type(item.strip()) for item in raw.split(option.separator) if item.strip()]
         value = option.type(raw.strip())
     except (ValueError, TypeError) as exc:
         fail(f"{option.variable}={raw[:80]!r}: {_reason(exc)}")

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from protocol import ClientCurve, Connection, ConnectionConfigError
+from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
 from protocol.connect import CLIENT_OPTIONS, connection_from_options
+from protocol.discovery import check_run_name
+from protocol.endpoints import default_runtime_dir
 from protocol.options import Option, Parser, add_options, parse_options
 from sidecar.access import AccessPolicy
+from sidecar.runs import DEFAULT_RUN_NAME, RunSource, source_from_file
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
@@ -47,10 +51,25 @@ class Config:
     push_url: str | None = None
     push_format: str = "auto"
     language: str = "auto"
+    # -- several runs (sidecar/runs.py) --
+    name: str = DEFAULT_RUN_NAME  # the configured run's short name
+    primary: bool = True  # False: only --run / --discover runs (no default instance)
+    runs: tuple[RunSource, ...] = ()
+    runtime_dir: Path | None = None  # set: follow every connection file in it (--discover)
+    insecure_no_curve: bool = False  # for the runs discovered later
 
     def connection(self) -> Connection:
         """What the control client and the feed subscriber are both made from."""
         return Connection(self.control, self.metrics, self.curve)
+
+    def sources(self) -> list[RunSource]:
+        """The runs configured: the primary one (as with one run), then every --run."""
+        primary = [RunSource(self.name, self.connection(), primary=True)] if self.primary else []
+        return primary + list(self.runs)
+
+
+class ConfigError(ValueError):
+    """A value that makes no usable configuration: one line, exit 2."""
 
 
 def _http_url(text: str) -> str:
@@ -110,6 +129,23 @@ OPTIONS: tuple[Option, ...] = (
         default="auto",
     ),
     Option("--log-level", "LOG_LEVEL", "logging level", type=str.upper, choices=LOG_LEVELS, default="INFO"),
+    Option(
+        "--run",
+        "RUNS",
+        "follow this trainer too: its connection file or its two endpoints, optionally named "
+        "(chat: @NAME); repeatable (the variable: space-separated)",
+        repeat=True,
+        separator=None,
+        metavar="[NAME=]FILE|CONTROL,METRICS",
+    ),
+    Option(
+        "--discover",
+        "DISCOVER",
+        "follow every trainer whose connection file is in the runtime directory (every --instance), "
+        "including those started later",
+        type=None,
+        default=False,
+    ),
     # -- the iLink backend and the push fallback --
     Option("--ilink-base-url", "ILINK_BASE_URL", "iLink bot API base URL, for a fake server in tests"),
     Option("--ilink-cdn-url", "ILINK_CDN_URL", "iLink media CDN base URL"),
@@ -159,7 +195,8 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     try:
         connection = connection_from_options(values, environ)
         AccessPolicy(values["allow"])  # a wrong role is a usage error now, not at login
-    except (ConnectionConfigError, ValueError) as exc:
+        runs = _runs(values, environ)
+    except (ConnectionConfigError, ValueError) as exc:  # ConfigError is a ValueError
         parser.error(str(exc))
     return Config(
         backend=values["backend"],
@@ -179,4 +216,59 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
         ilink_per_inbound=values["ilink_per_inbound"],
         push_url=values["push_url"],
         push_format=values["push_format"],
+        **runs,
     )
+
+
+def _runs(values: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """--run, --discover, and whether the configured (default instance) run is one of them."""
+    insecure = bool(values["insecure_no_curve"])
+    sources = tuple(_run_source(spec, insecure) for spec in values["run"])
+    explicit = any(values[name] for name in ("control", "metrics", "connection"))
+    connection = values["connection"] or Path(".json")
+    name = values["instance"] or connection.name.removesuffix(".json") or DEFAULT_RUN_NAME
+    try:
+        runtime_dir = default_runtime_dir() if values["discover"] else None
+        check_run_name(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    # The configured run is followed as with one run, unless only --run / --discover name runs:
+    # then it is one of them only if given endpoints or a file (an instance's connection file is in
+    # the runtime directory, where --discover finds it when it exists).
+    discover = bool(values["discover"])
+    primary = explicit or not (sources or discover) or (bool(values["instance"]) and not discover)
+    names = [name] * primary + [source.name for source in sources]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"two runs are named alike ({', '.join(names)}): name them, --run NAME=...")
+    return {
+        "name": name, "primary": primary, "runs": sources, "runtime_dir": runtime_dir,
+        "insecure_no_curve": insecure,
+    }  # fmt: skip
+
+
+def _run_source(spec: str, insecure_no_curve: bool) -> RunSource:
+    name, sep, target = spec.partition("=")
+    if not sep or "://" in name:
+        name, target = "", spec
+    try:
+        if name:
+            check_run_name(name)
+        if "://" in target:
+            control, _, metrics = target.partition(",")
+            if not metrics:
+                raise ValueError(f"--run {spec[:60]!r}: endpoints are CONTROL,METRICS")
+            connection = resolve_connection(
+                control=control, metrics=metrics, insecure_no_curve=insecure_no_curve, environ={}
+            )
+            return RunSource(check_run_name(name or _endpoint_name(control)), connection)
+        source = source_from_file(Path(target), name=name or None, insecure_no_curve=insecure_no_curve)
+        check_run_name(source.name)
+        return source
+    except (ConnectionConfigError, OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _endpoint_name(control: str) -> str:
+    """A name for an unnamed pair of endpoints: the port, or the ipc file's name."""
+    tail = control.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    return tail.removesuffix(".control") or "run"

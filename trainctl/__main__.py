@@ -4,6 +4,7 @@
     trainctl start --param lr=0.002       trainctl watch                (Ctrl-C detaches)
     trainctl history                      trainctl history --with-metrics --since 100
     trainctl --json status                trainctl watch --json --until-state stopped,finished,failed
+    trainctl ls                           trainctl --instance exp2 set lr 0.01     trainctl watch --all
 
 Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
 6 `watch --for` ended before `--until-state` was reached.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_connection_options(child, suppress=True)
         return child
 
+    command("ls", "the runs on this machine (connection files in the runtime directory): state, step")
     command("status", "the trainer's state, progress, last metrics and parameters")
     command("describe", "operations, states, topics and the declared parameters")
     start = command("start", "start training (optionally with initial parameter values)")
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="end after this long")  # fmt: skip
     watch.add_argument("--until-state", default=None, metavar="STATE[,STATE...]",
                        help="end on reaching one of these states (exit 6 if --for ends first)")  # fmt: skip
+    watch.add_argument("--all", action="store_true",
+                       help="follow every run on this machine in one view")  # fmt: skip
     return parser
 
 

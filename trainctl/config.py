@@ -85,6 +85,12 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
     )
 
 
+def request_options(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """(timeout_ms, retries) from the options and environment; raises ConfigError."""
+    values = resolve_options(OPTIONS, args, environ, _fail)
+    return values["timeout_ms"], values["retries"]
+
+
 def build_config(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> ClientConfig:
     """Resolve the connection options through protocol's connection factory; raises ConfigError."""
     values = resolve_options(OPTIONS, args, environ, _fail)

@@ -279,6 +279,7 @@ def test_a_restarted_sidecar_sends_one_summary_and_replays_nothing(eps, tmp_path
 def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     trainer.event("checkpoint_saved", path="ckpt-1")
+    chat.wait_text("💾 Checkpoint saved")  # its notice first: else `ask` may take it for the reply
     trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
     reply = ask(chat, "history")
     assert "checkpoint saved" in reply, reply
