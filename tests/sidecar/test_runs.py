@@ -11,7 +11,7 @@ import pytest
 
 from protocol import ConnectionInfo
 from sidecar.access import Contact
-from tests.fake_trainer import FakeTrainer, wait_until
+from fakes.trainer import FakeTrainer, wait_until
 from tests.sidecar.harness import WaitingBackend, endpoints, make_config, running_sidecar
 
 NAMES = ("exp1", "exp2")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ConnectionInfo
-from tests.fake_trainer import FakeTrainer
+from fakes.trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 
 NAMES = ("exp1", "exp2")
