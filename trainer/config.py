@@ -21,6 +21,9 @@ DEFAULT_CHECKPOINT_EVERY_S = 60.0
 DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
 JIT_CHOICES = ("auto", "on", "off")
+STRATEGIES = ("default", "mirrored", "multiworker")
+# A peer that does not answer a collective within this long fails the run (trainer.distribute).
+DEFAULT_COLLECTIVE_TIMEOUT_S = 120.0
 DEFAULT_HISTORY_SIZE = 10_000
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -54,6 +57,9 @@ class Config:
     history_size: int = DEFAULT_HISTORY_SIZE
     steps_per_execution: int | None = None  # None: auto
     jit_compile: str = "auto"
+    strategy: str = "default"
+    logical_devices: int | None = None
+    collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S
 
 
 # (flag, dest, env name, type, help); type "flag" is a boolean switch, "list" repeats.
@@ -162,6 +168,27 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "str",
         "XLA for the train step: auto (on when a GPU is visible), on, off",
     ),
+    (
+        "--strategy",
+        "strategy",
+        "STRATEGY",
+        "str",
+        f"tf.distribute strategy: {'|'.join(STRATEGIES)} (multiworker reads TF_CONFIG)",
+    ),
+    (
+        "--logical-devices",
+        "logical_devices",
+        "LOGICAL_DEVICES",
+        "int",
+        "split the CPU into N logical devices (mirrored on a CPU-only machine)",
+    ),
+    (
+        "--collective-timeout",
+        "collective_timeout_s",
+        "COLLECTIVE_TIMEOUT",
+        "float",
+        f"multiworker: seconds to wait for a peer in a collective (default {DEFAULT_COLLECTIVE_TIMEOUT_S:g})",
+    ),
     ("--log-level", "log_level", "LOG_LEVEL", "str", "logging level"),
 )
 
@@ -184,7 +211,7 @@ _CONVERT: dict[str, Any] = {
     "float": float,
     "spe": steps_per_execution,
 }
-_CHOICES = {"on_nonfinite": NONFINITE_POLICIES, "jit_compile": JIT_CHOICES}
+_CHOICES = {"on_nonfinite": NONFINITE_POLICIES, "jit_compile": JIT_CHOICES, "strategy": STRATEGIES}
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -248,6 +275,7 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
         parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
     _check_curve(parser, namespace)
+    _check_strategy(parser, namespace)
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}
@@ -260,6 +288,20 @@ def _check_curve(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> 
         parser.error("--curve-clients '*' would admit any key: name a directory of public key files")
     if namespace["insecure_no_curve"] and (clients is not None or namespace["curve_secret"] is not None):
         parser.error("--insecure-no-curve contradicts --curve-server-secret / --curve-clients")
+
+
+def _check_strategy(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> None:
+    strategy = namespace["strategy"]
+    if strategy is not None and strategy not in STRATEGIES:  # from the environment: not checked yet
+        parser.error(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    devices = namespace["logical_devices"]
+    if devices is not None and devices < 1:
+        parser.error(f"--logical-devices must be >= 1, got {devices!r}")
+    timeout = namespace["collective_timeout_s"]
+    if timeout is not None and not 0 < timeout < float("inf"):
+        parser.error(f"--collective-timeout must be a positive number of seconds, got {timeout!r}")
+    if strategy not in (None, "default") and namespace["jit_compile"] == "on":
+        parser.error(f"--jit-compile on is not supported with --strategy {strategy}")
 
 
 def _check_params(parser: argparse.ArgumentParser, items: Sequence[str]) -> None:
