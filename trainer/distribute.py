@@ -187,9 +187,10 @@ class DistributedMultiStep:
         """Whether any worker raised ``flag`` (one scalar all-reduce; one process needs none)."""
         if not self._multiworker:
             return flag
+        vote = tf.cast(flag, tf.float32)
+        # Captured, not passed: a tensor argument made outside the replicas has no destination.
         votes = self._strategy.run(
-            lambda x: tf.distribute.get_replica_context().all_reduce("SUM", x),
-            args=(tf.cast(flag, tf.float32),),
+            lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(vote))
         )
         return self._strategy.experimental_local_results(votes)[0] > 0
 

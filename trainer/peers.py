@@ -101,14 +101,14 @@ class PeerSync(Callback):
         self._reduce = tf.function(self._all_reduce)
 
     def _all_reduce(self, decision: tf.Tensor, vote: tf.Tensor) -> Any:
-        def replica(decision: tf.Tensor, vote: tf.Tensor) -> tf.Tensor:
+        def replica() -> tf.Tensor:
             context = tf.distribute.get_replica_context()
             first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float64)
             # Only replica 0 (the chief's first device) counts its decision; votes need only be > 0.
             return context.all_reduce("SUM", tf.concat([decision * first, [vote]], 0))
 
-        with self._strategy.scope():
-            return self._strategy.run(replica, args=(decision, vote))
+        with self._strategy.scope():  # captured, not passed (see DistributedMultiStep._any)
+            return self._strategy.run(replica)
 
     def exchange(self, trainer: Trainer, *, paused: bool) -> np.ndarray:
         """The chief's decision vector (the last entry: the sum of the stop votes)."""
