@@ -32,6 +32,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainer.errors import short_message
 from trainer.multistep import LR_OUTPUT, StepGate
 from trainer.steps import FINITE_OUTPUT
 
@@ -103,8 +104,14 @@ def peer_failure(exc: BaseException, *, own_index: int) -> PeerFailure:
     who = ", ".join(f"worker {p}" for p in peers) or "a peer worker"
     if isinstance(exc, tf.errors.DeadlineExceededError) and not peers:
         who = "a peer worker (no answer within --collective-timeout)"
-    cause = " ".join(text.split())[:300]
-    return PeerFailure(f"{who} failed: {type(exc).__name__}: {cause}")
+    logger.error("a collective with the other workers failed: %s", text)
+    # TF's cause: from the line naming the peer if there is one, else its last lines (not the stack).
+    lines = [line for line in text.splitlines() if line.strip()]
+    naming = [
+        i for i, line in enumerate(lines) if set(int(t) for _, t in PEER_PATTERN.findall(line)) & set(peers)
+    ]
+    cause = " ".join(" ".join(lines[naming[0] : naming[0] + 3]).split()) if naming else short_message(exc)
+    return PeerFailure(f"{who} failed: {type(exc).__name__}: {cause[:300]}")
 
 
 def distributed_train_step(
