@@ -118,13 +118,13 @@ def test_mirrored_on_two_logical_cpus_learns_as_one_device_does(
     if mnist_path is None:
         pytest.skip("needs the real MNIST (../shared/data/mnist.npz or CHATTRAIN_TEST_MNIST)")
     workdir, _ = job_dirs
-    task = ["--data", str(mnist_path), "--data-limit", "2048", "--max-steps", "40", "--param", "bs=64"]
+    task = ["--data", str(mnist_path), "--data-limit", "1024", "--max-steps", "30", "--param", "bs=64"]
     one, _ = run_to_end(workdir / "one", task)
     two, log = run_to_end(workdir / "two", [*task, "--strategy", "mirrored", "--logical-devices", "2"])
     assert "strategy mirrored: 2 replicas in sync" in log
-    assert one["kind"] == two["kind"] == "finished" and one["step"] == two["step"] == 40
-    assert two["accuracy"] > 0.6  # chance is 0.1
-    assert abs(two["accuracy"] - one["accuracy"]) < 0.12
+    assert one["kind"] == two["kind"] == "finished" and one["step"] == two["step"] == 30
+    assert two["accuracy"] > 0.6, (one, two)  # chance is 0.1
+    assert abs(two["accuracy"] - one["accuracy"]) < 0.12, (one, two)
 
 
 def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
