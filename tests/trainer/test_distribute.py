@@ -139,6 +139,12 @@ def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
         at_step = job.chief.client.set_params({"lr": "0.0005"})["applies_at_step"]["learning_rate"]
         report = feed.wait("metrics.report", lambda b: b["step"] >= at_step + 4)
         assert report["lr"] == pytest.approx(0.0005)
+        job.chief.client.pause()
+        paused = feed.wait("event.paused")
+        job.chief.client.evaluate()  # served while paused, by every worker at the paused step
+        assert feed.wait("event.evaluated")["step"] == paused["step"]
+        job.chief.client.resume()
+        feed.wait("metrics.step", lambda b: b["step"] > paused["step"])
         stop_at = job.chief.client.stop()["at_step"]
         stopped = feed.wait("event.stopped", timeout_s=EXIT_WAIT_S)
         assert stopped["step"] <= stop_at + 1
@@ -154,6 +160,7 @@ def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
         changes = [r for r in records if r["kind"] == "param_changed" and r["name"] == "learning_rate"]
         assert [c["applies_at_step"] for c in changes] == [at_step]
         assert [r["step"] for r in records if r["kind"] == "stopped"] == [stopped["step"]]
+        assert [r["step"] for r in records if r["kind"] == "val"] == [paused["step"]]
     logs = (job.chief.log_path.read_text(), job.worker.log_path.read_text())
     digests = [DIGEST.search(text) for text in logs]
     assert all(digests) and digests[0].groups() == digests[1].groups()  # type: ignore[union-attr]
