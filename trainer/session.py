@@ -189,12 +189,20 @@ class Session:
                 self.controller.fire(FINISH)
                 return "finished"
             self._restore_before_run = True  # until fit returns
-            outcome = str(trainer.fit().outcome)
+            try:
+                outcome = str(trainer.fit().outcome)
+            except Exception:
+                if trainer.error_info is None:  # not fit's own failure handling: report it here
+                    raise
+                # fit reported it (on_exception failed the run and published event.failed). Never
+                # judge by the controller's state here: a start sent the instant after that
+                # failure is already `running`, and failing it again with the old error lost
+                # the restart (seen under load: state, state, failed, and no event.started).
+                return "failed"
             self._restore_before_run = False
             return outcome
         except Exception as exc:
-            if self.controller.state != FAILED:  # failed outside fit's own handling
-                self._fail(exc)
+            self._fail(exc)
             return "failed"
 
     def _restore_keeping_params(self, trainer: Trainer) -> None:

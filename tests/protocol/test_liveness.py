@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from protocol import (
     Liveness,
@@ -151,15 +152,24 @@ def test_what_a_killed_trainer_sent_is_delivered_before_it_is_reported_down(
 
     sub = _sub(endpoint, closing)
     _first_events(sub)
+    # A witness on the same publisher: once it has all 200, libzmq has written them to the wire
+    # (a kill -9 loses what is still queued in the dead process, which no subscriber can help).
+    witness = closing(zmq.Context.instance().socket(zmq.SUB))
+    witness.setsockopt(zmq.SUBSCRIBE, b"metrics.step")
+    witness.connect(endpoint("metrics"))
     assert gil_holder.stdin is not None and gil_holder.stdout is not None
     gil_holder.stdin.write("burst 200\n")
     gil_holder.stdin.flush()
     assert gil_holder.stdout.readline().strip() == "sent"
+    received = 0
+    while received < 200 and witness.poll(5000):
+        witness.recv_multipart()
+        received += 1
     os.kill(gil_holder.pid, signal.SIGKILL)
     gil_holder.wait()
     events = poll_until(sub, lambda evs: bool(kinds(evs, TrainerDown)), timeout_s=20, what="TrainerDown")
     down = events.index(kinds(events, TrainerDown)[0])
-    assert len([e for e in events[:down] if isinstance(e, Data)]) >= 200 - 1  # the probe aside
+    assert len([e for e in events[:down] if isinstance(e, Data)]) >= received - 1  # the probe aside
     assert not [e for e in events[down:] if isinstance(e, Data)]
     assert not kinds(events, TrainerBack)  # never a 'back' made up from the dead one's tail
 
