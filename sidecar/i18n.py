@@ -11,10 +11,11 @@ The message catalog itself is `MESSAGES`: one key, an English and a Chinese temp
 
 from __future__ import annotations
 
-import math
 import threading
 from types import MappingProxyType
 from typing import Any
+
+from protocol.durations import EN_UNITS, format_duration
 
 EN = "en"
 ZH = "zh"
@@ -59,15 +60,7 @@ class LanguagePreference:
 
 def duration(seconds: float | None, lang: str = EN) -> str:
     """3725 -> '1h02m' (zh '1小时02分'), 65 -> '1m05s' ('1分05秒'), None/NaN -> '?'."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    h, m, s = ("小时", "分", "秒") if lang == ZH else ("h", "m", "s")
-    if hours:
-        return f"{hours}{h}{minutes:02d}{m}"
-    return f"{minutes}{m}{secs:02d}{s}" if minutes else f"{secs}{s}"
+    return format_duration(seconds, ("小时", "分", "秒") if lang == ZH else EN_UNITS)
 
 
 def tr(lang: str, key: str, **fields: Any) -> str:

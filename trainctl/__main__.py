@@ -19,20 +19,15 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from protocol.options import Parser, argument_type
+from protocol.params import split_assignment
 from trainctl import exit_codes
 from trainctl.commands import run_command
 from trainctl.config import add_connection_options
 
 
-def _name_value(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, received {text!r}")
-    return name.strip(), value.strip()
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trainctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_connection_options(parser, suppress=False)
@@ -47,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "the trainer's state, progress, last metrics and parameters")
     command("describe", "operations, states, topics and the declared parameters")
     start = command("start", "start training (optionally with initial parameter values)")
-    start.add_argument("--param", action="append", type=_name_value, metavar="NAME=VALUE")
+    start.add_argument("--param", action="append", type=argument_type(split_assignment), metavar="NAME=VALUE")
     for name, text in (("stop", "stop training"), ("pause", "pause training"), ("resume", "resume training")):
         command(name, text)
     command("params", "current parameter values")

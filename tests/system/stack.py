@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fakes.wechat import FakeWeChatProcess
 from protocol import Connection, ConnectionInfo, ControlClient, resolve_connection
-from tests.fakewechat import FakeWeChatProcess
 from tests.system import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
