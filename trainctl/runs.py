@@ -23,7 +23,8 @@ from rich.text import Text
 from protocol import ControlClient, FeedEvent, ProtocolError, RemoteError, Subscriber, TrainerUnavailable
 from protocol.discovery import FoundRun, find_runs
 from trainctl import exit_codes, render
-from trainctl.watch import REFRESH_PER_S, WATCH_POLL_MS, WatchOptions, WatchState
+from trainctl.watch import REFRESH_PER_S, WATCH_POLL_MS, WatchOptions
+from trainctl.watch_state import WatchState
 
 RESCAN_INTERVAL_S = 2.0
 EVENTS_PER_RUN = 4
@@ -73,7 +74,7 @@ class _Followed:
         self.name = run.name
         self.client: ControlClient = run.connection.control_client(timeout_ms=timeout_ms, retries=retries)
         self.subscriber: Subscriber = run.connection.subscriber(self.client)
-        self.state = WatchState(endpoint=run.connection.metrics)
+        self.state = WatchState(endpoint=run.connection.metrics, line_of=render.event_line)
 
     def close(self) -> None:
         self.subscriber.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer, wait_until
 from protocol import ConnectionInfo
 from sidecar.access import Contact
-from tests.fake_trainer import FakeTrainer, wait_until
 from tests.sidecar.harness import WaitingBackend, endpoints, make_config, running_sidecar
 
 NAMES = ("exp1", "exp2")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import ConnectionInfo
-from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 
 NAMES = ("exp1", "exp2")
