@@ -10,6 +10,7 @@ boundary, checkpoints, tests, publishes, and the process exits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from protocol import (
     new_session_id,
     server_curve,
 )
+from trainer.cluster import CHIEF, WorkerRole, worker_role
 from trainer.config import Config, parse_config
 from trainer.control import Controller, Publish
 from trainer.errors import describe_error
@@ -103,6 +105,15 @@ class UsageError(Exception):
 
 def serve(config: Config) -> int:
     try:
+        role = worker_role(config.strategy, os.environ)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    if config.strategy == "multiworker":  # a job runs once launched and ends with its run
+        config = dataclasses.replace(config, autostart=True, exit_when_done=True)
+    if not role.is_chief:
+        return serve_worker(config, role)
+    try:
         control, metrics, connection_file, curve, client_keys = _setup(config)
     except UsageError as exc:
         logger.error("%s", exc)
@@ -165,7 +176,7 @@ def serve(config: Config) -> int:
     install_signal_handlers(controller)
     logger.info("serving control on %s, metrics on %s (session %s)", control, metrics, session)
     try:
-        return watch.exit_code(_run_session(config, controller, publisher.publish))
+        return watch.exit_code(_run_session(config, controller, publisher.publish, role))
     finally:
         server.close()
         publisher.close()
@@ -193,7 +204,24 @@ def _setup(config: Config) -> tuple[str, str, Path, ServerCurve | None, KeyPair 
     return config.control or control, config.metrics or metrics, connection_file, curve, client_keys
 
 
-def _run_session(config: Config, controller: Controller, publish: Publish) -> int:
+def serve_worker(config: Config, role: WorkerRole) -> int:
+    """A non-chief worker: the same loop, no sockets, no connection file; the chief steers it
+    through the strategy's collectives (``trainer.peers``)."""
+    controller = Controller(
+        PARAM_SPECS,
+        defaults(PARAM_SPECS),
+        run_id=run_id_for(config.run_dir),
+        session=new_session_id(),
+        publish=lambda topic, body: None,  # nobody subscribes to a non-chief worker
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        max_steps=config.max_steps,
+    )
+    install_signal_handlers(controller)
+    logger.info("%s of %d: no control sockets (the chief serves them)", role.name, role.num_workers)
+    return _run_session(config, controller, lambda topic, body: None, role)
+
+
+def _run_session(config: Config, controller: Controller, publish: Publish, role: WorkerRole = CHIEF) -> int:
     try:
         noise = contextlib.nullcontext() if config.log_level == "DEBUG" else filtered_stderr()
         with noise:
@@ -206,7 +234,7 @@ def _run_session(config: Config, controller: Controller, publish: Publish) -> in
         while not (controller.signal_stop or config.exit_when_done):
             controller.take_commands(1, timeout_s=IDLE_POLL_S)
         return 1
-    return Session(config, controller, publish).run()
+    return Session(config, controller, publish, role).run()
 
 
 def _remove_if_ours(path: Path, session: str) -> None:

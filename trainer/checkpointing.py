@@ -107,9 +107,17 @@ class CheckpointStore:
     """Save and restore ``objects`` plus the counters under ``directory``."""
 
     def __init__(
-        self, directory: str | Path, objects: Mapping[str, Any], *, max_to_keep: int = MAX_TO_KEEP
+        self,
+        directory: str | Path,
+        objects: Mapping[str, Any],
+        *,
+        max_to_keep: int = MAX_TO_KEEP,
+        restore_dir: str | Path | None = None,
     ) -> None:
+        """``restore_dir``: where ``restore`` looks when it is not ``directory`` (a non-chief
+        worker writes its own copies, as TensorFlow asks of every worker, and restores the chief's)."""
         self.directory = Path(directory)
+        self._restore_dir = Path(restore_dir) if restore_dir is not None else None
         self.removed_temps = remove_stale_temps(self.directory)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_step")
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_epoch")
@@ -194,6 +202,8 @@ class CheckpointStore:
         checkpoint must find its variable: a misfit raises ``CheckpointMismatch``, never a partial
         restore that trains on."""
         self.sync()
+        if path is None and self._restore_dir is not None:
+            path = tf.train.latest_checkpoint(str(self._restore_dir))
         path = path or self.latest_path
         if path is None:
             return None
@@ -215,7 +225,7 @@ class CheckpointStore:
         return restored
 
     def _pending_params(self, path: str) -> dict[str, Any]:
-        file = self.directory / PENDING_PARAMS_FILE
+        file = Path(path).parent / PENDING_PARAMS_FILE  # beside the checkpoint restored
         try:
             record = json.loads(file.read_text())
         except FileNotFoundError:

@@ -21,6 +21,9 @@ DEFAULT_CHECKPOINT_EVERY_S = 60.0
 DEFAULT_CHECKPOINT_EVERY_STEPS = 1000
 NONFINITE_POLICIES = ("stop", "skip", "rollback")
 JIT_CHOICES = ("auto", "on", "off")
+STRATEGIES = ("default", "mirrored", "multiworker")
+# A peer that does not answer a collective within this long fails the run (trainer.distribute).
+DEFAULT_COLLECTIVE_TIMEOUT_S = 120.0
 DEFAULT_HISTORY_SIZE = 10_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -54,6 +57,9 @@ class Config:
     history_size: int = DEFAULT_HISTORY_SIZE
     steps_per_execution: int | None = None  # None: auto
     jit_compile: str = "auto"
+    strategy: str = "default"
+    logical_devices: int | None = None
+    collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S
 
 
 AUTO = "auto"  # what --steps-per-execution auto resolves to before Config turns it into None
@@ -162,6 +168,27 @@ OPTIONS: tuple[Option, ...] = (
         "XLA for the train step: auto (on when a GPU is visible), on, off",
         choices=JIT_CHOICES,
     ),
+    Option(
+        "--strategy",
+        "STRATEGY",
+        "tf.distribute strategy (multiworker reads TF_CONFIG)",
+        choices=STRATEGIES,
+    ),
+    Option(
+        "--logical-devices",
+        "LOGICAL_DEVICES",
+        "split the CPU into N logical devices (mirrored on a CPU-only machine)",
+        type=int,
+        minimum=1,
+    ),
+    Option(
+        "--collective-timeout",
+        "COLLECTIVE_TIMEOUT",
+        f"multiworker: seconds to wait for a peer in a collective (default {DEFAULT_COLLECTIVE_TIMEOUT_S:g})",
+        type=float,
+        above=0,
+        dest="collective_timeout_s",
+    ),
     Option("--log-level", "LOG_LEVEL", "logging level", type=str.upper, choices=LOG_LEVELS),
 )
 
@@ -186,6 +213,9 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Conf
     if namespace["steps_per_execution"] == AUTO:
         namespace["steps_per_execution"] = None
     _check_curve(parser, namespace)
+    strategy = namespace["strategy"]
+    if strategy not in (None, "default") and namespace["jit_compile"] == "on":
+        parser.error(f"--jit-compile on is not supported with --strategy {strategy}")
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}

@@ -42,7 +42,7 @@ def run_epoch(trainer: Trainer) -> None:
     trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
     trainer.dispatch("on_epoch_start", {})
     call.exhausted.assign(False)
-    iterator = iter(dataset)
+    iterator = trainer.iterate(dataset)
     ran, ran_out = 0, False
     while not trainer.done() and not ran_out:
         remaining = cardinality - ran if cardinality > 0 else None

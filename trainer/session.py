@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from trainer.callbacks.base import Callback
@@ -29,13 +30,16 @@ from trainer.callbacks.nonfinite import NonFinitePolicy
 from trainer.callbacks.progress import ProgressBar
 from trainer.callbacks.publish import PublishMetrics
 from trainer.callbacks.tensorboard import TensorBoard
+from trainer.cluster import CHIEF, WorkerRole
 from trainer.commands import Command
 from trainer.config import Config
 from trainer.control import Controller, Progress
+from trainer.distribute import make_strategy
 from trainer.errors import describe_error
 from trainer.intent import PAUSED_INTENT, IntentRecorder, start_on_load
 from trainer.lifecycle import ACTIVITY_LOADING, FAIL, FAILED, FINISH, RUNNING
 from trainer.params import parse_assignments, validate_updates
+from trainer.peers import PeerSync
 from trainer.tasks import load_module
 from trainer.trainer import Trainer
 
@@ -45,42 +49,59 @@ IDLE_POLL_S = 0.25
 Publish = Callable[[str, dict[str, Any]], None]
 
 
-def build_callbacks(config: Config, controller: Controller, publish: Publish) -> list[Callback]:
+def build_callbacks(
+    config: Config,
+    controller: Controller,
+    publish: Publish,
+    peers: PeerSync | None = None,
+    role: WorkerRole = CHIEF,
+) -> list[Callback]:
     """Order matters: the policy decides before control reads flags; control sets the state
-    before events stamp it."""
+    before events stamp it; ``peers`` (multiworker) hands the chief's decisions to every worker
+    right after control. A non-chief worker logs to its own directory and writes no TensorBoard."""
+    hold = peers.hold_tick if peers is not None and role.is_chief else None
     callbacks: list[Callback] = [
         NonFinitePolicy(config.on_nonfinite, publish=publish),
-        ControlBridge(controller, publish),
+        ControlBridge(controller, publish, on_hold=hold),
+        *([peers] if peers is not None else []),
         PublishMetrics(publish, state=lambda: controller.state),
         PeriodicCheckpoint(config.checkpoint_every_steps, config.checkpoint_every_s),
-        JsonlLog(config.run_dir),
-        TensorBoard(config.run_dir),
+        JsonlLog(role.log_dir(config.run_dir)),
     ]
+    if role.is_chief:
+        callbacks.append(TensorBoard(config.run_dir))
     if not config.quiet:
         callbacks.append(ProgressBar())
     return callbacks
 
 
 class Session:
-    def __init__(self, config: Config, controller: Controller, publish: Publish) -> None:
+    def __init__(
+        self, config: Config, controller: Controller, publish: Publish, role: WorkerRole = CHIEF
+    ) -> None:
+        """``role``: this process's place in a multi-worker job (``trainer.cluster``): a launched
+        job runs at once and ends with its run; a non-chief worker keeps its records in its own
+        directory and restores the chief's checkpoints."""
         self.config = config
         self.controller = controller
         self.publish = publish
+        self.role = role
+        self.multiworker = config.strategy == "multiworker"
         self.trainer: Trainer | None = None
         self._restore_before_run = False  # the last run failed: start from its last good checkpoint
-        self.intent = IntentRecorder(controller, config.run_dir)
+        self.intent = IntentRecorder(controller, role.log_dir(config.run_dir))
         controller.on_state_change = self.intent.observe
 
     def run(self) -> int:
         """Serve until a signal (or ``--exit-when-done``); returns the exit status."""
         self._try_build()
         outcome = None if self.trainer is not None else "failed"
-        if outcome == "failed" and self.config.exit_when_done:
+        if outcome == "failed" and (self.config.exit_when_done or self.multiworker):
             return 1
         while not self.controller.signal_stop:
             if self.controller.state == RUNNING:
                 outcome = self._run_once()
-                if self.config.exit_when_done:
+                if self.config.exit_when_done or self.multiworker:  # the workers leave with the run
                     break
                 continue
             step = self.trainer.step if self.trainer else 0
@@ -104,6 +125,11 @@ class Session:
 
     def _build(self) -> Trainer:
         config = self.config
+        strategy = make_strategy(
+            config.strategy,
+            logical_devices=config.logical_devices,
+            collective_timeout_s=config.collective_timeout_s,
+        )
         module = load_module(
             config.task,
             config.module,
@@ -111,10 +137,15 @@ class Session:
             data_limit=config.data_limit,
             synthetic=config.synthetic_data,
         )
+        peers = PeerSync(strategy, self.role) if self.multiworker and strategy is not None else None
+        chief = self.role.is_chief
         trainer = Trainer(
             module,
-            callbacks=build_callbacks(config, self.controller, self.publish),
-            run_dir=config.run_dir,
+            callbacks=build_callbacks(config, self.controller, self.publish, peers, self.role),
+            run_dir=self.role.log_dir(config.run_dir),  # a non-chief worker writes its own copies
+            restore_dir=None if chief else Path(config.run_dir) / "checkpoints",
+            strategy=strategy,
+            worker_index=self.role.index,
             max_steps=config.max_steps,
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.jit_compile,
@@ -135,7 +166,8 @@ class Session:
             samples_seen=trainer.samples_seen,
         )
         intent = self.intent.intent
-        go = start_on_load(intent, autostart=config.autostart)
+        # A multi-worker job runs once launched: its workers cannot wait for a start.
+        go = start_on_load(intent, autostart=config.autostart) or self.multiworker
         self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
         if intent == PAUSED_INTENT:
             self.controller.pause({})

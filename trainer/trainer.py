@@ -53,6 +53,7 @@ from trainer.callbacks.base import Callback, Logs, dispatch
 from trainer.callbacks.history import History, HistoryRecorder
 from trainer.callbacks.progress import ProgressBar
 from trainer.checkpointing import CheckpointStore, Restored
+from trainer.distribute import DistributedMultiStep, distribute, distributed_train_step, scope
 from trainer.errors import describe_error
 from trainer.lifecycle import (
     ACTIVITY_CHECKPOINTING,
@@ -96,12 +97,21 @@ class Trainer:
         jit_compile: str = "auto",
         max_epochs: int | None = None,
         progress: bool = True,
+        strategy: Any = None,
+        worker_index: int = 0,
+        restore_dir: str | Path | None = None,
     ) -> None:
         """``steps_per_execution``: steps per compiled call, None for auto (``trainer.multistep``);
-        ``jit_compile``: ``auto`` (XLA when a GPU is visible), ``on`` or ``off``."""
+        ``jit_compile``: ``auto`` (XLA when a GPU is visible), ``on`` or ``off``; ``strategy``: a
+        ``tf.distribute.Strategy`` to train under (``trainer.distribute``; ``worker_index`` names
+        this worker in its errors); ``restore_dir``: checkpoints to restore from when they are
+        not the ones this trainer writes (a non-chief worker restores the chief's)."""
         self.sizer = CallSizer(steps_per_execution)
-        self.jit_compile = resolve_jit(jit_compile)
-        module.setup()
+        self.strategy = strategy
+        self.worker_index = worker_index
+        self.jit_compile = resolve_jit(jit_compile) and strategy is None
+        with scope(strategy):  # the model's and the optimizer's variables: one copy per replica
+            module.setup()
         self.module = module
         self.specs = tuple(module.param_specs())
         declared = {spec.name for spec in self.specs}
@@ -121,11 +131,14 @@ class Trainer:
         self.callbacks.append(HistoryRecorder())
         self.run_dir = Path(run_dir)
         module.trainer_params = self.params
-        self.optimizer = module.configure_optimizers(self.setting_values())
-        self.optimizer.build(module.trainable_variables)
+        with scope(strategy):
+            self.optimizer = module.configure_optimizers(self.setting_values())
+            self.optimizer.build(module.trainable_variables)
         self._assign_learning_rate()
         self.store = CheckpointStore(
-            self.run_dir / "checkpoints", {"optimizer": self.optimizer, **module.checkpoint_objects()}
+            self.run_dir / "checkpoints",
+            {"optimizer": self.optimizer, **module.checkpoint_objects()},
+            restore_dir=restore_dir,
         )
         self.step = self.epoch = self.samples_seen = 0
         self.batch_size = int(self.setting(BATCH_SIZE))
@@ -140,7 +153,7 @@ class Trainer:
         self.activity = ACTIVITY_IDLE
         self.in_fit = False
         self._compiled: dict[str, StepFn] = {}
-        self._multi_step: MultiStep | None = None
+        self._multi_step: MultiStep | DistributedMultiStep | None = None
         self.gate = StepGate()  # closed by the control handlers (``Controller.gate``)
         self._reset_flags()
 
@@ -355,10 +368,19 @@ class Trainer:
             raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
         logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
 
-    def multi_step(self, dataset: Any) -> MultiStep:
+    def multi_step(self, dataset: Any) -> MultiStep | DistributedMultiStep:
+        if self._multi_step is None and self.strategy is not None:
+            step = distributed_train_step(self.module, self.optimizer, self.strategy)
+            self._multi_step = DistributedMultiStep(
+                step, self.gate, self.optimizer, self.strategy, own_index=self.worker_index
+            )
         if self._multi_step is None:
             self._multi_step = MultiStep(self._step_fn("train", dataset), self.gate, self.optimizer)
         return self._multi_step
+
+    def iterate(self, dataset: Any) -> Any:
+        """An iterator over ``dataset``'s batches, split across the replicas under a strategy."""
+        return iter(distribute(self.strategy, dataset) if self.strategy is not None else dataset)
 
     def _step_fn(self, kind: str, dataset: Any) -> StepFn:
         if kind not in self._compiled:

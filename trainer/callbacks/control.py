@@ -11,6 +11,7 @@ activity (``on_activity``) goes to the heartbeat.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs
@@ -42,9 +43,14 @@ def apply_commands(trainer: Trainer, commands: list[Command], at_step: int) -> N
 
 
 class ControlBridge(Callback):
-    def __init__(self, controller: Controller, publish: Publish) -> None:
+    def __init__(
+        self, controller: Controller, publish: Publish, on_hold: Callable[[Trainer], None] | None = None
+    ) -> None:
+        """``on_hold``: called at every poll while paused, after the commands are applied and
+        before they are served (``trainer.peers`` keeps the other workers holding with it)."""
         self._controller = controller
         self._publish = publish
+        self._on_hold = on_hold
         self._last_loss = float("nan")
 
     def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
@@ -121,6 +127,8 @@ class ControlBridge(Callback):
         while True:
             commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
             apply_commands(trainer, commands, upcoming)
+            if self._on_hold is not None:
+                self._on_hold(trainer)
             # Every poll, not only after a command: a background save that completed meanwhile is
             # announced (last_checkpoint_step) while the run stays paused.
             trainer.service_requests()
