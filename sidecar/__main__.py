@@ -72,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     logger.info(
-        "sidecar: control %s, metrics %s, state %s, allow %s",
-        config.control,
-        config.metrics,
+        "sidecar: runs %s%s, state %s, allow %s",
+        ", ".join(f"{s.name} ({s.connection.control})" for s in config.sources()) or "none yet",
+        f", and every connection file in {config.runtime_dir}" if config.runtime_dir else "",
         config.state_dir,
         list(config.allow) or "owner only",
     )

@@ -275,6 +275,7 @@ MESSAGES = MappingProxyType(
         "run_down": {EN: "down", ZH: "已断开"},
         "run_unreachable": {EN: "not answering", ZH: "无应答"},
         "run_chosen": {EN: " (chosen)", ZH: "（已选定）"},
+        "run_not_sent": {EN: "down (its connection closed): not sent", ZH: "已断开（连接已关闭）：未发送"},
         "runs_hint": {
             EN: "Address one with @name (e.g. @{name} status), all with 'stop all' / 'status all', "
             "or choose one: use {name}",

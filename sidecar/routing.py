@@ -114,7 +114,11 @@ class Router:
         return Reply(self._each(parsed, runs, lang))
 
     def _each(self, parsed: Command, runs: list[Run], lang: str) -> str:
-        texts = {run.name: run.dispatcher.run(parsed, lang).text for run in runs}
+        # A run whose connection closed would only time out: it is named as down instead.
+        texts = {
+            run.name: tr(lang, "run_not_sent") if run.down else run.dispatcher.run(parsed, lang).text
+            for run in runs
+        }
         if len(runs) == 1:
             return next(iter(texts.values()))
         return render_runs.blocks(texts) if parsed.name == "status" else render_runs.combined(texts)

@@ -85,8 +85,7 @@ class Run:
         self.link = TrainerLink(source.connection.control_client(**client_options), self.catalog)
         self.context = CommandContext(self.link, self.series, self.state_dir)
         self.dispatcher = Dispatcher(COMMANDS, self.context, language)
-        self.handler: FeedHandler | None = None
-        self._make_handler = make_handler
+        self.handler: FeedHandler | None = None  # made in the feed thread, once it starts
 
         def handler_for(request: Request) -> FeedHandler:
             self.handler = make_handler(self, request)

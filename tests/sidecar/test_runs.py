@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer, wait_until
 from protocol import ConnectionInfo
 from sidecar.access import Contact
-from fakes.trainer import FakeTrainer, wait_until
 from tests.sidecar.harness import WaitingBackend, endpoints, make_config, running_sidecar
 
 NAMES = ("exp1", "exp2")
@@ -157,6 +157,11 @@ def test_one_run_down_while_the_other_goes_on(chat: WaitingBackend, trainers: di
     assert chat.count("Trainer down") == 1
     rows = ask(chat, "runs")
     assert "exp1: down, last seen at step 10" in rows and "exp2: running, step 30/1000" in rows
+    stopped = ask(chat, "stop all").splitlines()
+    assert stopped == [
+        "[exp1] down (its connection closed): not sent",
+        "[exp2] Stopping at step 30 (state now stopped).",
+    ]
 
 
 def test_a_run_started_later_is_found(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import parse_config
 from fakes.trainer import FakeTrainer
+from sidecar.config import parse_config
 from tests.sidecar.harness import endpoints
 from tests.sidecar.test_runs import write_connection_file
 

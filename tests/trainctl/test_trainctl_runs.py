@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ConnectionInfo
 from fakes.trainer import FakeTrainer
+from protocol import ConnectionInfo
 from tests.trainctl.conftest import CliResult
 
 NAMES = ("exp1", "exp2")
