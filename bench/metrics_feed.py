@@ -1,7 +1,7 @@
 """The metrics feed: what ``publish()`` costs the training loop, whether a subscriber that never
 reads slows the publisher, and the protocol's own feed and control figures (``protocol_bench``).
 
-    .venv/bin/python bench/metrics_feed.py [--repeats 3]
+    python -m bench feed [--repeats 3]
 
 - ``publish()`` per call: ``PUBLISH_CALLS`` calls with a ``metrics.step``-sized body, each call
   timed on its own (the training loop's side: a queue put).
@@ -17,20 +17,14 @@ in-process variants time every step's callback dispatch).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import zmq
 
-import zmq  # noqa: E402
-
-from bench import protocol_bench  # noqa: E402
-from bench.harness import percentiles, scratch_dir, summary  # noqa: E402
-from protocol import Publisher, new_session_id  # noqa: E402
+from bench import protocol_bench
+from bench.harness import percentiles, scratch_dir, summaries, summary
+from protocol import Publisher, new_session_id
 
 PUBLISH_CALLS = 20_000
 IDLE_MESSAGES = 50_000
@@ -61,7 +55,8 @@ def publisher_rate(idle_subscriber: bool) -> float:
     """Messages/s the publisher thread sends, ``IDLE_MESSAGES`` flat out."""
     with scratch_dir("ctf-") as work:
         endpoint = f"ipc://{work}/m"
-        publisher = Publisher(endpoint, session=new_session_id(), history_size=1000)
+        # The queue holds the whole burst (a dropped message is never numbered: the wait would not end).
+        publisher = Publisher(endpoint, session=new_session_id(), history_size=1000, queue_size=IDLE_MESSAGES)
         publisher.start()
         context = zmq.Context()
         idle = context.socket(zmq.SUB)
@@ -92,7 +87,7 @@ def run(repeats: int = 3) -> dict[str, Any]:
         with_idle.append(publisher_rate(True))
     return {
         "repeats": repeats,
-        "publish_call_us": {q: summary([c[q] for c in calls]) for q in ("p50", "p99", "max")},
+        "publish_call_us": summaries(calls, ("p50", "p99", "max")),
         "publisher_sent_per_s": {
             "messages": IDLE_MESSAGES,
             "nobody_connected": summary(without),
@@ -101,16 +96,3 @@ def run(repeats: int = 3) -> dict[str, Any]:
         },
         "protocol_bench": protocol_bench.run(repeats),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    print(json.dumps(run(args.repeats), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """How fast the protocol is on loopback, against raw pyzmq + msgpack doing the same exchange.
 
-    .venv/bin/python bench/protocol_bench.py [--repeats 3] [--json out.json]
+    python -m bench protocol [--repeats 3]
 
 Figures (each a median over `--repeats` runs, with the min..max spread):
 - control round trip of `status` (a contract-sized reply), ipc and tcp, p50/p99: ours is
@@ -13,23 +13,13 @@ Figures (each a median over `--repeats` runs, with the min..max spread):
   bare PUB send loop to a bare SUB.
 - publish-to-receive latency p50/p99 (a monotonic timestamp in the body; paced, so no queueing).
 
-Servers and subscribers run as child processes (this file with `--role`), so client and server never
-share a GIL. A top-level runner can `import` this file and call `run(repeats) -> dict`.
+Servers and subscribers run as child processes (`bench.harness.Child`), so client and server never
+share a GIL.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import select
-import shutil
 import socket
-import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +29,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from bench.harness import READY, Child, percentiles, scratch_dir, summaries
 from protocol import ControlClient, ControlServer, Data, Publisher, Subscriber, new_session_id
 
 RTT_REQUESTS_IDLE = 2000
@@ -48,7 +39,6 @@ FEED_MESSAGES = 50_000
 LATENCY_MESSAGES = 2000
 LATENCY_PACE_S = 0.001
 CHILD_TIMEOUT_S = 60.0
-WARMUP_INTERVAL_S = 0.02
 LOADS = ("idle", "python_load", "numpy_load")
 STATUS_BODY: dict[str, Any] = {
     "state": "running", "step": 12345, "epoch": 3, "total_steps": 100000, "steps_per_s": 5.1,
@@ -59,17 +49,14 @@ STATUS_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
-# ---------------------------------------------------------------- child processes (--role)
-
-
-def _serve_control(impl: str, endpoint: str, load: str) -> None:
+def serve_control(impl: str, endpoint: str, load: str) -> None:
     """Serve `status` from a thread while the main thread runs `load`, until killed."""
     if impl == "ours":
         ControlServer(endpoint, {"status": lambda args: STATUS_BODY}, session="bench").start()
     else:
         threading.Thread(target=_raw_rep, args=(endpoint,), daemon=True).start()
         time.sleep(0.05)  # the bind happens in the thread; a connect before it simply waits
-    print("READY", flush=True)
+    print(READY, flush=True)
     if load == "python_load":
         while True:
             total = 0
@@ -94,7 +81,7 @@ def _raw_rep(endpoint: str) -> None:
         )
 
 
-def _receive_feed(impl: str, metrics: str, control: str, count: int) -> None:
+def receive_feed(impl: str, metrics: str, control: str, count: int) -> dict[str, Any]:
     """Print READY on the first warm-up message, then a JSON line once message `count - 1` arrived."""
     receive = _our_feed(metrics, control) if impl == "ours" else _raw_feed(metrics)
     ready, latencies_s, received, first_s = False, [], 0, 0.0
@@ -102,14 +89,14 @@ def _receive_feed(impl: str, metrics: str, control: str, count: int) -> None:
         if topic == "warmup":
             if not ready:
                 ready = True
-                print("READY", flush=True)
+                print(READY, flush=True)
             continue
         received += 1
         first_s = first_s or now
         latencies_s.append(now - body["t"])
         if body["i"] == count - 1:
             break
-    print(json.dumps({"received": received, "first_s": first_s, "last_s": now, "latencies_s": latencies_s}))
+    return {"received": received, "first_s": first_s, "last_s": now, "latencies_s": latencies_s}
 
 
 def _our_feed(metrics: str, control: str) -> Iterator[tuple[str, dict[str, Any], float]]:
@@ -130,71 +117,19 @@ def _raw_feed(metrics: str) -> Iterator[tuple[str, dict[str, Any], float]]:
         yield topic.decode(), msgpack.unpackb(payload, raw=False)["body"], time.monotonic()
 
 
-# ---------------------------------------------------------------- parent side
-
-
-class Child:
-    """This file run with `--role ...` as a separate process; READY on stdout once it serves."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--role", *args],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def wait_ready(self, nudge: Callable[[], None] | None = None) -> None:
-        """Wait for READY, calling `nudge` (a warm-up send) between looks."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if nudge is not None:
-                nudge()
-            readable, _, _ = select.select([self.process.stdout], [], [], WARMUP_INTERVAL_S)
-            if readable:
-                line = self.process.stdout.readline()
-                if line.strip() == "READY":
-                    return
-                raise RuntimeError(f"child said {line!r} instead of READY")
-        raise TimeoutError("child never became ready")
-
-    def result(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        readable, _, _ = select.select([self.process.stdout], [], [], CHILD_TIMEOUT_S)
-        if not readable:
-            raise TimeoutError("child gave no result")
-        value: dict[str, Any] = json.loads(self.process.stdout.readline())
-        return value
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 @contextmanager
 def endpoints(transport: str) -> Iterator[Callable[[str], str]]:
     """Endpoint factory: ipc paths in a private temp dir, or free tcp ports on 127.0.0.1."""
-    directory = tempfile.mkdtemp(prefix="ctb-", dir="/tmp")
+    with scratch_dir("ctb-") as directory:
 
-    def make(name: str) -> str:
-        if transport == "ipc":
-            return f"ipc://{directory}/{name}"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+        def make(name: str) -> str:
+            if transport == "ipc":
+                return f"ipc://{directory}/{name}"
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
-    try:
         yield make
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def percentiles_us(samples_s: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_s)
-    return {
-        "p50": ordered[len(ordered) // 2] * 1e6,
-        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6,
-    }
 
 
 def _our_rtt(endpoint: str, requests: int) -> list[float]:
@@ -243,13 +178,13 @@ def control_rtt(transport: str, load: str, repeats: int) -> dict[str, Any]:
     for impl, measure in (("ours", _our_rtt), ("raw", _raw_rtt)):
         with endpoints(transport) as make:
             endpoint = make("control")
-            child = Child("control", impl, endpoint, load)
+            child = Child("protocol_bench:serve_control", impl=impl, endpoint=endpoint, load=load)
             try:
                 child.wait_ready()
-                runs = [percentiles_us(measure(endpoint, requests)) for _ in range(repeats)]
+                runs = [percentiles(measure(endpoint, requests), 1e6) for _ in range(repeats)]
             finally:
                 child.stop()
-        figures[impl] = {key: summary([run[key] for run in runs]) for key in ("p50", "p99")}
+        figures[impl] = summaries(runs, ("p50", "p99"))
     figures["ratio_p50"] = figures["ours"]["p50"]["median"] / figures["raw"]["p50"]["median"]
     figures["ratio_p99"] = figures["ours"]["p99"]["median"] / figures["raw"]["p99"]["median"]
     return figures
@@ -264,7 +199,11 @@ def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
         server: ControlServer | None = None
         raw: zmq.Socket[bytes] | None = None
         if impl == "ours":
-            publisher = Publisher(metrics, session=session, history_size=count + 1000)
+            # A queue that holds the whole burst: the figure is the sending thread's rate, and a message
+            # dropped by a full queue would never be numbered, so the wait below would never end.
+            publisher = Publisher(
+                metrics, session=session, history_size=count + 1000, queue_size=count + 1000
+            )
             server = ControlServer(
                 control,
                 {"status": lambda args: {"session": session, "last_seq": publisher.last_seq},
@@ -284,7 +223,7 @@ def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
             def send(topic: str, body: dict[str, Any]) -> None:
                 pub.send_multipart([topic.encode(), msgpack.packb({"body": body})])
 
-        child = Child("feed", impl, metrics, control, str(count))
+        child = Child("protocol_bench:receive_feed", impl=impl, metrics=metrics, control=control, count=count)
         try:
             child.wait_ready(nudge=lambda: send("warmup", {}))
             first_seq = publisher.last_seq if publisher else 0
@@ -298,7 +237,7 @@ def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
                 while publisher.last_seq < first_seq + count:
                     time.sleep(0.001)
             sent_s = time.monotonic() - began
-            outcome = child.result()
+            outcome = child.result(CHILD_TIMEOUT_S)
         finally:
             child.stop()
             for item in (publisher, server, raw):
@@ -309,7 +248,7 @@ def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
         "sent_per_s": count / sent_s,
         "delivered_per_s": outcome["received"] / (outcome["last_s"] - began),
         "delivered_fraction": outcome["received"] / count,
-        **percentiles_us(outcome["latencies_s"]),
+        **percentiles(outcome["latencies_s"], 1e6),
     }
 
 
@@ -318,9 +257,9 @@ def feed(repeats: int) -> dict[str, Any]:
     for impl in ("ours", "raw"):
         runs = [_feed_once(impl, FEED_MESSAGES, 0.0) for _ in range(repeats)]
         keys = ("publish_calls_per_s", "sent_per_s", "delivered_per_s", "delivered_fraction")
-        figures["throughput"][impl] = {key: summary([run[key] for run in runs]) for key in keys}
+        figures["throughput"][impl] = summaries(runs, keys)
         runs = [_feed_once(impl, LATENCY_MESSAGES, LATENCY_PACE_S) for _ in range(repeats)]
-        figures["latency_us"][impl] = {key: summary([run[key] for run in runs]) for key in ("p50", "p99")}
+        figures["latency_us"][impl] = summaries(runs, ("p50", "p99"))
     throughput, latency = figures["throughput"], figures["latency_us"]
     throughput["ratio_delivered"] = (
         throughput["ours"]["delivered_per_s"]["median"] / throughput["raw"]["delivered_per_s"]["median"]
@@ -329,83 +268,10 @@ def feed(repeats: int) -> dict[str, Any]:
     return figures
 
 
-def summary(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
-
-
 def run(repeats: int = 3) -> dict[str, Any]:
     """Every figure, as a JSON-able dict (the entry point for a bench runner)."""
-    results: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "pyzmq": zmq.__version__,
-            "libzmq": zmq.zmq_version(),
-            "msgpack": ".".join(map(str, msgpack.version)),
-            "switch_interval_s": sys.getswitchinterval(),
-        },
-        "repeats": repeats,
-        "control_rtt_us": {},
-    }
+    results: dict[str, Any] = {"repeats": repeats, "control_rtt_us": {}}
     for transport in ("ipc", "tcp"):
         results["control_rtt_us"][transport] = {load: control_rtt(transport, load, repeats) for load in LOADS}
     results["feed"] = feed(repeats)
     return results
-
-
-def report(results: dict[str, Any]) -> str:
-    def fig(value: dict[str, Any], fmt: str = "{:,.0f}") -> str:
-        return f"{fmt.format(value['median'])} ({fmt.format(value['min'])}..{fmt.format(value['max'])})"
-
-    lines = [f"protocol bench, {results['repeats']} repeats; median (min..max)", "", "control status RTT, us"]
-    for transport, loads in results["control_rtt_us"].items():
-        for load, figures in loads.items():
-            ours, raw = figures["ours"], figures["raw"]
-            lines.append(
-                f"  {transport} {load:<11} ours p50 {fig(ours['p50'])}  p99 {fig(ours['p99'])} | "
-                f"raw p50 {fig(raw['p50'])}  p99 {fig(raw['p99'])} | ours/raw p50 {figures['ratio_p50']:.2f}"
-            )
-    throughput, latency = results["feed"]["throughput"], results["feed"]["latency_us"]
-    ours, raw = throughput["ours"], throughput["raw"]
-    lines += [
-        "",
-        f"metrics feed, {FEED_MESSAGES:,} messages flat out (ipc), msgs/s",
-        f"  ours publish() calls/s {fig(ours['publish_calls_per_s'])}, sent/s {fig(ours['sent_per_s'])}, "
-        f"delivered/s {fig(ours['delivered_per_s'])}, "
-        f"delivered fraction {fig(ours['delivered_fraction'], '{:.3f}')}",
-        f"  raw  send calls/s {fig(raw['sent_per_s'])}, delivered/s {fig(raw['delivered_per_s'])}, "
-        f"delivered fraction {fig(raw['delivered_fraction'], '{:.3f}')}",
-        f"  ours/raw delivered {throughput['ratio_delivered']:.2f}",
-        "",
-        f"publish-to-receive latency, {LATENCY_MESSAGES} messages at {1 / LATENCY_PACE_S:.0f}/s (ipc), us",
-        f"  ours p50 {fig(latency['ours']['p50'])}  p99 {fig(latency['ours']['p99'])}",
-        f"  raw  p50 {fig(latency['raw']['p50'])}  p99 {fig(latency['raw']['p99'])}",
-        f"  ours/raw p50 {latency['ratio_p50']:.2f}",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.role:
-        role, *rest = args.role
-        if role == "control":
-            _serve_control(*rest)
-        else:
-            _receive_feed(rest[0], rest[1], rest[2], int(rest[3]))
-        return
-    results = run(args.repeats)
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
-
-
-if __name__ == "__main__":
-    main()

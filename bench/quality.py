@@ -1,6 +1,6 @@
 """Quality of the built-in example: test accuracy after the seed's budget, and steps to 98% / 99%.
 
-    .venv/bin/python bench/quality.py [--data PATH] [--max-steps 1872] [--eval-every 100]
+    python -m bench quality [--data PATH] [--quality-max-steps 1872] [--quality-eval-every 100]
 
 One run of ``trainer.Trainer`` with the built-in ``MnistCnn`` (the seed's CNN, Adam 0.001, batch
 128, dropout 0.25) in a child process. The whole test set (10,000 images) is evaluated every
@@ -11,18 +11,10 @@ not reached by then is reported as such. Steps-to-target have the resolution of 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from bench.harness import BATCH_SIZE, DEFAULT_DATA, run_json_child, scratch_dir  # noqa: E402
+from bench.harness import BATCH_SIZE, run_child, scratch_dir
 
 SEED_SAMPLES = 200_000
 SEED_STEPS = SEED_SAMPLES // BATCH_SIZE  # 1562
@@ -73,30 +65,8 @@ def train(data: str, max_steps: int, eval_every: int) -> dict[str, Any]:
     }
 
 
-def run(
-    data: str = str(DEFAULT_DATA), max_steps: int = DEFAULT_MAX_STEPS, eval_every: int = 100
-) -> dict[str, Any]:
+def run(data: str, max_steps: int, eval_every: int) -> dict[str, Any]:
     """The run in its own process (TensorFlow state stays out of the caller)."""
-    args = ["bench/quality.py", "--child", "--data", data, "--max-steps", str(max_steps)]
-    result = run_json_child([*args, "--eval-every", str(eval_every)])
+    result = run_child("quality:train", data=data, max_steps=max_steps, eval_every=eval_every)
     result["seed_steps"] = SEED_STEPS
     return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(train(args.data, args.max_steps, args.eval_every)))
-    else:
-        print(json.dumps(run(args.data, args.max_steps, args.eval_every), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -265,32 +265,6 @@ def feed(f: Result, t: Result | None) -> list[str]:
     ]
 
 
-def sidecar(s: Result) -> list[str]:
-    rss = " / ".join(fig(s[k]) for k in ("rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib"))
-    trip = s["round_trip_ms"]
-    rows = [
-        [
-            "start-up: spawn -> `sidecar ready` (logged in to the fake web WeChat)",
-            f"{fig(s['startup_to_ready_s'], '{:.2f}')} s",
-        ],
-        ["resident memory after ready / after the messages / peak", f"{rss} MiB"],
-        [
-            f"chat round trip (`status` in -> reply out), {s['messages_per_run']} per run",
-            f"p50 {fig(trip['p50'], '{:.1f}')} ms, p99 {fig(trip['p99'], '{:.1f}')} ms",
-        ],
-    ]
-    return [
-        "## Sidecar",
-        "",
-        "The real `python -m sidecar --backend wechat --wechat-base-url URL` against the fake web-WeChat "
-        "server (`python -m tests.fakewechat`) and an idle `python -m trainer`, each its own process. "
-        "The round trip includes the bench's own HTTP calls to the fake server (push, then a long "
-        "poll that returns on the send).",
-        "",
-        *table(["figure", "value"], rows),
-    ]
-
-
 def quality(q: Result) -> list[str]:
     def reached(steps: int | None) -> str:
         if steps is None:

@@ -1,18 +1,14 @@
 """The seed's own loop style, for comparison: a TF1 graph fed through feed_dict (tf.compat.v1).
 
 This mirrors the original script's CNN and training loop (placeholders, `sess.run(optimizer,
-feed_dict=...)`, numpy batches sliced on the host). Run in its own process: it disables eager
-execution for the whole interpreter.
-
-    python bench/seed_tf1.py --data ../shared/data/mnist.npz --steps 200 --batch-size 128
-prints one JSON line: {"variant": "seed_tf1", "samples_per_s": ..., "steps": ..., ...}
+feed_dict=...)`, numpy batches sliced on the host). Only ever imported in its own process (the
+``seed_tf1`` variant of ``bench.throughput``): it disables eager execution for the whole interpreter.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -38,25 +34,18 @@ def conv_net(images, dropout_keep):
     return tf.matmul(x, wo) + bo
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--warmup-steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.001)
-    args = parser.parse_args()
-
+def run(data: str, warmup: int, steps: int, batch_size: int, lr: float = 0.001) -> dict[str, Any]:
+    """Train ``warmup + steps`` steps; the rate over the last ``steps``."""
     v1.disable_eager_execution()
-    with np.load(args.data) as data:
-        x_train = data["x_train"].reshape(-1, 784).astype(np.float32) / 255.0
-        y_train = np.eye(10, dtype=np.float32)[data["y_train"]]
+    with np.load(data) as arrays:
+        x_train = arrays["x_train"].reshape(-1, 784).astype(np.float32) / 255.0
+        y_train = np.eye(10, dtype=np.float32)[arrays["y_train"]]
     images = v1.placeholder(tf.float32, [None, 784])
     labels = v1.placeholder(tf.float32, [None, 10])
     keep = v1.placeholder(tf.float32)
     logits = conv_net(images, keep)
     cost = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    optimizer = v1.train.AdamOptimizer(learning_rate=args.lr).minimize(cost)
+    optimizer = v1.train.AdamOptimizer(learning_rate=lr).minimize(cost)
     correct = tf.equal(tf.argmax(logits, 1), tf.argmax(labels, 1))
     accuracy = tf.reduce_mean(tf.cast(correct, tf.float32))
 
@@ -64,27 +53,14 @@ def main() -> None:
     with v1.Session() as session:
         session.run(v1.global_variables_initializer())
         started = 0.0
-        for step in range(args.warmup_steps + args.steps):
-            if step == args.warmup_steps:
+        for step in range(warmup + steps):
+            if step == warmup:
                 started = time.perf_counter()
-            index = rng.integers(0, len(x_train), args.batch_size)
+            index = rng.integers(0, len(x_train), batch_size)
             feed = {images: x_train[index], labels: y_train[index], keep: 0.75}
             session.run(optimizer, feed_dict=feed)
             if step % 10 == 0:  # the seed's display_step: loss and accuracy on the batch
                 session.run([cost, accuracy], feed_dict={**feed, keep: 1.0})
         elapsed = time.perf_counter() - started
-    print(
-        json.dumps(
-            {
-                "variant": "seed_tf1",
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "seconds": elapsed,
-                "samples_per_s": args.steps * args.batch_size / elapsed,
-            }
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()
+    return {"variant": "seed_tf1", "steps": steps, "batch_size": batch_size, "seconds": elapsed,
+            "samples_per_s": steps * batch_size / elapsed}  # fmt: skip

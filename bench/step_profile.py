@@ -1,6 +1,6 @@
 """Where a trainer step's time goes, in one process: the pieces that could make it slower than fit.
 
-    .venv/bin/python bench/step_profile.py [--data PATH] [--steps 40] [--rounds 5]
+    python -m bench profile [--data PATH] [--profile-steps 40] [--profile-rounds 5]
 
 Alternating blocks of ``--steps`` steps (``--rounds`` rounds, so drift hits all alike), on one
 fixed batch of 128 so the input pipeline is out of the picture:
@@ -16,19 +16,10 @@ number of traces of the trainer's step after a ``Trainer.fit`` of 30 steps (1 = 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from bench.harness import BATCH_SIZE, DEFAULT_DATA, scratch_dir  # noqa: E402
+from bench.harness import BATCH_SIZE, run_child, scratch_dir, summary
 
 
 def _steps(data: str) -> tuple[Any, Any, Any]:
@@ -96,7 +87,12 @@ def _tracing_count(data: str) -> int:
         return int(trainer._compiled["train"].experimental_get_tracing_count())  # type: ignore[attr-defined]
 
 
-def run(data: str = str(DEFAULT_DATA), steps: int = 40, rounds: int = 5) -> dict[str, Any]:
+def run(data: str, steps: int, rounds: int) -> dict[str, Any]:
+    """The profile in its own process (TensorFlow state stays out of the caller)."""
+    return run_child("step_profile:profile", data=data, steps=steps, rounds=rounds)
+
+
+def profile(data: str, steps: int, rounds: int) -> dict[str, Any]:
     batch, trainer_step, plain_step = _steps(data)
     _block(trainer_step, batch, 3, True)  # tracing
     _block(plain_step, batch, 3, False)
@@ -106,27 +102,8 @@ def run(data: str = str(DEFAULT_DATA), steps: int = 40, rounds: int = 5) -> dict
         times["plain_step"].append(_block(plain_step, batch, steps, False))
     ratios = [p / t for t, p in zip(times["trainer_step"], times["plain_step"], strict=True)]
     return {
-        "ms_per_step": {k: statistics.median(v) * 1e3 for k, v in times.items()},
-        "trainer_speed_vs_plain": {
-            "median": statistics.median(ratios),
-            "min": min(ratios),
-            "max": max(ratios),
-        },
+        "ms_per_step": {k: summary([t * 1e3 for t in v]) for k, v in times.items()},
+        "trainer_speed_vs_plain": summary(ratios),
         "pipeline_samples_per_s": _pipeline_rate(data, 200),
         "train_step_traces_after_fit": _tracing_count(data),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    print(json.dumps(run(args.data, args.steps, args.rounds), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -66,9 +66,31 @@ OPERATIONS = (
     "evaluate",
 )
 STATES = ("loading", "idle", "running", "paused", "stopping", "stopped", "finished", "failed")
-TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "event.", "log", "heartbeat")
+EVENTS = (
+    "started",
+    "param_changed",
+    "checkpoint_saved",
+    "paused",
+    "resumed",
+    "stopped",
+    "finished",
+    "failed",
+    "evaluated",
+    "state",
+)
+# Every topic a trainer publishes (PROTOCOL.md §4); subscribe to a prefix ("event.") for a family.
+TOPICS = (
+    "metrics.step",
+    "metrics.report",
+    "metrics.val",
+    "metrics.test",
+    *(f"event.{name}" for name in EVENTS),
+    "log",
+    "heartbeat",
+)
 
 __all__ = [
+    "EVENTS",
     "OPERATIONS",
     "PROTOCOL_VERSION",
     "STATES",

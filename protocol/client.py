@@ -3,12 +3,13 @@
 Each attempt waits for a peer that completed the handshake (the socket monitor's
 HANDSHAKE_SUCCEEDED) before queueing the request, then polls for the reply with a timeout. On a
 timeout the socket is closed with linger 0 and reopened, so nothing queued can reach a trainer that
-starts later; the request also carries an `expires` deadline that the server honours.
+starts later; the request also carries an `expires` deadline that the server honours. Retries
+reuse the request id, so a retried `stop` whose first reply was lost returns the cached reply
+instead of acting twice.
 
 Not ZMQ_IMMEDIATE: with it, libzmq discards a reply that has arrived but is not yet read when the
 peer disconnects (the pipe is terminated without delay), so the reply to a `stop` from a trainer
-that then exits at once was lost, and the caller heard "unavailable" for a stop that ran. Retries reuse the request id, so a retried `stop` whose first
-reply was lost returns the cached reply instead of acting twice.
+that then exits at once was lost, and the caller heard "unavailable" for a stop that ran.
 
 An `expired` reply means the server reached the request only after the caller's budget ran out:
 nothing ran, exactly as if no reply had come, so the caller gets the same `TrainerUnavailable`.

@@ -38,6 +38,7 @@ from protocol.endpoints import (
     default_connection_file,
     default_endpoints,
 )
+from protocol.options import Option
 from protocol.security import ClientCurve, CurveKeyError, KeyPair, ServerCurve, load_public_key
 from protocol.subscriber import Subscriber
 
@@ -199,3 +200,55 @@ def _client_curve(
         return ClientCurve(KeyPair(info.client_public_key, info.client_secret_key), info.server_public_key)
     instance = instance_keys(path)
     return ClientCurve(instance.client, instance.server.public)
+
+
+# The options by which a client (the sidecar, trainctl) says where its trainer is: one table, so
+# both programs take the same flags and variables and apply the same rules.
+CLIENT_OPTIONS: tuple[Option, ...] = (
+    Option("--control", "CONTROL", "control endpoint", metavar="ENDPOINT"),
+    Option("--metrics", "METRICS", "metrics endpoint", metavar="ENDPOINT"),
+    Option("--connection", "CONNECTION", "the trainer's connection file", type=Path, metavar="FILE"),
+    Option("--instance", "INSTANCE", "instance name (default endpoints and connection file)"),
+    Option(
+        "--curve-secret-key",
+        "CURVE_SECRET_KEY",
+        "CurveZMQ: this client's secret key file",
+        type=Path,
+        metavar="FILE",
+    ),
+    Option(
+        "--curve-server-key",
+        "CURVE_SERVER_KEY",
+        "CurveZMQ: the trainer's public key file",
+        type=Path,
+        metavar="FILE",
+    ),
+    Option(
+        "--insecure-no-curve",
+        "INSECURE_NO_CURVE",
+        "INSECURE: connect without CurveZMQ, to a trainer started so",
+        type=None,
+        default=False,
+    ),
+)
+
+
+def connection_from_options(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Connection:
+    """The connection the resolved CLIENT_OPTIONS name; raises ConnectionConfigError.
+
+    The variables were already applied by the option layer; `environ` only locates the runtime
+    directory for the instance's defaults.
+    """
+    try:
+        return resolve_connection(
+            control=values["control"],
+            metrics=values["metrics"],
+            connection_file=values["connection"],
+            instance=values["instance"],
+            curve_secret_key=values["curve_secret_key"],
+            curve_server_key=values["curve_server_key"],
+            insecure_no_curve=bool(values["insecure_no_curve"]),
+            environ=environ,
+        )
+    except OSError as exc:  # a refused runtime directory
+        raise ConnectionConfigError(str(exc)) from None

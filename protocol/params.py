@@ -16,11 +16,34 @@ from protocol.errors import ErrorCode, RequestError
 PARAM_TYPES = ("float", "int", "bool", "str")
 # When a change takes effect: at the next training step, at once, or at the next epoch / restart.
 APPLIES = ("next_step", "now", "next_epoch")
-_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
-_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Error replies stay short whatever was sent: names are shortened, and only the first few listed.
 MAX_NAME_CHARS = 40
 MAX_LISTED_ERRORS = 5
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is a ValueError, never
+    silently false (``CHATTRAIN_AUTOSTART=ture`` must not quietly mean "no")."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected one of {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))}")
+
+
+def split_assignment(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` into its stripped halves; a ValueError names what was expected.
+
+    The one parser of assignments: trainer ``--param``, trainctl ``start --param`` and the chat's
+    ``lr=0.01`` all go through it (the value is typed later, against the parameter's declaration).
+    """
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"expected NAME=VALUE, received {text[:80]!r}")
+    return name.strip(), value.strip()
 
 
 @dataclass(frozen=True)
@@ -57,12 +80,10 @@ class ParamSpec:
         if self.type == "bool":
             if isinstance(value, bool):
                 return value
-            word = str(value).strip().lower()
-            if word in _TRUE_WORDS:
-                return True
-            if word in _FALSE_WORDS:
-                return False
-            raise ValueError(received)
+            try:
+                return parse_bool(str(value))
+            except ValueError:
+                raise ValueError(received) from None
         if self.type == "str":
             if isinstance(value, str):
                 return value

@@ -1,9 +1,10 @@
-"""The sidecar: a chat backend, the command dispatcher and the trainer feed, wired together.
+"""The sidecar: a chat backend, the command router and the runs' feeds, wired together.
 
-Threads: the backend's receive thread calls `on_message` (access check, parse, command, reply
-queued); the feed thread owns the Subscriber and its own ControlClient; the outbox thread does
-all sending. The message path's ControlClient is used by the receive thread only (and is
-behind TrainerLink's lock in case a backend ever calls from more than one thread).
+Threads: the backend's receive thread calls `on_message` (access check, route, parse, command,
+reply queued); each run's feed thread owns its Subscriber and its own ControlClient; the outbox
+thread does all sending; the runs thread sends combined progress and (with --discover) picks up
+new runs. A run's message-path ControlClient is used by the receive thread only (and is behind
+its TrainerLink's lock in case a backend ever calls from more than one thread).
 """
 
 from __future__ import annotations
@@ -14,23 +15,27 @@ import time
 from typing import Any
 
 from protocol import check_private_dir
+from sidecar import render_runs
 from sidecar.access import AccessPolicy
 from sidecar.backend import ChatBackend, IncomingText, Priority
-from sidecar.commands import COMMANDS, CommandContext, Reply
+from sidecar.commands import Reply
 from sidecar.config import Config
 from sidecar.cursor import CursorStore
-from sidecar.dispatch import INTERNAL_ERROR_TEXT, Dispatcher
-from sidecar.feed import FeedHandler, FeedThread
+from sidecar.dispatch import INTERNAL_ERROR_TEXT
+from sidecar.feed import FeedHandler
 from sidecar.i18n import LanguagePreference
-from sidecar.link import Catalog, Request, TrainerLink
+from sidecar.link import Request
 from sidecar.outbox import Outbox
+from sidecar.routing import Router
+from sidecar.runs import RESCAN_INTERVAL_S, Run, RunSet, RunSource, discover
 from sidecar.series import MetricSeries
-from sidecar.throttle import Clock
+from sidecar.throttle import Clock, Combiner
 
 logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
+SCAN_POLL_S = 0.2  # how often combined progress is looked at (and the rescan clock)
 
 
 class Sidecar:
@@ -47,36 +52,94 @@ class Sidecar:
         self.config = config
         self.backend = backend
         self.outbox = Outbox(backend)
-        self.catalog = Catalog()
-        self.series = MetricSeries()
         self.access = access or AccessPolicy(config.allow)  # the backend resolves it at login
         self._clock = clock
-        connection = config.connection()
-        client = connection.control_client(
-            timeout_ms=config.request_timeout_ms, retries=config.request_retries
-        )
-        self.link = TrainerLink(client, self.catalog)
         self.language = LanguagePreference(config.language)
-        self.context = CommandContext(self.link, self.series, config.state_dir)
-        self.dispatcher = Dispatcher(COMMANDS, self.context, self.language)
-        feed_options: dict[str, Any] = {
+        self._client_options: dict[str, Any] = {
+            "timeout_ms": config.request_timeout_ms,
+            "retries": config.request_retries,
+        }
+        self._feed_options: dict[str, Any] = {
             "timeout_ms": min(config.request_timeout_ms, FEED_REQUEST_TIMEOUT_MS),
             "retries": FEED_REQUEST_RETRIES,
         }
-        self.feed = FeedThread(self._feed_handler, connection, client_options=feed_options)
+        # Progress of several runs in one message per interval (one run: sent as it comes).
+        self._combiner = Combiner(config.progress_interval_s, clock)
+        self._combiner_lock = threading.Lock()
+        self.runs = RunSet(self._make_run)
+        self.runs.add(config.sources(), start=False)
+        where = str(config.runtime_dir) if config.runtime_dir else "--run"
+        self.router = Router(self.runs, self.language, where=where)
+        self._stopping = threading.Event()
+        self._scanner = threading.Thread(target=self._scan, name="sidecar-runs", daemon=True)
 
-    def _feed_handler(self, request: Request) -> FeedHandler:
+    @property
+    def series(self) -> MetricSeries | None:
+        """The first run's metric series (the only one's, with one run)."""
+        runs = self.runs.all()
+        return runs[0].series if runs else None
+
+    def _make_run(self, source: RunSource) -> Run:
+        return Run(
+            source,
+            self.config.state_dir,
+            language=self.language,
+            client_options=self._client_options,
+            feed_options=self._feed_options,
+            make_handler=self._feed_handler,
+        )
+
+    def _feed_handler(self, run: Run, request: Request) -> FeedHandler:
         return FeedHandler(
-            self._notify,
+            lambda text, priority: self._notify_from(run, text, priority),
             request,
-            catalog=self.catalog,
-            series=self.series,
-            cursors=CursorStore(self.config.state_dir),
+            catalog=run.catalog,
+            series=run.series,
+            cursors=CursorStore(run.state_dir),
             progress_interval_s=self.config.progress_interval_s,
             clock=self._clock,
             language=self.language.current,
-            own_changes=self.context.own_changes,
+            own_changes=run.own_changes,
         )
+
+    def _notify_from(self, run: Run, text: str, priority: Priority) -> None:
+        """A run's feed message: as it is with one run; named (progress combined) with several."""
+        if not self.runs.several():
+            self._notify(text, priority)
+            return
+        if priority == Priority.PROGRESS:
+            with self._combiner_lock:
+                due = self._combiner.offer(run.name, text)
+            self._send_progress(due)
+            return
+        if priority == Priority.ALERT:  # a final message carries the run's last progress
+            with self._combiner_lock:
+                self._combiner.discard(run.name)
+        self._notify(render_runs.named(run.name, text), priority)
+
+    def _send_progress(self, lines: dict[str, str]) -> None:
+        if lines:
+            self._notify(render_runs.combined(lines), Priority.PROGRESS)
+
+    def _scan(self) -> None:
+        """Due combined progress, and (with --discover) runs started since the last look."""
+        next_scan = time.monotonic() + RESCAN_INTERVAL_S
+        while not self._stopping.wait(SCAN_POLL_S):
+            with self._combiner_lock:
+                due = self._combiner.due()
+            self._send_progress(due)
+            if self.config.runtime_dir is not None and time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + RESCAN_INTERVAL_S
+                self._discover(start=True)
+
+    def _discover(self, *, start: bool) -> None:
+        if self.config.runtime_dir is None:
+            return
+        try:
+            found = discover(self.config.runtime_dir, insecure_no_curve=self.config.insecure_no_curve)
+            self.runs.add(found, start=start)
+        except Exception:
+            logger.exception("looking for runs failed; trying again")
 
     def _notify(self, text: str, priority: Priority) -> None:
         """The feed's messages to the owner's chat: unsolicited, so never REPLY."""
@@ -88,7 +151,10 @@ class Sidecar:
         # The state dir holds the chat session (a pickle: code) and what we send: ours alone.
         check_private_dir(self.config.state_dir, "state directory")
         self.outbox.start()
-        self.feed.start()
+        self._discover(start=False)
+        for run in self.runs.all():
+            run.start()
+        self._scanner.start()
 
     def run(self) -> None:
         """Start, then run the backend until it stops; always closes."""
@@ -103,19 +169,23 @@ class Sidecar:
         self.backend.stop()
 
     def close(self) -> None:
-        self.feed.stop()
+        self._stopping.set()
+        if self._scanner.is_alive():
+            self._scanner.join(5.0)
+        self.runs.close()
         self.outbox.close()
-        self.link.close()
 
     def on_message(self, message: IncomingText) -> None:
         """The backend's callback: never raises (a failure is logged and answered)."""
-        if message.from_owner and self.outbox.sent_recently(message.text):
-            return  # our own message, echoed back by the chat service
+        # Our own messages echoed back by web WeChat never get here: the backend that sees the
+        # echo (sidecar.wechat, by message id and chat) drops it, once, where it knows which it is.
         role = self.access.check(message)
         if role is None:
             return
         try:
-            reply = self.dispatcher.handle(message.text, lambda spec: self.access.may_run(role, spec.op))
+            reply = self.router.handle(
+                message.text, lambda spec: self.access.may_run(role, spec.op), sender=message.sender_id
+            )
         except Exception:
             logger.exception("handling %r failed", message.text[:80])
             reply = Reply(INTERNAL_ERROR_TEXT)

@@ -10,19 +10,24 @@ instance's key file.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from protocol import ClientCurve, Connection, ConnectionConfigError, resolve_connection
+from protocol.connect import CLIENT_OPTIONS, connection_from_options
+from protocol.discovery import check_run_name
+from protocol.endpoints import default_runtime_dir
+from protocol.options import Option, Parser, add_options, parse_options
 from sidecar.access import AccessPolicy
+from sidecar.runs import DEFAULT_RUN_NAME, RunSource, source_from_file
 
 DEFAULT_STATE_DIR = Path("state/sidecar")
 DEFAULT_PROGRESS_INTERVAL_S = 60.0
 BACKENDS = ("wechat", "console", "ilink")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -46,205 +51,224 @@ class Config:
     push_url: str | None = None
     push_format: str = "auto"
     language: str = "auto"
+    # -- several runs (sidecar/runs.py) --
+    name: str = DEFAULT_RUN_NAME  # the configured run's short name
+    primary: bool = True  # False: only --run / --discover runs (no default instance)
+    runs: tuple[RunSource, ...] = ()
+    runtime_dir: Path | None = None  # set: follow every connection file in it (--discover)
+    insecure_no_curve: bool = False  # for the runs discovered later
 
     def connection(self) -> Connection:
         """What the control client and the feed subscriber are both made from."""
         return Connection(self.control, self.metrics, self.curve)
 
+    def sources(self) -> list[RunSource]:
+        """The runs configured: the primary one (as with one run), then every --run."""
+        primary = [RunSource(self.name, self.connection(), primary=True)] if self.primary else []
+        return primary + list(self.runs)
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    def env(name: str, default: str | None = None) -> str | None:
-        return environ.get(name) or default
 
-    parser = argparse.ArgumentParser(
-        prog="sidecar", description="Supervise and steer a chattrain trainer from WeChat."
-    )
-    add = parser.add_argument
-    add(
+class ConfigError(ValueError):
+    """A value that makes no usable configuration: one line, exit 2."""
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got one starting {text[:8]!r}")
+    return text
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
         "--backend",
+        "BACKEND",
+        "chat backend: ilink (official bot API), wechat (web WeChat via itchat) or console (default wechat)",
         choices=BACKENDS,
-        default=env("CHATTRAIN_BACKEND", "wechat"),
-        help="chat backend: ilink (official bot API), wechat (web WeChat via itchat) or console "
-        "(env CHATTRAIN_BACKEND; default wechat)",
-    )
-    add("--control", default=env("CHATTRAIN_CONTROL"), help="control endpoint (env CHATTRAIN_CONTROL)")
-    add("--metrics", default=env("CHATTRAIN_METRICS"), help="metrics endpoint (env CHATTRAIN_METRICS)")
-    add(
-        "--connection",
-        type=Path,
-        default=env("CHATTRAIN_CONNECTION"),
-        help="trainer's connection file (env CHATTRAIN_CONNECTION)",
-    )
-    add("--instance", default=env("CHATTRAIN_INSTANCE"), help="instance name (env CHATTRAIN_INSTANCE)")
-    add(
+        default="wechat",
+    ),
+    *CLIENT_OPTIONS,
+    Option(
         "--state-dir",
+        "STATE_DIR",
+        f"where the sidecar keeps its cursor and plots (default {DEFAULT_STATE_DIR})",
         type=Path,
-        default=env("CHATTRAIN_STATE_DIR", str(DEFAULT_STATE_DIR)),
-        help="where the sidecar keeps its cursor and plots (env CHATTRAIN_STATE_DIR)",
-    )
-    add(
+        default=DEFAULT_STATE_DIR,
+    ),
+    Option(
         "--allow",
-        action="append",
-        metavar="NAME",
-        help="a contact who may send commands: the remark name you gave them in WeChat (never a "
+        "ALLOW",
+        "a contact who may send commands: the remark name you gave them in WeChat (never a "
         "nickname, which anyone can choose), or id:ID; NAME=steer may also steer, NAME alone only "
-        "read (status, params, history, plot); repeatable (env CHATTRAIN_ALLOW, comma-separated)",
-    )
-    add(
+        "read (status, params, history, plot); repeatable (the variable: comma-separated)",
+        repeat=True,
+        metavar="NAME",
+    ),
+    Option(
         "--progress-interval",
+        "PROGRESS_INTERVAL",
+        f"seconds between progress messages at most (default {DEFAULT_PROGRESS_INTERVAL_S:g})",
         type=float,
-        # A string default goes through `type` too: a bad variable is a usage error (exit 2).
-        default=env("CHATTRAIN_PROGRESS_INTERVAL", str(DEFAULT_PROGRESS_INTERVAL_S)),
-        help="seconds between progress messages at most (env CHATTRAIN_PROGRESS_INTERVAL)",
-    )
-    add(
-        "--wechat-base-url",
-        default=env("CHATTRAIN_WECHAT_BASE_URL"),
-        help="web WeChat base URL, for a fake server in tests (env CHATTRAIN_WECHAT_BASE_URL)",
-    )
-    add(
+        minimum=0,
+        default=DEFAULT_PROGRESS_INTERVAL_S,
+    ),
+    Option("--wechat-base-url", "WECHAT_BASE_URL", "web WeChat base URL, for a fake server in tests"),
+    Option(
         "--request-timeout-ms",
+        "REQUEST_TIMEOUT_MS",
+        "control request timeout per attempt (default 1500)",
         type=int,
-        default=env("CHATTRAIN_REQUEST_TIMEOUT_MS", "1500"),
-        help="control request timeout per attempt (env CHATTRAIN_REQUEST_TIMEOUT_MS)",
-    )
-    add(
-        "--curve-secret-key",
-        type=Path,
-        default=env("CHATTRAIN_CURVE_SECRET_KEY"),
-        help="CurveZMQ: this client's secret key file (env CHATTRAIN_CURVE_SECRET_KEY)",
-    )
-    add(
-        "--curve-server-key",
-        type=Path,
-        default=env("CHATTRAIN_CURVE_SERVER_KEY"),
-        help="CurveZMQ: the trainer's public key file (env CHATTRAIN_CURVE_SERVER_KEY)",
-    )
-    add(
+        minimum=1,
+        default=1500,
+    ),
+    Option(
         "--language",
+        "LANGUAGE",
+        "reply language: auto follows each command's language",
         choices=("auto", "zh", "en"),
-        default=env("CHATTRAIN_LANGUAGE", "auto"),
-        help="reply language: auto follows each command's language (env CHATTRAIN_LANGUAGE)",
-    )
-    add(
-        "--insecure-no-curve",
-        action="store_true",
-        default=(env("CHATTRAIN_INSECURE_NO_CURVE") or "").lower() in {"1", "true", "yes", "on"},
-        help="INSECURE: connect without CurveZMQ, to a trainer started so (env CHATTRAIN_INSECURE_NO_CURVE)",
-    )
-    add(
-        "--log-level",
-        default=env("CHATTRAIN_LOG_LEVEL", "INFO"),
-        help="logging level (env CHATTRAIN_LOG_LEVEL)",
-    )
-    _add_ilink_options(add, env)
+        default="auto",
+    ),
+    Option("--log-level", "LOG_LEVEL", "logging level", type=str.upper, choices=LOG_LEVELS, default="INFO"),
+    Option(
+        "--run",
+        "RUNS",
+        "follow this trainer too: its connection file or its two endpoints, optionally named "
+        "(chat: @NAME); repeatable (the variable: space-separated)",
+        repeat=True,
+        separator=None,
+        metavar="[NAME=]FILE|CONTROL,METRICS",
+    ),
+    Option(
+        "--discover",
+        "DISCOVER",
+        "follow every trainer whose connection file is in the runtime directory (every --instance), "
+        "including those started later",
+        type=None,
+        default=False,
+    ),
+    # -- the iLink backend and the push fallback --
+    Option("--ilink-base-url", "ILINK_BASE_URL", "iLink bot API base URL, for a fake server in tests"),
+    Option("--ilink-cdn-url", "ILINK_CDN_URL", "iLink media CDN base URL"),
+    Option(
+        "--ilink-window-hours",
+        "ILINK_WINDOW_HOURS",
+        "hours after your last message in which iLink delivers the bot's messages (default 12)",
+        type=float,
+        above=0,
+        default=12.0,
+    ),
+    Option(
+        "--ilink-per-inbound",
+        "ILINK_PER_INBOUND",
+        "messages iLink delivers per message of yours (default 10)",
+        type=int,
+        minimum=1,
+        default=10,
+    ),
+    Option(
+        "--push-url",
+        "PUSH_URL",
+        "push alerts here when the chat cannot deliver them: a WeCom group robot webhook or any "
+        "JSON webhook (default off)",
+        type=_http_url,
+    ),
+    Option(
+        "--push-format",
+        "PUSH_FORMAT",
+        "push body: wecom, json, or auto (wecom for qyapi.weixin.qq.com)",
+        choices=("auto", "wecom", "json"),
+        default="auto",
+    ),
+)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="sidecar", description="Supervise and steer a chattrain trainer from WeChat.")
+    add_options(parser, OPTIONS)
     return parser
 
 
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
-    parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    if args.progress_interval < 0:
-        parser.error(f"--progress-interval must be >= 0, got {args.progress_interval}")
-    if args.request_timeout_ms < 1:
-        parser.error(f"--request-timeout-ms must be >= 1, got {args.request_timeout_ms}")
+    """Flags > ``CHATTRAIN_*`` variables > defaults; a bad value exits 2 with one line."""
+    parser = build_parser()
+    values = parse_options(parser, OPTIONS, argv, environ)
     try:
-        connection = resolve_connection(
-            control=args.control,
-            metrics=args.metrics,
-            connection_file=args.connection,
-            instance=args.instance,
-            curve_secret_key=args.curve_secret_key,
-            curve_server_key=args.curve_server_key,
-            insecure_no_curve=args.insecure_no_curve,
-            environ=environ,
-        )
-    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        connection = connection_from_options(values, environ)
+        AccessPolicy(values["allow"])  # a wrong role is a usage error now, not at login
+        runs = _runs(values, environ)
+    except (ConnectionConfigError, ValueError) as exc:  # ConfigError is a ValueError
         parser.error(str(exc))
-    allow = _allow_list(parser, args, environ)
     return Config(
-        backend=args.backend,
+        backend=values["backend"],
         control=connection.control,
         metrics=connection.metrics,
-        state_dir=args.state_dir,
-        allow=allow,
-        progress_interval_s=args.progress_interval,
-        wechat_base_url=args.wechat_base_url,
-        request_timeout_ms=args.request_timeout_ms,
+        state_dir=values["state_dir"],
+        allow=values["allow"],
+        progress_interval_s=values["progress_interval"],
+        wechat_base_url=values["wechat_base_url"],
+        request_timeout_ms=values["request_timeout_ms"],
         curve=connection.curve,
-        log_level=args.log_level.upper(),
-        language=args.language,
-        **_ilink_config(args, parser),
+        log_level=values["log_level"],
+        language=values["language"],
+        ilink_base_url=values["ilink_base_url"],
+        ilink_cdn_url=values["ilink_cdn_url"],
+        ilink_window_s=values["ilink_window_hours"] * 3600.0,
+        ilink_per_inbound=values["ilink_per_inbound"],
+        push_url=values["push_url"],
+        push_format=values["push_format"],
+        **runs,
     )
 
 
-def _allow_list(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
-) -> tuple[str, ...]:
-    allow = list(args.allow or [])
-    if not args.allow and environ.get("CHATTRAIN_ALLOW"):
-        allow = environ["CHATTRAIN_ALLOW"].split(",")
+def _runs(values: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """--run, --discover, and whether the configured (default instance) run is one of them."""
+    insecure = bool(values["insecure_no_curve"])
+    sources = tuple(_run_source(spec, insecure) for spec in values["run"])
+    explicit = any(values[name] for name in ("control", "metrics", "connection"))
+    connection = values["connection"] or Path(".json")
+    name = values["instance"] or connection.name.removesuffix(".json") or DEFAULT_RUN_NAME
     try:
-        AccessPolicy(allow)  # a wrong role is a usage error now, not at login
-    except ValueError as exc:
-        parser.error(str(exc))
-    return tuple(name.strip() for name in allow if name.strip())
-
-
-# -- the iLink backend and the push fallback ---------------------------------------------------
-
-
-def _add_ilink_options(add: Callable[..., Any], env: Callable[[str, str | None], str | None]) -> None:
-    add(
-        "--ilink-base-url",
-        default=env("CHATTRAIN_ILINK_BASE_URL", None),
-        help="iLink bot API base URL, for a fake server in tests (env CHATTRAIN_ILINK_BASE_URL)",
-    )
-    add(
-        "--ilink-cdn-url",
-        default=env("CHATTRAIN_ILINK_CDN_URL", None),
-        help="iLink media CDN base URL (env CHATTRAIN_ILINK_CDN_URL)",
-    )
-    add(
-        "--ilink-window-hours",
-        type=float,
-        default=float(env("CHATTRAIN_ILINK_WINDOW_HOURS", "12") or 0),
-        help="hours after your last message in which iLink delivers the bot's messages "
-        "(env CHATTRAIN_ILINK_WINDOW_HOURS; default 12)",
-    )
-    add(
-        "--ilink-per-inbound",
-        type=int,
-        default=int(env("CHATTRAIN_ILINK_PER_INBOUND", "10") or 0),
-        help="messages iLink delivers per message of yours (env CHATTRAIN_ILINK_PER_INBOUND; default 10)",
-    )
-    add(
-        "--push-url",
-        default=env("CHATTRAIN_PUSH_URL", None),
-        help="push alerts here when the chat cannot deliver them: a WeCom group robot webhook or "
-        "any JSON webhook (env CHATTRAIN_PUSH_URL; default off)",
-    )
-    add(
-        "--push-format",
-        choices=("auto", "wecom", "json"),
-        default=env("CHATTRAIN_PUSH_FORMAT", "auto"),
-        help="push body: wecom, json, or auto (wecom for qyapi.weixin.qq.com) (env CHATTRAIN_PUSH_FORMAT)",
-    )
-
-
-def _ilink_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    if args.ilink_window_hours <= 0:
-        parser.error(f"--ilink-window-hours must be > 0, got {args.ilink_window_hours}")
-    if args.ilink_per_inbound < 1:
-        parser.error(f"--ilink-per-inbound must be >= 1, got {args.ilink_per_inbound}")
-    push = urlsplit(args.push_url) if args.push_url else None
-    if push is not None and (push.scheme not in ("http", "https") or not push.hostname):
-        parser.error(f"--push-url must be an http(s) URL, got one starting {args.push_url[:8]!r}")
+        runtime_dir = default_runtime_dir() if values["discover"] else None
+        check_run_name(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    # The configured run is followed as with one run, unless only --run / --discover name runs:
+    # then it is one of them only if given endpoints or a file (an instance's connection file is in
+    # the runtime directory, where --discover finds it when it exists).
+    discover = bool(values["discover"])
+    primary = explicit or not (sources or discover) or (bool(values["instance"]) and not discover)
+    names = [name] * primary + [source.name for source in sources]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"two runs are named alike ({', '.join(names)}): name them, --run NAME=...")
     return {
-        "ilink_base_url": args.ilink_base_url,
-        "ilink_cdn_url": args.ilink_cdn_url,
-        "ilink_window_s": args.ilink_window_hours * 3600.0,
-        "ilink_per_inbound": args.ilink_per_inbound,
-        "push_url": args.push_url,
-        "push_format": args.push_format,
-    }
+        "name": name, "primary": primary, "runs": sources, "runtime_dir": runtime_dir,
+        "insecure_no_curve": insecure,
+    }  # fmt: skip
+
+
+def _run_source(spec: str, insecure_no_curve: bool) -> RunSource:
+    name, sep, target = spec.partition("=")
+    if not sep or "://" in name:
+        name, target = "", spec
+    try:
+        if name:
+            check_run_name(name)
+        if "://" in target:
+            control, _, metrics = target.partition(",")
+            if not metrics:
+                raise ValueError(f"--run {spec[:60]!r}: endpoints are CONTROL,METRICS")
+            connection = resolve_connection(
+                control=control, metrics=metrics, insecure_no_curve=insecure_no_curve, environ={}
+            )
+            return RunSource(check_run_name(name or _endpoint_name(control)), connection)
+        source = source_from_file(Path(target), name=name or None, insecure_no_curve=insecure_no_curve)
+        check_run_name(source.name)
+        return source
+    except (ConnectionConfigError, OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _endpoint_name(control: str) -> str:
+    """A name for an unnamed pair of endpoints: the port, or the ipc file's name."""
+    tail = control.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    return tail.removesuffix(".control") or "run"

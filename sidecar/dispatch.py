@@ -46,6 +46,13 @@ class Dispatcher:
     def vocabulary(self) -> Vocabulary:
         return Vocabulary(self._words, self._context.link.catalog.param_words())
 
+    def parse(self, text: str) -> Command | Unknown | None:
+        """What `text` is for this run's vocabulary (its trainer's parameter words)."""
+        return parse(text, self.vocabulary())
+
+    def spec(self, name: str) -> CommandSpec:
+        return self._commands[name]
+
     def handle(self, text: str, may_run: Callable[[CommandSpec], bool] | None = None) -> Reply | None:
         """The reply to `text`, or None when it is chatter; `may_run` says which commands the
         sender's role allows (the access policy's; None: all)."""

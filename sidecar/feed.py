@@ -95,6 +95,15 @@ class FeedHandler:
         # A restart whose 'back' waits for the new process to load: (old step, since, noted).
         self._pending_back: tuple[int | None, float, bool] | None = None
 
+    @property
+    def down(self) -> bool:
+        """Whether the trainer's connection closed and has not come back."""
+        return self._down
+
+    @property
+    def last_step(self) -> int | None:
+        return self._last_step
+
     def handle(self, event: object) -> None:
         """Act on one FeedEvent."""
         if isinstance(event, Data):

@@ -11,10 +11,11 @@ The message catalog itself is `MESSAGES`: one key, an English and a Chinese temp
 
 from __future__ import annotations
 
-import math
 import threading
 from types import MappingProxyType
 from typing import Any
+
+from protocol.durations import EN_UNITS, format_duration
 
 EN = "en"
 ZH = "zh"
@@ -59,15 +60,7 @@ class LanguagePreference:
 
 def duration(seconds: float | None, lang: str = EN) -> str:
     """3725 -> '1h02m' (zh '1小时02分'), 65 -> '1m05s' ('1分05秒'), None/NaN -> '?'."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    h, m, s = ("小时", "分", "秒") if lang == ZH else ("h", "m", "s")
-    if hours:
-        return f"{hours}{h}{minutes:02d}{m}"
-    return f"{minutes}{m}{secs:02d}{s}" if minutes else f"{secs}{s}"
+    return format_duration(seconds, ("小时", "分", "秒") if lang == ZH else EN_UNITS)
 
 
 def tr(lang: str, key: str, **fields: Any) -> str:
@@ -270,6 +263,38 @@ MESSAGES = MappingProxyType(
         "no_command": {
             EN: "No command {word}. Send 'help' for the list.",
             ZH: "没有 {word} 这个命令。发送 帮助 查看列表。",
+        },
+        # -- several runs (sidecar/render_runs.py) --
+        "runs_head": {EN: "Runs ({count}):", ZH: "训练任务（{count} 个）："},
+        "run_row": {
+            EN: "{name}{mark}: {state}, step {step}{total}, loss {loss}, ETA {eta}",
+            ZH: "{name}{mark}：{state}，第 {step}{total} 步，损失 {loss}，预计还需 {eta}",
+        },
+        "run_row_short": {EN: "{name}{mark}: {state}{step}", ZH: "{name}{mark}：{state}{step}"},
+        "run_step": {EN: ", last seen at step {step}", ZH: "，最后在第 {step} 步"},
+        "run_down": {EN: "down", ZH: "已断开"},
+        "run_unreachable": {EN: "not answering", ZH: "无应答"},
+        "run_chosen": {EN: " (chosen)", ZH: "（已选定）"},
+        "runs_hint": {
+            EN: "Address one with @name (e.g. @{name} status), all with 'stop all' / 'status all', "
+            "or choose one: use {name}",
+            ZH: "用 @名称 指定一个（例如 @{name} 状态），全部：停止 全部 / 状态 全部；或先选定：使用 {name}",
+        },
+        "runs_none": {
+            EN: "No runs found yet (connection files in {where}).",
+            ZH: "还没有发现训练任务（在 {where} 中查找连接文件）。",
+        },
+        "which_run": {
+            EN: "Several runs: say which one, e.g. @{name} {command}, or choose one with: use {name}. "
+            "Nothing was changed.\n{runs}",
+            ZH: "有多个训练任务，请指定，例如 @{name} {command}；或先 使用 {name}。未做任何修改。\n{runs}",
+        },
+        "no_such_run": {EN: "No run named {name}.\n{runs}", ZH: "没有名为 {name} 的训练任务。\n{runs}"},
+        "using": {EN: "Commands without @name now go to {name}.", ZH: "之后不带 @名称 的命令发给 {name}。"},
+        "using_now": {EN: "Commands without @name go to {name}.", ZH: "不带 @名称 的命令发给 {name}。"},
+        "using_none": {
+            EN: "No run chosen: name one with @name, or choose one: use NAME.",
+            ZH: "尚未选定：用 @名称 指定，或先 使用 名称。",
         },
         "help_head": {EN: "Commands:", ZH: "命令："},
         "help_aliases": {EN: "Aliases: {aliases}", ZH: "别名：{aliases}"},

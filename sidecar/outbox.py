@@ -24,7 +24,6 @@ from sidecar.backend import ChatBackend, Priority
 logger = logging.getLogger(__name__)
 
 MAX_QUEUED = 200
-RECENT_TEXTS = 50
 STOP_TIMEOUT_S = 5.0
 READY_POLL_S = 0.5
 FILE_PREFIXES = ("@fil@", "@img@", "@vid@", "@msg@")
@@ -49,7 +48,6 @@ class Outbox:
         self._items: deque[Outgoing] = deque()
         self._unfinished = 0  # queued plus the one being sent
         self._changed = threading.Condition()
-        self._recent: deque[str] = deque(maxlen=RECENT_TEXTS)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sidecar-outbox", daemon=True)
 
@@ -60,17 +58,10 @@ class Outbox:
         """Queue `text` for chat `to` (None: the owner's chat); `priority` says what it is."""
         if text.startswith(FILE_PREFIXES):
             text = " " + text  # itchat's send() would read the rest as a local file path
-        with self._changed:
-            self._recent.append(text.strip())
         self._put(Outgoing(text=text, to=to, priority=Priority(priority)))
 
     def image(self, path: Path, to: str | None = None) -> None:
         self._put(Outgoing(image=path, to=to))
-
-    def sent_recently(self, text: str) -> bool:
-        """Whether `text` is one of our own recent messages (the chat may echo them back)."""
-        with self._changed:
-            return text.strip() in self._recent
 
     def queued(self) -> list[Outgoing]:
         """What waits to be sent, in order (for tests and status)."""

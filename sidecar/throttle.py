@@ -99,3 +99,35 @@ class EventLimiter:
         self._tokens -= 1
         count, self._suppressed = self._suppressed, 0
         return count
+
+
+class Combiner:
+    """Progress of several runs, one message per `interval_s`: each run's latest line, in one text.
+
+    Each run's own Throttle already sends at most one line per interval; offering them here makes
+    those that arrive within the same interval one message (`flush` sends what is due: call it from
+    a polling loop too). `discard` forgets a run's pending line (a final message carried it).
+    """
+
+    def __init__(self, interval_s: float, clock: Clock = time.monotonic) -> None:
+        self._throttle: Throttle[bool] = Throttle(interval_s, clock)
+        self._pending: dict[str, str] = {}
+
+    def offer(self, name: str, line: str) -> dict[str, str]:
+        """Keep `line` for run `name`; returns what to send now (run -> line), often nothing."""
+        self._pending[name] = line
+        return self._take(self._throttle.offer(True))
+
+    def due(self) -> dict[str, str]:
+        return self._take(self._throttle.due())
+
+    def discard(self, name: str) -> None:
+        self._pending.pop(name, None)
+        if not self._pending:
+            self._throttle.take()
+
+    def _take(self, due: bool | None) -> dict[str, str]:
+        if not due or not self._pending:
+            return {}
+        lines, self._pending = self._pending, {}
+        return lines

@@ -1,1 +1,1 @@
-"""trainctl: a command-line client of the chattrain protocol, and the Procfile restart supervisor."""
+"""trainctl: a command-line client of the chattrain protocol (the restart supervisor is `supervise`)."""

@@ -4,6 +4,7 @@
     trainctl start --param lr=0.002       trainctl watch                (Ctrl-C detaches)
     trainctl history                      trainctl history --with-metrics --since 100
     trainctl --json status                trainctl watch --json --until-state stopped,finished,failed
+    trainctl ls                           trainctl --instance exp2 set lr 0.01     trainctl watch --all
 
 Exit codes: 0 ok, 2 usage, 3 trainer unavailable, 4 refused by the trainer, 5 protocol error,
 6 `watch --for` ended before `--until-state` was reached.
@@ -18,20 +19,15 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from protocol.options import Parser, argument_type
+from protocol.params import split_assignment
 from trainctl import exit_codes
 from trainctl.commands import run_command
 from trainctl.config import add_connection_options
 
 
-def _name_value(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, received {text!r}")
-    return name.strip(), value.strip()
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trainctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_connection_options(parser, suppress=False)
@@ -42,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_connection_options(child, suppress=True)
         return child
 
+    command("ls", "the runs on this machine (connection files in the runtime directory): state, step")
     command("status", "the trainer's state, progress, last metrics and parameters")
     command("describe", "operations, states, topics and the declared parameters")
     start = command("start", "start training (optionally with initial parameter values)")
-    start.add_argument("--param", action="append", type=_name_value, metavar="NAME=VALUE")
+    start.add_argument("--param", action="append", type=argument_type(split_assignment), metavar="NAME=VALUE")
     for name, text in (("stop", "stop training"), ("pause", "pause training"), ("resume", "resume training")):
         command(name, text)
     command("params", "current parameter values")
@@ -64,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="end after this long")  # fmt: skip
     watch.add_argument("--until-state", default=None, metavar="STATE[,STATE...]",
                        help="end on reaching one of these states (exit 6 if --for ends first)")  # fmt: skip
+    watch.add_argument("--all", action="store_true",
+                       help="follow every run on this machine in one view")  # fmt: skip
     return parser
 
 

@@ -21,7 +21,8 @@ from rich.console import Console, RenderableType
 
 from protocol import ControlClient, ProtocolError, RemoteError, TrainerUnavailable
 from trainctl import exit_codes, render
-from trainctl.config import ConfigError, build_config
+from trainctl.config import ConfigError, build_config, request_options
+from trainctl.runs import run_ls, run_watch_all
 from trainctl.watch import WatchOptions, run_watch
 
 Result = dict[str, Any]
@@ -120,12 +121,15 @@ COMMANDS: Mapping[str, tuple[Request, Show]] = MappingProxyType(
 def run_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Run the parsed command; returns the exit code."""
     try:
+        if args.command == "ls" or (args.command == "watch" and args.all):
+            return _all_runs(args, out)
         config = build_config(args)
     except ConfigError as exc:
         return _fail(args, err, exit_codes.USAGE, "usage", str(exc))
+    except OSError as exc:  # a refused runtime directory
+        return _fail(args, err, exit_codes.USAGE, "usage", str(exc))
     if args.command == "watch":
-        states = frozenset(filter(None, (args.until_state or "").split(",")))
-        options = WatchOptions(json=args.json, for_s=args.for_s, until_states=states)
+        options = _watch_options(args)
         code = run_watch(config, options, out)
         if code == exit_codes.UNAVAILABLE:
             err.print(
@@ -151,6 +155,19 @@ def run_command(args: argparse.Namespace, out: Console, err: Console) -> int:
         for item in show(result, args):
             out.print(item)
     return exit_codes.OK
+
+
+def _watch_options(args: argparse.Namespace) -> WatchOptions:
+    states = frozenset(filter(None, (args.until_state or "").split(",")))
+    return WatchOptions(json=args.json, for_s=args.for_s, until_states=states)
+
+
+def _all_runs(args: argparse.Namespace, out: Console) -> int:
+    """`ls` and `watch --all`: every run in the runtime directory (trainctl/runs.py)."""
+    timeout_ms, retries = request_options(args)
+    if args.command == "ls":
+        return run_ls(args.json, timeout_ms, out)
+    return run_watch_all(_watch_options(args), out, timeout_ms=timeout_ms, retries=retries)
 
 
 def _fail(

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NoReturn
 
-from protocol import Connection, ConnectionConfigError, ControlClient, Subscriber, resolve_connection
+from protocol import Connection, ConnectionConfigError, ControlClient, Subscriber
+from protocol.connect import CLIENT_OPTIONS, connection_from_options
+from protocol.options import Option, add_options, resolve_options
 
-ENV_TIMEOUT_MS = "CHATTRAIN_REQUEST_TIMEOUT_MS"
-ENV_RETRIES = "CHATTRAIN_RETRIES"
-ENV_CURVE_SECRET = "CHATTRAIN_CURVE_SECRET_KEY"
-ENV_CURVE_SERVER_KEY = "CHATTRAIN_CURVE_SERVER_KEY"
-ENV_INSECURE = "CHATTRAIN_INSECURE_NO_CURVE"
 DEFAULT_TIMEOUT_MS = 1500
 DEFAULT_RETRIES = 2
 
@@ -55,102 +53,53 @@ class ClientConfig:
         return self.connection.subscriber(client)
 
 
+OPTIONS: tuple[Option, ...] = (
+    *CLIENT_OPTIONS,
+    Option(
+        "--timeout-ms",
+        "REQUEST_TIMEOUT_MS",
+        f"per-attempt reply timeout (default {DEFAULT_TIMEOUT_MS})",
+        type=int,
+        minimum=1,
+        default=DEFAULT_TIMEOUT_MS,
+    ),
+    Option(
+        "--retries",
+        "RETRIES",
+        f"attempts after the first (default {DEFAULT_RETRIES})",
+        type=int,
+        minimum=0,
+        default=DEFAULT_RETRIES,
+    ),
+)
+
+
 def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The global options; on subcommands (`suppress`) they only override what was given before."""
-
-    def default(value: object) -> object:
-        return argparse.SUPPRESS if suppress else value
-
-    group = parser.add_argument_group("connection")
-    group.add_argument(
-        "--control",
-        default=default(None),
-        metavar="ENDPOINT",
-        help="control endpoint (env CHATTRAIN_CONTROL)",
-    )
-    group.add_argument(
-        "--metrics",
-        default=default(None),
-        metavar="ENDPOINT",
-        help="metrics endpoint (env CHATTRAIN_METRICS)",
-    )
-    group.add_argument(
-        "--connection",
-        default=default(None),
-        metavar="FILE",
-        help="the trainer's connection file (env CHATTRAIN_CONNECTION)",
-    )
-    group.add_argument("--instance", default=default(None), help="instance name (env CHATTRAIN_INSTANCE)")
-    group.add_argument(
-        "--timeout-ms",
-        type=int,
-        default=default(None),
-        help=f"per-attempt reply timeout (env {ENV_TIMEOUT_MS}, default {DEFAULT_TIMEOUT_MS})",
-    )
-    group.add_argument(
-        "--retries",
-        type=int,
-        default=default(None),
-        help=f"attempts after the first (env {ENV_RETRIES}, default {DEFAULT_RETRIES})",
-    )
-    group.add_argument(
-        "--curve-secret-key",
-        default=default(None),
-        metavar="FILE",
-        help=f"this client's CurveZMQ secret key file (env {ENV_CURVE_SECRET})",
-    )
-    group.add_argument(
-        "--curve-server-key",
-        default=default(None),
-        metavar="FILE",
-        help=f"the trainer's CurveZMQ public key file (env {ENV_CURVE_SERVER_KEY})",
-    )
-    group.add_argument(
-        "--insecure-no-curve",
-        action="store_true",
-        default=default(False),
-        help=f"INSECURE: connect without CurveZMQ, to a trainer started so (env {ENV_INSECURE})",
-    )
+    add_options(parser.add_argument_group("connection"), OPTIONS, suppress=suppress)
     parser.add_argument(
         "--json",
         action="store_true",
-        default=default(False),
+        default=argparse.SUPPRESS if suppress else False,
         help="machine-readable output: one JSON document (watch: one JSON line per event)",
     )
 
 
-def build_config(args: argparse.Namespace) -> ClientConfig:
+def request_options(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """(timeout_ms, retries) from the options and environment; raises ConfigError."""
+    values = resolve_options(OPTIONS, args, environ, _fail)
+    return values["timeout_ms"], values["retries"]
+
+
+def build_config(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> ClientConfig:
     """Resolve the connection options through protocol's connection factory; raises ConfigError."""
-    timeout_ms = _int_option(args.timeout_ms, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, minimum=1)
-    retries = _int_option(args.retries, ENV_RETRIES, DEFAULT_RETRIES, minimum=0)
-    secret = args.curve_secret_key or os.environ.get(ENV_CURVE_SECRET)
-    server_key = args.curve_server_key or os.environ.get(ENV_CURVE_SERVER_KEY)
+    values = resolve_options(OPTIONS, args, environ, _fail)
     try:
-        connection = resolve_connection(
-            control=args.control,
-            metrics=args.metrics,
-            connection_file=Path(args.connection) if args.connection else None,
-            instance=args.instance,
-            curve_secret_key=Path(secret) if secret else None,
-            curve_server_key=Path(server_key) if server_key else None,
-            insecure_no_curve=args.insecure_no_curve or _true(os.environ.get(ENV_INSECURE)),
-        )
-    except (ConnectionConfigError, OSError) as exc:  # OSError: a refused runtime directory
+        connection = connection_from_options(values, environ)
+    except ConnectionConfigError as exc:
         raise ConfigError(str(exc)) from None
-    return ClientConfig(connection, timeout_ms, retries)
+    return ClientConfig(connection, values["timeout_ms"], values["retries"])
 
 
-def _true(text: str | None) -> bool:
-    return (text or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _int_option(value: int | None, env: str, default: int, *, minimum: int) -> int:
-    if value is None:
-        text = os.environ.get(env)
-        try:
-            value = int(text) if text else default
-        except ValueError:
-            raise ConfigError(f"{env} must be a whole number, received {text!r}") from None
-    if value < minimum:
-        raise ConfigError(f"timeouts and retries must be >= {minimum}, received {value}")
-    return value
+def _fail(message: str) -> NoReturn:
+    raise ConfigError(message)

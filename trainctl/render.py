@@ -9,7 +9,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
@@ -28,10 +28,9 @@ from protocol import (
     TrainerBack,
     TrainerDown,
     Unstalled,
+    durations,
 )
-
-if TYPE_CHECKING:
-    from trainctl.watch import WatchState
+from trainctl.watch_state import WatchState
 
 MISSING = "—"
 EVENT_KINDS: dict[type, str] = {
@@ -50,14 +49,7 @@ EVENT_KINDS: dict[type, str] = {
 
 def format_duration(seconds: float | None) -> str:
     """'42s', '3m05s', '2h04m'; a dash when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return MISSING
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return durations.format_duration(seconds, missing=MISSING)
 
 
 def format_value(value: Any) -> str:
@@ -283,7 +275,7 @@ def watch_view(state: WatchState, *, events_shown: int = 12) -> RenderableType:
     )
     metrics = Table(box=None, show_header=False, pad_edge=False)
     for topic, body in sorted(state.metrics.items()):
-        shown = {k: body[k] for k in ("step", "loss", "accuracy") if k in body}
+        shown: dict[str, Any] = {k: body[k] for k in ("step", "loss", "accuracy") if k in body}
         metrics.add_row(
             Text({"val": "validation", "test": "test"}.get(topic, topic), style="bold"), _pairs(shown)
         )

@@ -9,6 +9,7 @@ boundary, checkpoints, tests, publishes, and the process exits.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -38,6 +39,7 @@ from trainer.config import Config, parse_config
 from trainer.control import Controller, Publish
 from trainer.errors import describe_error
 from trainer.lifecycle import FAIL, FAILED
+from trainer.native_noise import filtered_stderr
 from trainer.pacing import Pacer, paced
 from trainer.params import PARAM_SPECS, defaults
 
@@ -221,7 +223,9 @@ def serve_worker(config: Config, role: WorkerRole) -> int:
 
 def _run_session(config: Config, controller: Controller, publish: Publish, role: WorkerRole = CHIEF) -> int:
     try:
-        from trainer.session import Session  # imports TensorFlow: seconds
+        noise = contextlib.nullcontext() if config.log_level == "DEBUG" else filtered_stderr()
+        with noise:
+            from trainer.session import Session  # imports TensorFlow: seconds
     except Exception as exc:  # a broken install fails the run; the sockets say why
         logger.exception("cannot load the TensorFlow side")
         error = describe_error(exc)

@@ -7,13 +7,13 @@ Every option can also be set with an environment variable ``CHATTRAIN_<NAME>`` (
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENV_PREFIX = "CHATTRAIN_"
+from protocol.options import Option, Parser, add_options, parse_options
+
 DEFAULT_RUN_DIR = "runs/default"
 DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
 # A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
@@ -25,7 +25,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 # A peer that does not answer a collective within this long fails the run (trainer.distribute).
 DEFAULT_COLLECTIVE_TIMEOUT_S = 120.0
 DEFAULT_HISTORY_SIZE = 10_000
-_TRUE_WORDS = {"1", "true", "yes", "on"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -62,227 +62,167 @@ class Config:
     collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S
 
 
-# (flag, dest, env name, type, help); type "flag" is a boolean switch, "list" repeats.
-OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("--control", "control", "CONTROL", "str", "control endpoint (default: ipc in the runtime dir)"),
-    ("--metrics", "metrics", "METRICS", "str", "metrics endpoint (default: ipc in the runtime dir)"),
-    (
-        "--connection-file",
-        "connection_file",
-        "CONNECTION",
-        "path",
-        "where to write the connection file (0600)",
-    ),
-    ("--instance", "instance", "INSTANCE", "str", "instance name for default endpoints"),
-    ("--run-dir", "run_dir", "RUN_DIR", "path", f"checkpoints and logs (default {DEFAULT_RUN_DIR})"),
-    ("--task", "task", "TASK", "str", "built-in task (mnist_cnn)"),
-    ("--module", "module", "MODULE", "str", "user Module as pkg.mod:Class"),
-    ("--data", "data", "DATA", "str", "path of mnist.npz (default: keras.datasets)"),
-    ("--param", "params", "PARAMS", "list", "initial param NAME=VALUE (repeatable)"),
-    ("--autostart", "autostart", "AUTOSTART", "flag", "start training once loaded"),
-    ("--max-steps", "max_steps", "MAX_STEPS", "int", "step budget (global step)"),
-    (
-        "--exit-when-done",
-        "exit_when_done",
-        "EXIT_WHEN_DONE",
-        "flag",
-        "exit when the run finishes, stops or fails",
-    ),
-    ("--data-limit", "data_limit", "DATA_LIMIT", "int", "use the first N train and test samples"),
-    (
-        "--synthetic-data",
-        "synthetic_data",
-        "SYNTHETIC_DATA",
-        "int",
-        "use N random samples instead of MNIST (tests)",
-    ),
-    (
-        "--heartbeat-interval",
-        "heartbeat_interval_s",
-        "HEARTBEAT_INTERVAL",
-        "float",
-        "seconds between heartbeats",
-    ),
-    (
-        "--on-nonfinite",
-        "on_nonfinite",
-        "ON_NONFINITE",
-        "str",
-        f"non-finite loss policy: {'|'.join(NONFINITE_POLICIES)}",
-    ),
-    (
-        "--checkpoint-every-s",
-        "checkpoint_every_s",
-        "CHECKPOINT_EVERY_S",
-        "float",
-        f"seconds between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_S:g})",
-    ),
-    (
-        "--checkpoint-every-steps",
-        "checkpoint_every_steps",
-        "CHECKPOINT_EVERY_STEPS",
-        "int",
-        f"steps between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_STEPS})",
-    ),
-    ("--quiet", "quiet", "QUIET", "flag", "no progress bar"),
-    (
-        "--allow-remote",
-        "allow_remote",
-        "ALLOW_REMOTE",
-        "flag",
-        "allow non-loopback tcp endpoints (CurveZMQ protects them, as every endpoint)",
-    ),
-    (
-        "--curve-server-secret",
-        "curve_secret",
-        "CURVE_SERVER_SECRET",
-        "path",
-        "CurveZMQ: the server's secret key file (default: the instance's generated key)",
-    ),
-    (
-        "--curve-clients",
-        "curve_clients",
-        "CURVE_CLIENTS",
-        "path",
-        "CurveZMQ: directory of public key files of clients admitted besides the connection file's",
-    ),
-    (
-        "--insecure-no-curve",
-        "insecure_no_curve",
-        "INSECURE_NO_CURVE",
-        "flag",
-        "INSECURE: no CurveZMQ; whoever can reach an endpoint can steer the run",
-    ),
-    ("--history-size", "history_size", "HISTORY_SIZE", "int", "data messages kept for `history`"),
-    (
-        "--steps-per-execution",
-        "steps_per_execution",
-        "STEPS_PER_EXECUTION",
-        "spe",
-        "training steps per compiled call: N >= 1 or auto (default auto)",
-    ),
-    (
-        "--jit-compile",
-        "jit_compile",
-        "JIT_COMPILE",
-        "str",
-        "XLA for the train step: auto (on when a GPU is visible), on, off",
-    ),
-    (
-        "--strategy",
-        "strategy",
-        "STRATEGY",
-        "str",
-        f"tf.distribute strategy: {'|'.join(STRATEGIES)} (multiworker reads TF_CONFIG)",
-    ),
-    (
-        "--logical-devices",
-        "logical_devices",
-        "LOGICAL_DEVICES",
-        "int",
-        "split the CPU into N logical devices (mirrored on a CPU-only machine)",
-    ),
-    (
-        "--collective-timeout",
-        "collective_timeout_s",
-        "COLLECTIVE_TIMEOUT",
-        "float",
-        f"multiworker: seconds to wait for a peer in a collective (default {DEFAULT_COLLECTIVE_TIMEOUT_S:g})",
-    ),
-    ("--log-level", "log_level", "LOG_LEVEL", "str", "logging level"),
-)
+AUTO = "auto"  # what --steps-per-execution auto resolves to before Config turns it into None
 
 
-def steps_per_execution(raw: str) -> int | None:
-    """``auto`` (None) or a positive count."""
-    if raw.strip().lower() == "auto":
-        return None
+def steps_per_execution(raw: str) -> int | str:
+    """``auto`` or a positive count (``Config`` holds auto as None)."""
+    if raw.strip().lower() == AUTO:
+        return AUTO
     value = int(raw)
     if value < 1:
         raise ValueError(f"steps per execution must be >= 1 or auto, got {raw!r}")
     return value
 
 
-steps_per_execution.__name__ = "steps-per-execution"  # argparse: "invalid steps-per-execution value"
-_CONVERT: dict[str, Any] = {
-    "str": str,
-    "path": Path,
-    "int": int,
-    "float": float,
-    "spe": steps_per_execution,
-}
-_CHOICES = {"on_nonfinite": NONFINITE_POLICIES, "jit_compile": JIT_CHOICES, "strategy": STRATEGIES}
+OPTIONS: tuple[Option, ...] = (
+    Option("--control", "CONTROL", "control endpoint (default: ipc in the runtime dir)"),
+    Option("--metrics", "METRICS", "metrics endpoint (default: ipc in the runtime dir)"),
+    Option("--connection-file", "CONNECTION", "where to write the connection file (0600)", type=Path),
+    Option("--instance", "INSTANCE", "instance name for default endpoints"),
+    Option("--run-dir", "RUN_DIR", f"checkpoints and logs (default {DEFAULT_RUN_DIR})", type=Path),
+    Option("--task", "TASK", "built-in task (mnist_cnn)"),
+    Option("--module", "MODULE", "user Module as pkg.mod:Class"),
+    Option("--data", "DATA", "path of mnist.npz (default: keras.datasets)"),
+    Option(
+        "--param", "PARAMS", "initial param (repeatable)", repeat=True, metavar="NAME=VALUE", dest="params"
+    ),
+    Option("--autostart", "AUTOSTART", "start training once loaded", type=None, default=False),
+    Option("--max-steps", "MAX_STEPS", "step budget (global step)", type=int, minimum=1),
+    Option(
+        "--exit-when-done",
+        "EXIT_WHEN_DONE",
+        "exit when the run finishes, stops or fails",
+        type=None,
+        default=False,
+    ),
+    Option("--data-limit", "DATA_LIMIT", "use the first N train and test samples", type=int, minimum=1),
+    Option(
+        "--synthetic-data",
+        "SYNTHETIC_DATA",
+        "use N random samples instead of MNIST (tests)",
+        type=int,
+        minimum=1,
+    ),
+    Option(
+        "--heartbeat-interval",
+        "HEARTBEAT_INTERVAL",
+        "seconds between heartbeats",
+        type=float,
+        above=0,  # 0 would spin
+        dest="heartbeat_interval_s",
+    ),
+    Option("--on-nonfinite", "ON_NONFINITE", "non-finite loss policy", choices=NONFINITE_POLICIES),
+    Option(
+        "--checkpoint-every-s",
+        "CHECKPOINT_EVERY_S",
+        f"seconds between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_S:g})",
+        type=float,
+        minimum=0,
+    ),
+    Option(
+        "--checkpoint-every-steps",
+        "CHECKPOINT_EVERY_STEPS",
+        f"steps between periodic checkpoints (0: off; default {DEFAULT_CHECKPOINT_EVERY_STEPS})",
+        type=int,
+        minimum=0,
+    ),
+    Option("--quiet", "QUIET", "no progress bar", type=None, default=False),
+    Option(
+        "--allow-remote",
+        "ALLOW_REMOTE",
+        "allow non-loopback tcp endpoints (CurveZMQ protects them, as every endpoint)",
+        type=None,
+        default=False,
+    ),
+    Option(
+        "--curve-server-secret",
+        "CURVE_SERVER_SECRET",
+        "CurveZMQ: the server's secret key file (default: the instance's generated key)",
+        type=Path,
+        dest="curve_secret",
+    ),
+    Option(
+        "--curve-clients",
+        "CURVE_CLIENTS",
+        "CurveZMQ: directory of public key files of clients admitted besides the connection file's",
+        type=Path,
+    ),
+    Option(
+        "--insecure-no-curve",
+        "INSECURE_NO_CURVE",
+        "INSECURE: no CurveZMQ; whoever can reach an endpoint can steer the run",
+        type=None,
+        default=False,
+    ),
+    Option("--history-size", "HISTORY_SIZE", "data messages kept for `history`", type=int, minimum=1),
+    Option(
+        "--steps-per-execution",
+        "STEPS_PER_EXECUTION",
+        "training steps per compiled call: N >= 1 or auto (default auto)",
+        type=steps_per_execution,
+    ),
+    Option(
+        "--jit-compile",
+        "JIT_COMPILE",
+        "XLA for the train step: auto (on when a GPU is visible), on, off",
+        choices=JIT_CHOICES,
+    ),
+    Option(
+        "--strategy",
+        "STRATEGY",
+        "tf.distribute strategy (multiworker reads TF_CONFIG)",
+        choices=STRATEGIES,
+    ),
+    Option(
+        "--logical-devices",
+        "LOGICAL_DEVICES",
+        "split the CPU into N logical devices (mirrored on a CPU-only machine)",
+        type=int,
+        minimum=1,
+    ),
+    Option(
+        "--collective-timeout",
+        "COLLECTIVE_TIMEOUT",
+        f"multiworker: seconds to wait for a peer in a collective (default {DEFAULT_COLLECTIVE_TIMEOUT_S:g})",
+        type=float,
+        above=0,
+        dest="collective_timeout_s",
+    ),
+    Option("--log-level", "LOG_LEVEL", "logging level", type=str.upper, choices=LOG_LEVELS),
+)
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trainer", description="Train a TensorFlow module under chattrain control."
-    )
-    for flag, dest, env, kind, text in OPTIONS:
-        env_name = ENV_PREFIX + env
-        raw = environ.get(env_name)
-        help_text = f"{text} [env {env_name}]"
-        if kind == "flag":
-            enabled = raw is not None and raw.strip().lower() in _TRUE_WORDS
-            parser.add_argument(flag, dest=dest, action="store_true", default=enabled, help=help_text)
-        elif kind == "list":
-            items = [item for item in (raw or "").split(",") if item.strip()]
-            parser.add_argument(flag, dest=dest, action="append", default=None, help=help_text)
-            parser.set_defaults(**{f"_env_{dest}": items})
-        else:
-            convert = _CONVERT[kind]
-            choices = _CHOICES.get(dest)
-            parser.add_argument(
-                flag,
-                dest=dest,
-                type=convert,
-                choices=choices,
-                default=_from_env(convert, env_name, raw),
-                help=help_text,
-            )
+def build_parser() -> Parser:
+    parser = Parser(prog="trainer", description="Train a TensorFlow module under chattrain control.")
+    add_options(parser, OPTIONS)
     return parser
 
 
-def _from_env(convert: Any, name: str, raw: str | None) -> Any:
-    if not raw:
-        return None
-    try:
-        return convert(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a valid {convert.__name__}") from None
-
-
 def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
-    """Flags > ``CHATTRAIN_*`` variables > defaults; a bad value exits 2 with argparse's message.
+    """Flags > ``CHATTRAIN_*`` variables > defaults; a bad value exits 2 with one line.
 
     ``--module`` wins over ``--task`` (a ``.env`` may name a task by default). Initial params of
     the built-in tasks are checked here against their declarations; a user module's are checked
     once it is loaded.
     """
-    try:
-        parser = build_parser(environ)
-    except ValueError as exc:
-        build_parser({}).error(str(exc))
-    namespace = vars(parser.parse_args(argv))
-    namespace["params"] = tuple(namespace["params"] or namespace.pop("_env_params"))
-    namespace.pop("_env_params", None)
+    parser = build_parser()
+    namespace = parse_options(parser, OPTIONS, argv, environ)
     if namespace["module"]:
         namespace["task"] = None
-    policy = namespace["on_nonfinite"]
-    if policy is not None and policy not in NONFINITE_POLICIES:
-        parser.error(f"--on-nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {policy!r}")
-    interval = namespace["heartbeat_interval_s"]
-    if interval is not None and not 0 < interval < float("inf"):  # 0 would spin; nan compares false
-        parser.error(f"--heartbeat-interval must be a positive number of seconds, got {interval!r}")
+    if namespace["steps_per_execution"] == AUTO:
+        namespace["steps_per_execution"] = None
     _check_curve(parser, namespace)
-    _check_strategy(parser, namespace)
+    strategy = namespace["strategy"]
+    if strategy not in (None, "default") and namespace["jit_compile"] == "on":
+        parser.error(f"--jit-compile on is not supported with --strategy {strategy}")
     if not namespace["module"] and namespace["params"]:
         _check_params(parser, namespace["params"])
     values = {key: value for key, value in namespace.items() if value is not None}
     return Config(**values)
 
 
-def _check_curve(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> None:
+def _check_curve(parser: Parser, namespace: dict[str, Any]) -> None:
     clients = namespace["curve_clients"]
     if clients is not None and str(clients).strip() == "*":
         parser.error("--curve-clients '*' would admit any key: name a directory of public key files")
@@ -290,21 +230,7 @@ def _check_curve(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> 
         parser.error("--insecure-no-curve contradicts --curve-server-secret / --curve-clients")
 
 
-def _check_strategy(parser: argparse.ArgumentParser, namespace: dict[str, Any]) -> None:
-    strategy = namespace["strategy"]
-    if strategy is not None and strategy not in STRATEGIES:  # from the environment: not checked yet
-        parser.error(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    devices = namespace["logical_devices"]
-    if devices is not None and devices < 1:
-        parser.error(f"--logical-devices must be >= 1, got {devices!r}")
-    timeout = namespace["collective_timeout_s"]
-    if timeout is not None and not 0 < timeout < float("inf"):
-        parser.error(f"--collective-timeout must be a positive number of seconds, got {timeout!r}")
-    if strategy not in (None, "default") and namespace["jit_compile"] == "on":
-        parser.error(f"--jit-compile on is not supported with --strategy {strategy}")
-
-
-def _check_params(parser: argparse.ArgumentParser, items: Sequence[str]) -> None:
+def _check_params(parser: Parser, items: Sequence[str]) -> None:
     from protocol import RequestError
     from trainer.params import PARAM_SPECS, parse_assignments, validate_updates
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, ErrorCode, ParamSpec, RequestError
+from protocol import OPERATIONS, PROTOCOL_VERSION, STATES, TOPICS, ErrorCode, ParamSpec, RequestError
 from trainer.commands import Command, PendingCommands
 from trainer.lifecycle import (
     ACTIVITY_IDLE,
@@ -48,10 +48,6 @@ from trainer.params import BATCH_SIZE, TRAINING_ITERS, validate_updates
 
 logger = logging.getLogger(__name__)
 
-EVENTS = "started param_changed checkpoint_saved paused resumed stopped finished failed evaluated state"
-TOPICS = ("metrics.step", "metrics.report", "metrics.val", "metrics.test", "log") + tuple(
-    f"event.{name}" for name in EVENTS.split()
-)
 NOT_CHECKPOINTED_WHEN_FAILED = (
     "cannot checkpoint while failed: a failed state is never saved; start restores the last good checkpoint"
 )

@@ -11,6 +11,7 @@ from typing import Any
 
 from protocol import ErrorCode, ParamSpec, RequestError, coerce_params
 from protocol.message import received
+from protocol.params import split_assignment
 
 LEARNING_RATE = "learning_rate"
 TRAINING_ITERS = "training_iters"
@@ -80,10 +81,4 @@ def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]
 
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     """``["lr=0.01", "bs=64"]`` -> ``{"lr": "0.01", "bs": "64"}`` (values checked later)."""
-    result: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        result[name.strip()] = value.strip()
-    return result
+    return dict(split_assignment(item) for item in items)

@@ -16,7 +16,7 @@ MACHINE = {
 
 def results(sections: dict[str, Any]) -> dict[str, Any]:
     return {
-        "command": "python bench/run_all.py", "mode": "full", "started": "today", "wall_s": 60.0,
+        "command": "python -m bench", "mode": "full", "started": "today", "wall_s": 60.0,
         "machine": MACHINE, "sections": sections, "load_average_at_end": [0.1, 0.1, 0.1],
     }  # fmt: skip
 

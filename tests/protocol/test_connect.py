@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import (
     ConnectionConfigError,
     ConnectionInfo,
@@ -24,7 +25,6 @@ from protocol import (
     server_curve,
 )
 from protocol.connect import instance_keys, keys_path
-from tests.fake_trainer import FakeTrainer
 from tests.protocol.support import CallLog
 
 WAIT_S = 10.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from protocol import OPERATIONS, PROTOCOL_VERSION, ErrorCode
+from protocol import EVENTS, OPERATIONS, PROTOCOL_VERSION, TOPICS, ErrorCode
 
 SPEC = Path(__file__).resolve().parents[2] / "PROTOCOL.md"
 
@@ -22,3 +22,16 @@ def test_the_spec_lists_every_error_code_and_operation() -> None:
     assert set(ErrorCode.ALL) <= documented_codes
     for op in OPERATIONS:
         assert f"| `{op}` |" in text, f"op {op} is not in PROTOCOL.md"
+
+
+def test_the_spec_lists_exactly_the_events_and_topics_of_the_code() -> None:
+    text = SPEC.read_text()
+    events_paragraph = text.split("\nEvents: ", 1)[1].split("\n\n", 1)[0]
+    words = set(re.findall(r"`([a-z_]+)`", events_paragraph))
+    assert set(EVENTS) <= words, f"events missing from PROTOCOL.md: {set(EVENTS) - words}"
+    assert words - set(EVENTS) <= {"path", "step"}, (
+        f"PROTOCOL.md names events the code lacks: {words - set(EVENTS)}"
+    )
+    table = set(re.findall(r"^\| `([a-z.<>]+)` \|", text.split("### Topics", 1)[1], flags=re.MULTILINE))
+    concrete = {topic if not topic.startswith("event.") else "event.<name>" for topic in TOPICS}
+    assert concrete == table

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fakes.wechat import FakeWeChatServer
 from sidecar.backend import IncomingText
-from tests.fakewechat import FakeWeChatServer
 
 if TYPE_CHECKING:
     from sidecar.wechat import WeChatBackend

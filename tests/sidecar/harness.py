@@ -1,5 +1,5 @@
 """Test doubles for the sidecar: a MemoryBackend whose sends can be awaited (no sleeps), private
-ipc endpoints, and a running Sidecar. The fake trainer is shared with trainctl: tests/fake_trainer.py.
+ipc endpoints, and a running Sidecar. The fake trainer is shared with trainctl: fakes/trainer.py.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fakes.ilink import VERIFY_CODE, FakeIlinkServer
 from sidecar.ilink import IlinkBackend
-from tests.fakeilink import VERIFY_CODE, FakeIlinkServer
 from tests.sidecar.conftest import Inbox
 
 READY_TIMEOUT_S = 10.0
@@ -19,11 +20,14 @@ READY_TIMEOUT_S = 10.0
 class RunningIlink:
     """An IlinkBackend in its own thread with its inbox, QR output and prompts asked."""
 
-    def __init__(self, backend: IlinkBackend, qr_output: io.StringIO, prompts: list[str]) -> None:
+    def __init__(
+        self, backend: IlinkBackend, qr_output: io.StringIO, prompts: list[str], prompted_at: list[float]
+    ) -> None:
         self.backend = backend
         self.inbox = Inbox()
         self.qr_output = qr_output
         self.prompts = prompts
+        self.prompted_at = prompted_at  # time.monotonic() of each prompt, taken as it was asked
         self.thread = threading.Thread(target=backend.run, args=(self.inbox,), name="ilink-run")
 
     def stop(self) -> None:
@@ -43,8 +47,10 @@ def running_ilink(
 ) -> Iterator[RunningIlink]:
     qr_output = io.StringIO()
     prompts: list[str] = []
+    prompted_at: list[float] = []
 
     def prompt(question: str) -> str:
+        prompted_at.append(time.monotonic())
         prompts.append(question)
         return code
 
@@ -53,7 +59,7 @@ def running_ilink(
     backend = IlinkBackend(
         state_dir, base_url=server.url, cdn_url=server.cdn_url, qr_stream=qr_output, prompt=prompt, **options
     )
-    running = RunningIlink(backend, qr_output, prompts)
+    running = RunningIlink(backend, qr_output, prompts, prompted_at)
     running.thread.start()
     try:
         if wait_ready:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import server_curve
 from sidecar.backend import OWNER_CHAT, IncomingText
 from sidecar.config import parse_config
 from sidecar.console import ConsoleBackend
-from tests.fake_trainer import FakeTrainer
 from tests.sidecar.harness import endpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,8 +174,15 @@ def test_a_runtime_dir_others_can_write_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "environ", "message"),
     [
-        ([], {"CHATTRAIN_PROGRESS_INTERVAL": "soon"}, "invalid float value: 'soon'"),
-        ([], {"CHATTRAIN_REQUEST_TIMEOUT_MS": "0"}, "--request-timeout-ms must be >= 1"),
+        ([], {"CHATTRAIN_PROGRESS_INTERVAL": "soon"}, "CHATTRAIN_PROGRESS_INTERVAL='soon': not a number"),
+        (
+            [],
+            {"CHATTRAIN_REQUEST_TIMEOUT_MS": "0"},
+            "--request-timeout-ms (CHATTRAIN_REQUEST_TIMEOUT_MS) must be >= 1",
+        ),
+        ([], {"CHATTRAIN_ILINK_PER_INBOUND": "ten"}, "CHATTRAIN_ILINK_PER_INBOUND='ten': not a whole number"),
+        ([], {"CHATTRAIN_INSECURE_NO_CURVE": "yess"}, "CHATTRAIN_INSECURE_NO_CURVE='yess': expected one of"),
+        (["--push-url", "ftp://x"], {}, "must be an http(s) URL"),
         (["--curve-secret-key", "/nonexistent.key_secret"], {}, "cannot read the CurveZMQ secret key"),
         (["--curve-server-key", "/nonexistent.key"], {}, "--curve-server-key needs --curve-secret-key"),
     ],
@@ -187,4 +194,5 @@ def test_configuration_errors_are_usage_errors(
     with pytest.raises(SystemExit) as exit_info:
         parse_config([*argv, "--control", "ipc:///c", "--metrics", "ipc:///m"], environ)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]  # one line, naming where the value came from

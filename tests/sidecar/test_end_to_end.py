@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakewechat import FakeWeChatServer
+from fakes.wechat import FakeWeChatServer
 
 pytestmark = pytest.mark.slow
 

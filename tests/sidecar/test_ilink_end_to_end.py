@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeilink import OWNER, FakeIlinkServer, FakeWebhook
+from fakes.ilink import OWNER, FakeIlinkServer, FakeWebhook
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from fakes.ilink import FakeWebhook
+from fakes.ilink.webhook import KEY
 from sidecar.push import MAX_TEXT_BYTES, PushChannel, redacted
-from tests.fakeilink import FakeWebhook
-from tests.fakeilink.webhook import KEY
 
 pytestmark = pytest.mark.usefixtures("no_proxy")
 

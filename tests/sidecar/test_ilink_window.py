@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fakes.ilink import OWNER, FakeIlinkServer, FakeWebhook
+from fakes.ilink.webhook import KEY
 from sidecar.backend import Priority
 from sidecar.push import PushChannel
 from sidecar.window import ReplyWindows
-from tests.fakeilink import OWNER, FakeIlinkServer, FakeWebhook
-from tests.fakeilink.webhook import KEY
 from tests.sidecar.ilink_harness import running_ilink
 
 HOUR_S = 3600.0

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import SEED_SPECS, FakeTrainer
 from protocol import ClientCurve, KeyPair, ParamSpec, ServerCurve
 from sidecar.access import Contact
 from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
-from tests.fake_trainer import SEED_SPECS, FakeTrainer
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -276,20 +276,10 @@ def test_a_restarted_sidecar_sends_one_summary_and_replays_nothing(eps, tmp_path
         trainer.close()
 
 
-def test_chat_text_can_never_make_the_sidecar_send_a_file(sidecar) -> None:  # type: ignore[no-untyped-def]
-    app, chat = sidecar
-    before = len(chat.snapshot())
-    chat.push_message("@fil@/etc/passwd")  # chatter: ignored
-    reply = ask(chat, "set @fil@/etc/passwd 1")
-    assert reply.startswith("Unknown parameter '@fil@/etc/passwd'")
-    app.outbox.text("@img@/etc/hosts")  # even our own text cannot start with a file prefix
-    assert chat.wait_for(lambda m: "/etc/hosts" in m.text, after=before).text == " @img@/etc/hosts"
-    assert all(m.kind == "text" for m in chat.snapshot())
-
-
 def test_history_finds_events_older_than_thousands_of_step_messages(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     trainer.event("checkpoint_saved", path="ckpt-1")
+    chat.wait_text("💾 Checkpoint saved")  # its notice first: else `ask` may take it for the reply
     trainer.advance(3000)  # per-step metrics bury the event under 3,000 seqs
     reply = ask(chat, "history")
     assert "checkpoint saved" in reply, reply

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.throttle import EventLimiter, Throttle
+from sidecar.throttle import Combiner, EventLimiter, Throttle
 
 
 class FakeClock:
@@ -53,3 +53,27 @@ def test_limiter_allows_a_burst_then_counts_what_it_held_back() -> None:
     clock.now += 10  # one token back
     assert limiter.suppressed() == 2
     assert limiter.suppressed() == 0
+
+
+def test_combiner_sends_runs_that_report_in_one_interval_as_one_message() -> None:
+    clock = FakeClock()
+    combiner = Combiner(60.0, clock)
+    assert combiner.offer("a", "a@10") == {"a": "a@10"}  # the first goes at once
+    clock.now += 1
+    assert combiner.offer("b", "b@5") == {}
+    clock.now += 30
+    assert combiner.offer("a", "a@20") == {}
+    assert combiner.due() == {}
+    clock.now += 29
+    assert combiner.due() == {"b": "b@5", "a": "a@20"}  # one message, each run's latest line
+    assert combiner.due() == {}
+
+
+def test_combiner_forgets_a_line_a_final_message_carried() -> None:
+    clock = FakeClock()
+    combiner = Combiner(60.0, clock)
+    combiner.offer("a", "a@10")
+    combiner.offer("b", "b@5")
+    combiner.discard("b")
+    clock.now += 60
+    assert combiner.due() == {}

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from fakes.wechat import FakeWeChatServer
 from sidecar.access import AccessPolicy
 from sidecar.backend import IncomingText, SendError
-from tests.fakewechat import FakeWeChatServer
 
 if TYPE_CHECKING:
     from tests.sidecar.conftest import RunningBackend
@@ -275,8 +275,8 @@ def test_a_hung_server_cannot_hang_a_send(
 def test_fake_server_runs_as_a_process_driven_over_http(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from fakes.wechat import FakeWeChatProcess
     from sidecar.wechat import WeChatBackend
-    from tests.fakewechat import FakeWeChatProcess
 
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     with FakeWeChatProcess() as fake:

@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fakes.wechat import FakeWeChatProcess
 from protocol import Connection, ConnectionInfo, ControlClient, resolve_connection
-from tests.fakewechat import FakeWeChatProcess
 from tests.system import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,8 @@ OWNER_CHAT = "filehelper"
 class ProcfileStack:
     """Start with `start()`; always `close()` (a fixture finalizer does)."""
 
-    def __init__(self, mnist_path: Path | None) -> None:
+    def __init__(self, mnist_path: Path | None, procfile: str = "Procfile") -> None:
+        self.procfile = procfile  # the repository's Procfile, or Procfile.multi
         self.root = Path(tempfile.mkdtemp(prefix="ctk-", dir="/tmp"))  # 0700, and short
         self.runtime_dir = self.root / "rt"
         self.runtime_dir.mkdir(mode=0o700)
@@ -61,7 +62,7 @@ class ProcfileStack:
     def start(self) -> ProcfileStack:
         self.wechat = FakeWeChatProcess()
         procfile = self.root / "Procfile"
-        shutil.copyfile(REPO_ROOT / "Procfile", procfile)
+        shutil.copyfile(REPO_ROOT / self.procfile, procfile)
         with open(self.log_path, "wb") as log:
             self.honcho = subprocess.Popen(
                 [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", str(self.root)],

@@ -101,7 +101,7 @@ def _kill_and_checkpoint_meanwhile(
     with SIGSTOP meanwhile, so the order does not depend on timing. Returns the sent-text count
     at the kill and the missed checkpoint's step."""
     supervisor = processes.parent_pid(sidecar_pid)
-    assert "trainctl.respawn" in processes.cmdline(supervisor), processes.cmdline(supervisor)
+    assert "supervise" in processes.cmdline(supervisor), processes.cmdline(supervisor)
     os.kill(supervisor, signal.SIGSTOP)
     try:
         os.kill(sidecar_pid, signal.SIGKILL)

@@ -1,1 +1,1 @@
-"""Tests of trainctl (the CLI client) and trainctl.respawn (the Procfile restart supervisor)."""
+"""Tests of trainctl, the command-line client."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import ConnectionInfo, KeyPair, ServerCurve, server_curve
-from tests.fake_trainer import FakeTrainer
 from trainctl.__main__ import main
 
 

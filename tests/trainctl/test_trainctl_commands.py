@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.trainer import FakeTrainer
 from protocol import ConnectionInfo, ControlServer, ServerCurve, generate_keypair
-from tests.fake_trainer import FakeTrainer
 from tests.trainctl.conftest import CliResult
 from trainctl import exit_codes
 

@@ -23,7 +23,7 @@ from protocol import (
     Unstalled,
 )
 from trainctl import render
-from trainctl.watch import WatchState
+from trainctl.watch_state import WatchState
 
 
 def data(topic: str, body: dict[str, object], seq: int = 1) -> Data:
@@ -127,7 +127,7 @@ def test_action_line() -> None:
 
 
 def test_watch_state_folds_events_into_progress_state_and_events() -> None:
-    state = WatchState(endpoint="ipc://x")
+    state = WatchState(endpoint="ipc://x", line_of=render.event_line)
     state.apply(Snapshot({"state": "idle", "step": 0, "total_steps": 100, "session": "s1", "run_id": "r"}))
     state.apply(data("event.started", {"event": "started", "step": 0, "state": "running"}, seq=1))
     state.apply(data("metrics.step", {"step": 40, "loss": 0.25, "steps_per_s": 10.0, "eta_s": 6.0}, seq=2))
@@ -160,7 +160,7 @@ def _view_text(state: WatchState) -> str:
 
 
 def test_watch_shows_one_loss_no_report_dump_and_forgets_the_old_process() -> None:
-    state = WatchState(endpoint="ipc://x")
+    state = WatchState(endpoint="ipc://x", line_of=render.event_line)
     state.apply(Snapshot({"state": "running", "step": 10, "session": "s1", "metrics": {"loss": 0.5}}))
     report = {"step": 20, "loss": 0.25, "accuracy": 0.9, "steps_per_s": 5.0, "eta_s": 30.0, "lr": 0.001}
     state.apply(Data(Message("data", report, session="s1", seq=1, topic="metrics.report")))

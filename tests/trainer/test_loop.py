@@ -17,6 +17,7 @@ from trainer.callbacks.base import HOOKS, Callback  # noqa: E402
 from trainer.callbacks.checkpoint import PeriodicCheckpoint  # noqa: E402
 from trainer.callbacks.nonfinite import NonFiniteLoss, NonFinitePolicy  # noqa: E402
 from trainer.callbacks.publish import PublishMetrics  # noqa: E402
+from trainer.errors import TRACEBACK_TAIL_LINES  # noqa: E402
 from trainer.module import KerasModule, sparse_accuracy  # noqa: E402
 from trainer.trainer import Trainer  # noqa: E402
 
@@ -147,7 +148,11 @@ def test_exception_in_user_code_fails_the_run_and_keeps_the_checkpoint(tmp_path:
         trainer.fit()
     assert trainer.error_info is not None
     assert "user code failed on purpose" in trainer.error_info["message"]
-    assert "Traceback" in trainer.error_info["traceback_tail"] or trainer.error_info["traceback_tail"]
+    # The end of the traceback: the user's line that raised, then the error itself.
+    tail = trainer.error_info["traceback_tail"].splitlines()
+    assert 0 < len(tail) <= TRACEBACK_TAIL_LINES
+    assert any("ct_test_modules.py" in line and "in training_step" in line for line in tail), tail
+    assert "user code failed on purpose" in "\n".join(tail[-2:]), tail
     assert trainer.last_checkpoint_step == 4
     assert recorder.steps("on_exception") == [4]
 
@@ -171,16 +176,18 @@ def test_a_new_trainer_resumes_step_params_and_weights_from_the_run_dir(tmp_path
 
 
 def test_a_compiled_keras_model_trains_through_the_one_line_wrapper(tmp_path: Path) -> None:
+    # Linearly separable through the origin: 20 SGD steps learn it (0.98 or more over 6 seeds,
+    # where the larger class is 0.58 of the samples).
     rng = np.random.default_rng(0)
-    x = rng.random((128, 8), dtype=np.float32)
-    y = (x.sum(axis=1) > 4).astype(np.int64)
+    x = rng.normal(size=(128, 8)).astype(np.float32)
+    y = (x.sum(axis=1) > 0).astype(np.int64)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     model.compile(
-        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        optimizer=keras.optimizers.SGD(0.5), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     module = KerasModule(model, train=(x, y), test=(x, y), metrics={"accuracy": sparse_accuracy})
     trainer = Trainer(module, params={"bs": 16}, max_steps=20, run_dir=tmp_path, progress=False)
-    assert trainer.params["learning_rate"] == pytest.approx(0.1)
+    assert trainer.params["learning_rate"] == pytest.approx(0.5)
     assert trainer.fit().outcome == "finished"
     assert trainer.step == 20
-    assert 0.0 <= trainer.test()["accuracy"] <= 1.0
+    assert trainer.test()["accuracy"] >= 0.9

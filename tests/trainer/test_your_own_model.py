@@ -38,12 +38,14 @@ def test_a_module_gets_only_the_constructor_options_it_takes() -> None:
 def test_a_compiled_model_in_one_line_shows_progress_and_returns_its_history(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Linearly separable through the origin, so one epoch learns it (0.85 or more over 6 seeds; the
+    # larger class is 0.51 of the samples).
     rng = np.random.default_rng(0)
-    x = rng.random((512, 8), dtype=np.float32)
-    y = (x.sum(axis=1) > 4).astype(np.int64)
+    x = rng.normal(size=(512, 8)).astype(np.float32)
+    y = (x.sum(axis=1) > 0).astype(np.int64)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     model.compile(
-        optimizer="adam",
+        optimizer=keras.optimizers.Adam(0.05),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -51,7 +53,7 @@ def test_a_compiled_model_in_one_line_shows_progress_and_returns_its_history(
     assert history.outcome == "finished"
     assert history.steps == [10]  # one epoch (as fit), batch 32 (as fit): 16 steps
     assert len(history.history["accuracy"]) == 1  # the compiled metric, reported
-    assert 0.0 <= history.test["accuracy"] <= 1.0
+    assert history.test["accuracy"] >= 0.75
     err = capsys.readouterr().err
     assert f"checkpoints go to {tmp_path / 'checkpoints'}" in err
     assert "16/16" in err  # the progress bar reached the end of the epoch budget

@@ -7,16 +7,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from protocol.durations import format_duration
 from trainer.callbacks.base import Callback, Logs
 
 if TYPE_CHECKING:
     from trainer.trainer import Trainer
-
-
-def _eta_text(eta_s: float) -> str:
-    minutes, seconds = divmod(int(eta_s), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 class ProgressBar(Callback):
@@ -45,7 +40,7 @@ class ProgressBar(Callback):
             return
         info = (
             f"loss {logs.get('loss', float('nan')):.4f}  {logs.get('steps_per_s', 0):.1f} "
-            f"steps/s  ETA {_eta_text(logs.get('eta_s', 0.0))}"
+            f"steps/s  ETA {format_duration(logs.get('eta_s', 0.0))}"
         )
         self._progress.update(self._task, completed=trainer.step, total=trainer.total_steps(), info=info)
 

@@ -1,4 +1,4 @@
-"""The HTTP half shared by the fake chat services (tests/fakewechat, tests/fakeilink).
+"""The HTTP half shared by the fake chat services (fakes/wechat, fakes/ilink).
 
 A fake service is its state class (with a `changed` condition and a `closed` flag, which waiters
 watch) plus `HttpServing`, which serves a request handler on 127.0.0.1 (port 0: any free port)

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakehttp import HttpServing
+from fakes.http import HttpServing
 
 from .state import DEFAULT_CONTACTS, OWNER_KEY, Contact, FakeWeChatState, Session
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakehttp import HttpServing
+from fakes.http import HttpServing
 
 from .state import SESSION_EXPIRED, FakeIlinkState
 

@@ -1,4 +1,4 @@
-"""Drive a fake web-WeChat server running as its own process (`python -m tests.fakewechat`).
+"""Drive a fake web-WeChat server running as its own process (`python -m fakes.wechat`).
 
 with FakeWeChatProcess() as fake:          # starts it, reads its URL
     run the sidecar with itchat's BASE_URL = fake.url
@@ -64,13 +64,15 @@ class FakeWeChatClient:
 
 
 class FakeWeChatProcess(FakeWeChatClient):
-    """`python -m tests.fakewechat` as a child process; `url` read from its first line."""
+    """`python -m fakes.wechat` as a child process; `url` read from its first line. `stderr`:
+    where its log goes (`subprocess.DEVNULL` for a benchmark: it logs every sent text)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, stderr: int | None = None) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakewechat", *args],
+            [sys.executable, "-m", "fakes.wechat", *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
         assert self._process.stdout is not None

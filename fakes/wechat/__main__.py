@@ -1,4 +1,4 @@
-"""Run the fake web-WeChat server as a process: `python -m tests.fakewechat --port N`.
+"""Run the fake web-WeChat server as a process: `python -m fakes.wechat --port N`.
 
 Prints its URL on the first line of stdout (then flushes), so a test that starts it can
 read where to point the sidecar (`itchat.config.BASE_URL`). Logs every text the client
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--no-echo", action="store_true", help="do not echo sent texts")
     parser.add_argument("--long-poll-s", type=float, default=LONG_POLL_S)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s fakewechat %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s fakes.wechat %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

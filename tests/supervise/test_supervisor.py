@@ -1,4 +1,4 @@
-"""trainctl.respawn: restarts with backoff, clean exits, stop signals, and survival under honcho."""
+"""supervise: restarts with backoff, clean exits, stop signals, and survival under honcho."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import IO
 
 import pytest
 
-from tests.fake_trainer import wait_until
-from trainctl.respawn import RespawnConfig, describe_exit, next_backoff, parse_args
+from fakes.trainer import wait_until
+from supervise import RespawnConfig, describe_exit, next_backoff
+from supervise.__main__ import parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESPAWN = [sys.executable, "-m", "trainctl.respawn"]
+RESPAWN = [sys.executable, "-m", "supervise"]
 # Counts its runs in <dir>/<name>.runs, writes its pid to <dir>/<name>.pid, then exits with the code
 # given for this run (the last one repeats), or with "wait" sleeps until a signal arrives.
 CHILD = textwrap.dedent(
@@ -244,7 +245,7 @@ def test_the_repository_procfile_wraps_every_entry_in_respawn() -> None:
         if line and line[0] != "#"
     )
     assert set(entries) == {"trainer", "sidecar"}
-    assert all("trainctl.respawn" in command for command in entries.values())
+    assert all("-m supervise " in command for command in entries.values())
     result = subprocess.run(
         [sys.executable, "-m", "honcho", "check"], cwd=REPO_ROOT, capture_output=True, timeout=30
     )

@@ -1,10 +1,11 @@
-"""A fake trainer for the sidecar and trainctl tests: the real ControlServer and Publisher, with small
-handlers in place of a training loop.
+"""A fake trainer for the protocol, sidecar and trainctl tests: the real ControlServer and Publisher,
+with small handlers in place of a training loop.
 
 Every op of `protocol.OPERATIONS` is served by an `op_<name>` method; state, step and params are
 plain attributes the handlers read and write under `lock`, so tests may also set them directly.
-Tests play training with `advance()` (metrics.step) or `report()` (metrics.report) and announce
-anything else with `event()`; `requests` lists the ops asked for, in order.
+Tests play training with `advance()` (metrics.step) or `report()` (metrics.report), publish bursts
+with `publish_many()` and announce anything else with `event()`; `requests` lists the ops asked
+for, in order, and `history_calls` records the `history` requests (its `handler` may be replaced).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 HEARTBEAT_INTERVAL_S = 0.1
 WAIT_TIMEOUT_S = 10.0
-WAIT_POLL_S = 0.01
+WAIT_POLL_S = 0.005
+HISTORY_SIZE = 10_000
+SEND_HWM = 10_000
+QUEUE_SIZE = 100_000  # tests publish bursts faster than a real loop: keep them all
 TOTAL_STEPS = 1000
 STEPS_PER_S = 50.0
 STARTED_AT = 1_700_000_000.0  # fixed, so two status replies compare equal
@@ -73,11 +77,31 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_TIMEOUT_S,
         time.sleep(WAIT_POLL_S)
 
 
+class CallLog:
+    """A handler wrapper that records every call, so tests can assert what ran and what did not."""
+
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.called = threading.Event()
+        self.handler = handler or (lambda args: {"n": len(self.calls)})
+
+    def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(args)
+        self.called.set()
+        return self.handler(args)
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+
 class FakeTrainer:
     """State, params and steps behind a real control server and publisher.
 
     `stopped_state` is where `stop` leaves a run; `announce` publishes an event on every state
     change, as the real trainer does. `broken_status` makes `status` answer a malformed body.
+    `heartbeat_body` replaces the heartbeat's (state, step, loop age); `extra_handlers` add or
+    replace ops; the publisher's sizes are Publisher's options.
     """
 
     def __init__(
@@ -93,6 +117,11 @@ class FakeTrainer:
         stopped_state: str = "stopped",
         announce: bool = True,
         curve: ServerCurve | None = None,
+        heartbeat_body: Callable[[], dict[str, Any]] | None = None,
+        history_size: int = HISTORY_SIZE,
+        send_hwm: int = SEND_HWM,
+        queue_size: int = QUEUE_SIZE,
+        extra_handlers: dict[str, Handler] | None = None,
     ) -> None:
         self.session = session or new_session_id()
         self.specs = specs
@@ -108,10 +137,15 @@ class FakeTrainer:
             metrics,
             session=self.session,
             heartbeat_interval_s=heartbeat_interval_s,
-            heartbeat_body=self._heartbeat,
+            heartbeat_body=heartbeat_body or self._heartbeat,
             curve=curve,
+            history_size=history_size,
+            send_hwm=send_hwm,
+            queue_size=queue_size,
         )
+        self.history_calls = CallLog(self.publisher.history_handler)
         handlers = {op: self._recorded(op, getattr(self, f"op_{op}")) for op in OPERATIONS}
+        handlers.update(extra_handlers or {})
         self.server = ControlServer(control, handlers, session=self.session, curve=curve)
 
     def start(self) -> FakeTrainer:
@@ -134,6 +168,13 @@ class FakeTrainer:
                         "eta_s": self._eta_s()}  # fmt: skip
             self.publisher.publish("metrics.step", body)
         wait_until(lambda: self.publisher.last_seq >= first + steps, what=f"{steps} messages numbered")
+
+    def publish_many(self, count: int, topic: str = "metrics.step", pad: str = "") -> None:
+        """Publish `count` messages `{i, pad}` back to back; wait until all are numbered."""
+        first = self.publisher.last_seq
+        for index in range(count):
+            self.publisher.publish(topic, {"i": index, "pad": pad})
+        wait_until(lambda: self.publisher.last_seq >= first + count, what=f"{count} messages published")
 
     def report(self, step: int, loss: float = 0.5, accuracy: float = 0.8) -> None:
         """Publish one metrics.report at `step` (publish only queues: nothing is awaited)."""
@@ -222,7 +263,7 @@ class FakeTrainer:
         }
 
     def op_history(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.publisher.history_handler(args)
+        return self.history_calls(args)
 
     def op_checkpoint(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"scheduled_at_step": self.step + 1}

@@ -1,0 +1,1 @@
+"""Tests of supervise, the Procfile restart supervisor."""
