@@ -2,9 +2,9 @@
 
 With no NAME, the full run (sections throughput, overhead, control, feed, sidecar, quality, in that
 order) writes BENCHMARKS.md and bench/results/latest.json. With NAMEs (those, or flood, protocol,
-ilink, profile, distribute), it runs only those and writes bench/results/only-<names>.md / .json, so a partial
-run (say on a GPU machine) never overwrites the committed table; each section's tables are also
-printed. ``--quick`` is a smoke run (one repetition, the smallest sizes: not figures to publish);
+ilink, profile, distribute), it runs only those and writes bench/results/only-<names>.md / .json,
+so a partial run (say on a GPU machine) never overwrites the committed table; each section's tables
+are also printed. ``--quick`` is a smoke run (one repetition, the smallest sizes: not figures to publish);
 every size has its own flag. A section that fails is reported as failed and the others still run.
 
 ``--child MODULE:FUNCTION KWARGS`` (internal) runs one measurement in a child process

@@ -76,7 +76,11 @@ class Job:
     def __init__(self, workdir: Path, run_dir: Path, ports: list[int], args: list[str]) -> None:
         job = ["--strategy", "multiworker", *args]
         self.worker = Worker(workdir, run_dir, job, tf_config(ports, 1))
-        self.chief = TrainerProcess(workdir, run_dir, job, env={"TF_CONFIG": tf_config(ports, 0)})
+        try:
+            self.chief = TrainerProcess(workdir, run_dir, job, env={"TF_CONFIG": tf_config(ports, 0)})
+        except BaseException:  # a chief that never answered must not leave its worker training
+            self.worker.close()
+            raise
 
     def wait_exit(self) -> tuple[int | None, int | None]:
         deadline = time.monotonic() + EXIT_WAIT_S
