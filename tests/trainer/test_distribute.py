@@ -192,6 +192,8 @@ def test_a_killed_worker_fails_the_run_naming_it_and_a_restart_resumes(
     try:
         # TF start-up, the cluster's rendezvous and the restore took 55 s with 2 CPU burners beside it.
         resumed = again.chief.wait_status(lambda s: s["state"] == "running" and s["step"] > 0, START_WAIT_S)
+        # Training past it means the worker restored too (the first exchange checks the steps agree).
+        again.chief.wait_status(lambda s: s["step"] > resumed["step"], START_WAIT_S)
         assert resumed["step"] >= saved["step"]
         restored = re.compile(r"restored step (\d+) from .*/run/checkpoints/ckpt-\d+")
         steps = [restored.search(text) for text in (again.chief.log_path.read_text(), again.worker.log())]
