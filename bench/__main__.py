@@ -2,9 +2,9 @@
 
 With no NAME, the full run (sections throughput, overhead, control, feed, sidecar, quality, in that
 order) writes BENCHMARKS.md and bench/results/latest.json. With NAMEs (those, or flood, protocol,
-ilink, profile), it runs only those and writes bench/results/only-<names>.md / .json, so a partial
-run (say on a GPU machine) never overwrites the committed table; each section's tables are also
-printed. ``--quick`` is a smoke run (one repetition, the smallest sizes: not figures to publish);
+ilink, profile, distribute), it runs only those and writes bench/results/only-<names>.md / .json,
+so a partial run (say on a GPU machine) never overwrites the committed table; each section's tables
+are also printed. ``--quick`` is a smoke run (one repetition, the smallest sizes: not figures to publish);
 every size has its own flag. A section that fails is reported as failed and the others still run.
 
 ``--child MODULE:FUNCTION KWARGS`` (internal) runs one measurement in a child process
@@ -51,14 +51,24 @@ class Plan:
     quality_eval_every: int = 100
     profile_steps: int = 40
     profile_rounds: int = 5
+    distribute_steps: int = 60
 
 
-QUICK = Plan(1, 10, 30, 64, 256, 50, 5.0, 5, 200, 100, 10, 2)
+QUICK = Plan(1, 10, 30, 64, 256, 50, 5.0, 5, 200, 100, 10, 2, 20)
 Runner = Callable[[Plan, str, list[str] | None], dict[str, Any]]
 
 
 def _runners() -> dict[str, Runner]:
-    from bench import control, metrics_feed, overhead, protocol_bench, quality, sidecar_bench, step_profile
+    from bench import (
+        control,
+        distribute,
+        metrics_feed,
+        overhead,
+        protocol_bench,
+        quality,
+        sidecar_bench,
+        step_profile,
+    )
     from bench import throughput as tp
 
     return {
@@ -72,11 +82,12 @@ def _runners() -> dict[str, Runner]:
         "protocol": lambda p, d, v: protocol_bench.run(p.repeats),
         "ilink": lambda p, d, v: sidecar_bench.run("ilink", d, p.sidecar_messages, p.repeats),
         "profile": lambda p, d, v: step_profile.run(d, p.profile_steps, p.profile_rounds),
+        "distribute": lambda p, d, v: distribute.run(d, p.distribute_steps, p.warmup_steps, p.repeats),
     }
 
 
 FULL_RUN = ("throughput", "overhead", "control", "feed", "sidecar", "quality")
-NAMES = (*FULL_RUN, "flood", "protocol", "ilink", "profile")
+NAMES = (*FULL_RUN, "flood", "protocol", "ilink", "profile", "distribute")
 
 
 def run_sections(names: list[str], plan: Plan, data: str, variants: list[str] | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import distribute
 from bench import report_sections as sections
 from bench.report_sections import Result, fig, table, verdict
 
@@ -216,6 +217,7 @@ ON_REQUEST: tuple[tuple[str, str, Render], ...] = (
     ("protocol", "Protocol", lambda s, _: protocol(s)),
     ("ilink", "Sidecar over iLink", lambda s, _: sidecar(s)),
     ("profile", "Step profile", lambda s, _: profile(s)),
+    ("distribute", "Several devices and workers", lambda s, _: distribute.markdown(s)),
 )
 
 

@@ -72,7 +72,8 @@ class TrainerProcess:
             except TrainerUnavailable:
                 if self.popen.poll() is not None:
                     raise RuntimeError(f"trainer exited: {self.log()}") from None
-        raise TimeoutError("trainer never answered")
+        self.close()  # the caller gets no object to close: never leave the process running
+        raise TimeoutError(f"trainer never answered: {self.log_path.read_text()[-4000:]}")
 
     def subscribe(self) -> Feed:
         return Feed(self.connection, self.connection.control_client(timeout_ms=1000, retries=2))

@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.trainer.support import REPO_ROOT, WAIT_S, TrainerProcess
+from tests.trainer.support import REPO_ROOT, TrainerProcess
 
 pytestmark = pytest.mark.slow
 
+START_WAIT_S = 180.0  # until a two-worker job trains: two TF start-ups and a rendezvous, loaded
 EXIT_WAIT_S = 120.0  # a stopped job tests and saves before it exits; TF start-up is slow when loaded
 DIGEST = re.compile(r"final weights digest ([0-9a-f]{64}) at step (\d+)")
 JOB_ARGS = ["--param", "bs=32", "--param", "ti=10000000", "--param", "ds=5", "--steps-per-execution", "4"]
@@ -76,7 +77,11 @@ class Job:
     def __init__(self, workdir: Path, run_dir: Path, ports: list[int], args: list[str]) -> None:
         job = ["--strategy", "multiworker", *args]
         self.worker = Worker(workdir, run_dir, job, tf_config(ports, 1))
-        self.chief = TrainerProcess(workdir, run_dir, job, env={"TF_CONFIG": tf_config(ports, 0)})
+        try:
+            self.chief = TrainerProcess(workdir, run_dir, job, env={"TF_CONFIG": tf_config(ports, 0)})
+        except BaseException:  # a chief that never answered must not leave its worker training
+            self.worker.close()
+            raise
 
     def wait_exit(self) -> tuple[int | None, int | None]:
         deadline = time.monotonic() + EXIT_WAIT_S
@@ -134,7 +139,7 @@ def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
     job = Job(workdir, run_dir, ports, [*data_args, *JOB_ARGS])
     feed = job.chief.subscribe()
     try:
-        feed.wait("metrics.step", timeout_s=WAIT_S * 2)  # both workers are up: steps need both
+        feed.wait("metrics.step", timeout_s=START_WAIT_S)  # both workers are up: steps need both
         assert sorted(p.name for p in workdir.glob("*.json")) == ["connection.json"]
         at_step = job.chief.client.set_params({"lr": "0.0005"})["applies_at_step"]["learning_rate"]
         report = feed.wait("metrics.report", lambda b: b["step"] >= at_step + 4)
@@ -175,7 +180,7 @@ def test_a_killed_worker_fails_the_run_naming_it_and_a_restart_resumes(
     job = Job(workdir, run_dir, ports, args)
     feed = job.chief.subscribe()
     try:
-        saved = feed.wait("event.checkpoint_saved", timeout_s=WAIT_S * 2)
+        saved = feed.wait("event.checkpoint_saved", timeout_s=START_WAIT_S)
         job.worker.popen.send_signal(signal.SIGKILL)
         failed = feed.wait("event.failed", timeout_s=EXIT_WAIT_S)
         assert "worker 1" in failed["error"]["message"], failed["error"]
@@ -185,7 +190,10 @@ def test_a_killed_worker_fails_the_run_naming_it_and_a_restart_resumes(
         job.close()
     again = Job(workdir, run_dir, ports, args)
     try:
-        resumed = again.chief.wait_status(lambda s: s["state"] == "running" and s["step"] > 0)
+        # TF start-up, the cluster's rendezvous and the restore took 55 s with 2 CPU burners beside it.
+        resumed = again.chief.wait_status(lambda s: s["state"] == "running" and s["step"] > 0, START_WAIT_S)
+        # Training past it means the worker restored too (the first exchange checks the steps agree).
+        again.chief.wait_status(lambda s: s["step"] > resumed["step"], START_WAIT_S)
         assert resumed["step"] >= saved["step"]
         restored = re.compile(r"restored step (\d+) from .*/run/checkpoints/ckpt-\d+")
         steps = [restored.search(text) for text in (again.chief.log_path.read_text(), again.worker.log())]
