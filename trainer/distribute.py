@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from trainer.errors import short_message
-from trainer.multistep import LR_OUTPUT, StepGate
+from trainer.multistep import MultiStep, StepGate
 from trainer.steps import FINITE_OUTPUT
 
 logger = logging.getLogger(__name__)
@@ -151,8 +151,9 @@ def distributed_train_step(
     return step
 
 
-class DistributedMultiStep:
-    """``MultiStep`` (same interface) for a strategy: up to ``k`` steps per call, gate exact."""
+class DistributedMultiStep(MultiStep):
+    """``MultiStep`` for a strategy: up to ``k`` steps per call, gate exact, and every worker's
+    call ends at the same step (a vote before each step)."""
 
     def __init__(
         self,
@@ -163,22 +164,10 @@ class DistributedMultiStep:
         *,
         own_index: int = 0,
     ) -> None:
-        self.names: list[str] = []
-        self._step_fn = step_fn
-        self._gate = gate
-        self._optimizer = optimizer
         self._strategy = strategy
         self._own_index = own_index
         self._multiworker = strategy.extended._in_multi_worker_mode()  # noqa: SLF001 (no public API)
-        with tf.device("/CPU:0"):
-            self.exhausted = tf.Variable(False, trainable=False, name="data_exhausted")
-        self._call = tf.function(self._run, reduce_retracing=True)
-
-    def tracing_count(self) -> int:
-        return int(self._call.experimental_get_tracing_count())
-
-    def ran_out(self) -> bool:
-        return bool(self.exhausted.numpy())
+        super().__init__(step_fn, gate, optimizer)
 
     def __call__(self, iterator: Any, k: int, limit: int) -> Any:
         try:
@@ -200,11 +189,6 @@ class DistributedMultiStep:
             lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(vote))
         )
         return self._strategy.experimental_local_results(votes)[0] > 0
-
-    def _row(self, outputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        columns = {**outputs, LR_OUTPUT: self._optimizer.learning_rate}
-        self.names = list(columns)
-        return tf.stack([tf.reshape(tf.cast(v, tf.float32), []) for v in columns.values()])
 
     def _run(self, iterator: Any, k: tf.Tensor, limit: tf.Tensor) -> tf.Tensor:
         gate = self._gate

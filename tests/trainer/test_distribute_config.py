@@ -77,7 +77,9 @@ def test_multiworker_without_tf_config_exits_2_with_one_line() -> None:
 
 def test_a_bad_strategy_from_the_environment_exits_2() -> None:
     done = run_trainer([], {"CHATTRAIN_STRATEGY": "ring"})
-    assert done.returncode == 2 and "CHATTRAIN_STRATEGY='ring': must be one of default, mirrored" in done.stderr
+    assert (
+        done.returncode == 2 and "CHATTRAIN_STRATEGY='ring': must be one of default, mirrored" in done.stderr
+    )
 
 
 def test_the_decision_vector_carries_every_param_type() -> None:
