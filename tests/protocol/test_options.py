@@ -74,3 +74,13 @@ def test_every_program_refuses_the_same_bad_variable_the_same_way(program: list[
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "CHATTRAIN_INSECURE_NO_CURVE='maybe'" in lines[0], lines
+
+
+def test_every_variable_of_every_program_is_in_the_env_example() -> None:
+    from sidecar.config import OPTIONS as SIDECAR
+    from trainctl.config import OPTIONS as TRAINCTL
+    from trainer.config import OPTIONS as TRAINER
+
+    example = (ROOT / ".env.example").read_text()
+    missing = sorted({o.variable for o in (*TRAINER, *SIDECAR, *TRAINCTL) if o.variable not in example})
+    assert missing == [], f"not in .env.example: {missing}"
