@@ -50,9 +50,14 @@ class WatchProcess:
 
     def __init__(self, stack: ProcfileStack) -> None:
         self.path = stack.root / "watch.jsonl"
-        with open(self.path, "wb") as out:
+        self.stderr_path = stack.root / "watch.stderr"
+        with open(self.path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                stack.watch_command(), env=stack.environment(), stdout=out, stdin=subprocess.DEVNULL
+                stack.watch_command(),
+                env={**stack.environment(), "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps its threads
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
             )
 
     def lines(self) -> list[dict[str, Any]]:
@@ -74,9 +79,14 @@ class WatchProcess:
         try:
             return self.process.wait(WATCH_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+            self.process.send_signal(signal.SIGABRT)  # where it hangs, for the failure's message
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            dump = Path(self.stderr_path).read_text(errors="replace")[-6000:]
+            raise AssertionError(f"trainctl watch did not detach on Ctrl-C; its threads:\n{dump}") from None
 
 
 @pytest.fixture(scope="module")
