@@ -172,7 +172,9 @@ class ControlClient:
     def close(self) -> None:
         self._reset()
         if self._own_context:
-            self._context.term()
+            # destroy, not term: it closes any socket of ours still open first (one a Ctrl-C left
+            # half-made, say), where term() would wait for it forever and the process never exit.
+            self._context.destroy(linger=0)
 
     def __enter__(self) -> ControlClient:
         return self

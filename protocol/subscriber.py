@@ -130,7 +130,7 @@ class Subscriber:
         self._monitor.close(linger=0)
         self._socket.close(linger=0)
         if self._own_context:
-            self._context.term()
+            self._context.destroy(linger=0)  # as ControlClient.close: never wait on a stray socket
 
     def _receive(self, events: list[FeedEvent], *, session_only: bool = False) -> None:
         """Take what the SUB socket holds. `session_only`: stop at the first message of another

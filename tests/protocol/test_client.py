@@ -218,3 +218,17 @@ def test_remote_error_carries_the_reply_error(
         client(control).status()
     assert raised.value.code == ErrorCode.UNKNOWN_OP
     assert str(raised.value).startswith("unknown_op: ")
+
+
+def test_close_returns_even_with_a_socket_of_its_context_left_open(control: str) -> None:
+    # A Ctrl-C between making a socket and keeping hold of it (inside get_monitor_socket, say) left
+    # one open: term() then waited for it forever and `trainctl watch` never exited.
+    control_client = ControlClient(control, timeout_ms=200, retries=0)
+    with pytest.raises(TrainerUnavailable):
+        control_client.status()
+    stray = control_client._context.socket(zmq.PAIR)  # noqa: SLF001 (held, as a half-made one is)
+    stray.connect("inproc://stray")
+    closed = threading.Event()
+    threading.Thread(target=lambda: (control_client.close(), closed.set()), daemon=True).start()
+    assert closed.wait(10), "close() hung on a stray socket"
+    assert stray.closed
