@@ -157,7 +157,9 @@ class KerasModule(Module):
         x, y = next(iter(self.train_dataset(2).take(1)))
         self.model.compute_metrics(x, y, self.model(x, training=False))
         groups = [m for m in self.model.metrics if hasattr(m, "metrics") and m.name != "loss"]
-        self._compiled = [inner for group in groups for inner in group.metrics]
+        # One of ``metrics`` with a compiled metric's name replaces it (its ops would be wasted).
+        compiled = [inner for group in groups for inner in group.metrics]
+        self._compiled = [m for m in compiled if m.name not in self._metrics]
 
     def configure_optimizers(self, params: Mapping[str, Any]) -> keras.optimizers.Optimizer:
         return self.model.optimizer
@@ -189,7 +191,7 @@ class KerasModule(Module):
         for metric in self._compiled:  # a per-batch value: reset, update, read
             metric.reset_state()
             metric.update_state(y, y_pred)
-            outputs.setdefault(metric.name, metric.result())
+            outputs[metric.name] = metric.result()
         return outputs
 
     def training_step(self, batch: Any) -> StepOutputs:

@@ -64,3 +64,27 @@ def test_a_missing_data_file_names_the_variable_to_set(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="set CHATTRAIN_DATA \\(or --data\\)"):
         load_mnist(tmp_path / "nowhere.npz")
+
+
+def test_a_metric_named_like_a_compiled_one_replaces_it_rather_than_running_both(tmp_path: Path) -> None:
+    calls = []
+
+    def accuracy(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        calls.append("traced")
+        return tf.constant(0.25)
+
+    x = np.zeros((64, 4), np.float32)
+    y = np.zeros((64,), np.int64)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])  # fmt: skip
+    trainer = Trainer(
+        KerasModule(model, train=(x, y), metrics={"accuracy": accuracy}),
+        params={"display_step": 1}, max_steps=3, run_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    history = trainer.fit()
+    assert calls and history.history["accuracy"] == [0.25, 0.25, 0.25]
+    compiled = [m for group in model.metrics if hasattr(group, "metrics") for m in group.metrics]
+    assert [m.name for m in compiled] == ["accuracy"]
+    # Built on two samples, then never updated (a step would leave the count at its batch, 64).
+    assert float(compiled[0].count.numpy()) <= 2
