@@ -309,3 +309,49 @@ def test_outage_that_stops_itchats_receive_loop_is_followed_by_a_hot_reload(
     running.inbox.wait_for(lambda m: m.text == "back?", timeout_s=10)
     assert "WeChat ended the session" in caplog.text
     assert (fake_wechat.qr_count, fake_wechat.login_count) == (1, 1)  # hot reload: no new QR
+
+
+def test_an_unreachable_wechat_is_one_line_per_attempt_with_the_next_retry_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    from sidecar.wechat import WeChatBackend
+
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = WeChatBackend(
+        tmp_path, base_url=f"http://127.0.0.1:{port}", qr_stream=io.StringIO(), relogin_delays_s=(0.01, 0.02)
+    )
+    attempts = threading.Event()
+
+    class Counter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retrying in" in record.getMessage() and len(retries()) >= 3:
+                attempts.set()
+
+    def retries() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "retrying in" in r.getMessage()]
+
+    counter = Counter()
+    logging.getLogger("sidecar.wechat").addHandler(counter)
+    caplog.set_level(logging.INFO, logger="sidecar.wechat")
+    thread = threading.Thread(target=backend.run, args=(lambda m: None,))
+    thread.start()
+    try:
+        assert attempts.wait(60), [r.getMessage() for r in caplog.records]
+    finally:
+        backend.stop()
+        thread.join(30)
+        logging.getLogger("sidecar.wechat").removeHandler(counter)
+    assert not thread.is_alive()
+    lines = [r.getMessage() for r in retries()]
+    assert lines[0] == (
+        "cannot reach WeChat (127.0.0.1: connection refused); "
+        "retrying in 0 s (without WeChat: --backend console)"
+    ), lines
+    assert all("\n" not in line for line in lines)
+    # One line each: the traceback goes to debug only, never with the warning.
+    assert all(r.exc_info is None for r in retries())
+    assert not any(r.levelno >= logging.WARNING and r.exc_info for r in caplog.records)
