@@ -94,3 +94,15 @@ def wait_all_gone(name: str, value: str, timeout_s: float) -> list[int]:
     while (left := marked_pids(name, value)) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     return left
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """A ``preexec_fn`` for a child the test will Ctrl-C: SIGINT back to its default disposition.
+
+    A shell starts a background job (``.ci/run &``, ``nohup``) with SIGINT ignored, every process
+    below inherits that, and Python then installs no KeyboardInterrupt handler: a SIGINT to such a
+    child does nothing (seen: every `trainctl watch` of the kill test "hung" on Ctrl-C when the
+    suite ran in the background, and never when it ran in a terminal). The child of a terminal
+    has the default disposition, which is what the test is about.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -58,6 +58,7 @@ class WatchProcess:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=processes.ctrl_c_as_in_a_terminal,
             )
 
     def lines(self) -> list[dict[str, Any]]:

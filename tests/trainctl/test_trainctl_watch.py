@@ -16,6 +16,7 @@ import pytest
 
 from fakes.trainer import FakeTrainer
 from protocol import KeyPair, ServerCurve
+from tests.system.processes import ctrl_c_as_in_a_terminal
 from tests.trainctl.conftest import CliResult
 from trainctl import exit_codes
 
@@ -31,6 +32,7 @@ class WatchProcess:
             [*command, "--timeout-ms", "500", "watch", "--json", *extra],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=ctrl_c_as_in_a_terminal,  # SIGINT as a terminal's child has it
         )
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -84,7 +86,7 @@ def test_watch_json_shows_a_snapshot_then_contiguous_data_and_follows_a_restart(
     first = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
     try:
         first.advance(3)
-        watcher = watch("--for", "30")
+        watcher = watch("--for", "600")  # so that only the Ctrl-C below can end it in time
         snapshot = watcher.until(lambda line: line["kind"] == "snapshot", "the snapshot")[-1]
         assert snapshot["status"]["session"] == first.session and snapshot["status"]["last_seq"] == 3
         first.advance(20)
