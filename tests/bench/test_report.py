@@ -77,7 +77,7 @@ def test_thread_cpu_counts_each_kind_of_thread_including_threads_born_in_between
     import threading
     import time
 
-    from bench import thread_cpu
+    from bench import tf_roles as thread_cpu
 
     def burn(cpu_s: float) -> None:
         began = time.thread_time()
