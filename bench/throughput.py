@@ -26,7 +26,7 @@ from bench.harness import (
     run_child,
     scratch_dir,
     summary,
-)  # fmt: skip
+)
 
 VARIANTS = (
     "fit", "fit_fused", "trainer", "trainer_no_subscriber", "trainer_idle_sub", "inproc_bare",
