@@ -1,14 +1,10 @@
 """``python -m bench [NAME ...]``: run benchmarks and write their figures and tables.
 
-With no NAME, the full run (sections throughput, overhead, control, feed, sidecar, quality, in that
-order) writes BENCHMARKS.md and bench/results/latest.json. With NAMEs (those, or flood, protocol,
-ilink, profile, distribute), it runs only those and writes bench/results/only-<names>.md / .json,
-so a partial run (say on a GPU machine) never overwrites the committed table; each section's tables
-are also printed. ``--quick`` is a smoke run (one repetition, the smallest sizes: not figures to publish);
-every size has its own flag. A section that fails is reported as failed and the others still run.
-
-``--child MODULE:FUNCTION KWARGS`` (internal) runs one measurement in a child process
-(``bench.harness.Child``); ``--render FILE.json`` prints the markdown of saved results.
+No NAME: the full run (``FULL_RUN``) writes BENCHMARKS.md and bench/results/latest.json. NAMEs (those,
+or flood, protocol, ilink, profile, distribute) run only those and write bench/results/only-<names>.md
+/ .json, printing their tables. ``--quick``: a smoke run (one repetition, the smallest sizes); every
+size has its own flag. A section that fails is reported as failed; the others still run.
+``--render FILE.json`` prints saved results' markdown; ``--child`` (internal) runs ``bench.harness.Child``.
 """
 
 from __future__ import annotations
@@ -59,23 +55,14 @@ Runner = Callable[[Plan, str, list[str] | None], dict[str, Any]]
 
 
 def _runners() -> dict[str, Runner]:
-    from bench import (
-        control,
-        distribute,
-        metrics_feed,
-        overhead,
-        protocol_bench,
-        quality,
-        sidecar_bench,
-        step_profile,
-    )
+    from bench import control, distribute, overhead, protocol_bench, quality, sidecar_bench, step_profile
     from bench import throughput as tp
 
     return {
         "throughput": lambda p, d, v: tp.run(d, p.timed_steps, p.warmup_steps, p.repeats, v or tp.VARIANTS),
         "overhead": lambda p, d, v: overhead.run(p.overhead_steps, p.overhead_warmup, p.repeats),
         "control": lambda p, d, v: control.latency(d, p.control_requests, p.repeats),
-        "feed": lambda p, d, v: metrics_feed.run(p.repeats),
+        "feed": lambda p, d, v: protocol_bench.feed_section(p.repeats),
         "sidecar": lambda p, d, v: sidecar_bench.run("wechat", d, p.sidecar_messages, p.repeats),
         "quality": lambda p, d, v: quality.run(d, p.quality_max_steps, p.quality_eval_every),
         "flood": lambda p, d, v: control.flood(d, p.flood_window_s, p.repeats),
@@ -91,6 +78,7 @@ NAMES = (*FULL_RUN, "flood", "protocol", "ilink", "profile", "distribute")
 
 
 def run_sections(names: list[str], plan: Plan, data: str, variants: list[str] | None) -> dict[str, Any]:
+    """Each section in turn; one broken section must not lose the others' figures."""
     runners = _runners()
     results: dict[str, Any] = {}
     for name in names:
@@ -98,7 +86,7 @@ def run_sections(names: list[str], plan: Plan, data: str, variants: list[str] | 
         logger.info("section %s ...", name)
         try:
             results[name] = runners[name](plan, data, variants)
-        except Exception as exc:  # one broken section must not lose the others' figures
+        except Exception as exc:
             logger.error("section %s failed:\n%s", name, traceback.format_exc())
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
         results[name]["section_wall_s"] = time.monotonic() - began

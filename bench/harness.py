@@ -1,9 +1,8 @@
-"""What every benchmark shares: paths, summaries and paired ratios, child processes, the machine.
+"""What every benchmark shares: figures over repetitions, child processes, a trainer and its feed, machine.
 
-Nothing here imports TensorFlow: every TensorFlow variant runs in its own child process
-(``Child`` / ``run_child``: ``python -m bench --child MODULE:FUNCTION KWARGS``, whose last stdout
-line is the function's JSON result), so eager and graph state, thread pools and allocator caches
-never leak from one variant to the next.
+Nothing here imports TensorFlow: every TensorFlow variant runs in its own child process (``Child``:
+``python -m bench --child MODULE:FUNCTION KWARGS``, whose last stdout line is its JSON result), so
+eager and graph state, thread pools and allocator caches never leak from one variant to the next.
 """
 
 from __future__ import annotations
@@ -16,14 +15,16 @@ import os
 import platform
 import select
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist.npz"
@@ -32,6 +33,7 @@ BATCH_SIZE = 128
 CHILD_TIMEOUT_S = 1800.0
 START_TIMEOUT_S = 120.0
 READY = "READY"  # the line a child prints once it serves
+FEED_READERS = 2  # "two subscribers attached": a sidecar and a trainctl watch
 
 logger = logging.getLogger("bench")
 Runs = dict[str, list[dict[str, Any]]]
@@ -52,10 +54,7 @@ def percentiles(samples: Sequence[float], scale: float = 1.0) -> dict[str, float
     ordered = sorted(samples)
     if not ordered:
         return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "count": 0}
-
-    def pick(quantile: float) -> float:
-        return float(ordered[min(len(ordered) - 1, int(len(ordered) * quantile))] * scale)
-
+    pick = lambda q: float(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * scale)  # noqa: E731
     return {"p50": pick(0.5), "p99": pick(0.99), "max": ordered[-1] * scale, "count": len(ordered)}
 
 
@@ -77,39 +76,55 @@ def paired(runs: Runs, top: str, bottom: str, key: str) -> dict[str, Any] | None
     return summary(pairs) if pairs else None
 
 
-def python_env() -> dict[str, str]:
+def compare(runs: Runs, ratios: dict[str, tuple[str, str]], key: str) -> dict[str, Any]:
+    """The rates of ``interleaved`` runs and their named paired ratios (name: (variant, against))."""
+    return {
+        "order": list(runs),
+        key: {v: summary([r[key] for r in rs]) for v, rs in runs.items() if rs},
+        "ratios": {name: paired(runs, top, bottom, key) for name, (top, bottom) in ratios.items()},
+        "runs": runs,
+    }
+
+
+def python_env(**extra: str) -> dict[str, str]:
     """The environment for children: quiet TensorFlow, the repo importable, no proxy for loopback."""
-    env = dict(os.environ)
+    env = {**os.environ, **extra}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["NO_PROXY"] = ",".join(filter(None, ["127.0.0.1,localhost", env.get("NO_PROXY")]))
     return env
 
 
+def stop(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, then SIGKILL past 30 s; reaped."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Child:
-    """``python -m bench --child TARGET KWARGS``: ``bench.MODULE.FUNCTION(**kwargs)`` in its own
-    process. It may print READY once it serves (``wait_ready``); a closed stdin tells the ones
-    that run until told to stop; its last stdout line is its JSON result (``result``)."""
+    """``bench.MODULE.FUNCTION(**kwargs)`` in its own process. It may print READY once it serves
+    (``wait_ready``); a closed stdin stops the ones that run until told; its last stdout line is its
+    JSON result (``result``)."""
 
     def __init__(self, target: str, stderr: int | None = None, **kwargs: Any) -> None:
         self.target = target
         argv = [sys.executable, "-m", "bench", "--child", target, json.dumps(kwargs)]
-        self.process = subprocess.Popen(
-            argv, cwd=REPO, env=python_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=stderr, text=True,
-        )  # fmt: skip
+        self.process = subprocess.Popen(argv, cwd=REPO, env=python_env(), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
 
-    def wait_ready(self, nudge: Callable[[], None] | None = None, poll_s: float = 0.02) -> None:
+    def wait_ready(self, nudge: Callable[[], None] = lambda: None) -> None:
         """Wait for READY, calling ``nudge`` (say a warm-up send) between looks."""
-        stdout: IO[str] | None = self.process.stdout
-        assert stdout is not None
+        assert self.process.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if nudge is not None:
-                nudge()
-            if select.select([stdout], [], [], poll_s)[0]:
-                line = stdout.readline().strip()
-                if line == READY:
+            nudge()
+            if select.select([self.process.stdout], [], [], 0.02)[0]:
+                if (line := self.process.stdout.readline().strip()) == READY:
                     return
                 raise RuntimeError(f"{self.target} said {line!r} instead of {READY}")
         raise TimeoutError(f"{self.target} never became ready")
@@ -117,11 +132,10 @@ class Child:
     def result(self, timeout_s: float = CHILD_TIMEOUT_S) -> dict[str, Any]:
         """Close its stdin, wait for it to exit, and decode its last stdout line."""
         out, err = self.process.communicate("", timeout=timeout_s)
-        lines = out.strip().splitlines()
-        if self.process.returncode != 0 or not lines:
+        if self.process.returncode != 0 or not out.strip():
             tail = "\n".join((err or "").strip().splitlines()[-15:])
             raise RuntimeError(f"{self.target} exited {self.process.returncode}:\n{tail}")
-        value: dict[str, Any] = json.loads(lines[-1])
+        value: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return value
 
     def stop(self) -> None:
@@ -144,26 +158,146 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _version(*names: str) -> str:
-    """The installed version of the first distribution found (TensorFlow ships under several)."""
-    for name in names:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return f"{importlib.metadata.version(name)}" + ("" if name == names[0] else f" ({name})")
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def jsonl(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """The trainer's ``metrics.jsonl`` records of one ``kind`` (``report``, ``checkpoint``), in order."""
+    path, records = run_dir / "metrics.jsonl", []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(ValueError):
+            records += [record] if (record := json.loads(line)).get("kind") == kind else []
+    return records
+
+
+def report_times(run_dir: Path) -> dict[int, float]:
+    """step -> wall time of the trainer's own ``report`` records (every display_step steps)."""
+    return {int(r["step"]): float(r["ts"]) for r in jsonl(run_dir, "report")}
+
+
+class TrainerProcess:
+    """``python -m trainer`` on private ipc endpoints in ``workdir``; ``start()`` waits for the bind."""
+
+    def __init__(self, workdir: Path, data: str, extra: Sequence[str] = (), **env: str) -> None:
+        self.workdir, self.run_dir, self.env = workdir, workdir / "run", python_env(**env)
+        self.control, self.metrics = f"ipc://{workdir}/control", f"ipc://{workdir}/metrics"
+        self.connection_file = workdir / "connection.json"
+        self.argv = [
+            sys.executable, "-m", "trainer", "--task", "mnist_cnn", "--data", data, "--control", self.control,
+            "--metrics", self.metrics, "--connection-file", str(self.connection_file),
+            "--run-dir", str(self.run_dir), "--quiet", "--log-level", "WARNING", *extra,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def connection(self) -> Any:
+        """Endpoints and CurveZMQ keys as every client gets them (``protocol.connect``)."""
+        from protocol import resolve_connection
+
+        return resolve_connection(
+            control=self.control, metrics=self.metrics, connection_file=self.connection_file
+        )
+
+    def start(self, log: Any = subprocess.DEVNULL, bound: bool = True) -> TrainerProcess:
+        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while bound and not self.connection_file.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"trainer did not bind (exit {self.process.poll()})")
+            time.sleep(0.02)
+        return self
+
+    def wait(self, timeout_s: float = CHILD_TIMEOUT_S) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def __enter__(self) -> TrainerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop(self.process)
+
+
+class FeedReader:
+    """A real ``Subscriber`` polling the feed from its own thread (as a sidecar or trainctl does):
+    messages, gaps, publish-to-receive latencies, ``metrics.step`` stamps and ``event.*`` bodies."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection, self.data_messages, self.gaps = connection, 0, 0
+        self.latencies_s: list[float] = []
+        self.steps: dict[int, float] = {}  # metrics.step: step -> the trainer's ts
+        self.events: dict[str, dict[str, Any]] = {}  # "stopped" -> its body
+        self.changed, self._stop = threading.Condition(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed-reader", daemon=True)
+
+    def _run(self) -> None:
+        from protocol import Data, Gap
+
+        client = self.connection.control_client(timeout_ms=3000, retries=3)
+        subscriber = self.connection.subscriber(client)
+        try:
+            while not self._stop.is_set():
+                for event in subscriber.poll(100):
+                    now, self.gaps = time.time(), self.gaps + isinstance(event, Gap)
+                    if not isinstance(event, Data) or getattr(event, "catching_up", False):
+                        continue
+                    message, topic = event.message, event.message.topic or ""
+                    self.data_messages += 1
+                    self.latencies_s.append(now - message.ts)
+                    with self.changed:
+                        if topic == "metrics.step":
+                            self.steps[int(message.body["step"])] = message.ts
+                        elif topic.startswith("event."):
+                            self.events.setdefault(topic.removeprefix("event."), dict(message.body))
+                        self.changed.notify_all()
+        finally:
+            subscriber.close()
+            client.close()
+
+    def wait_for(self, value: Callable[[], Any], timeout_s: float = START_TIMEOUT_S, what: str = "") -> Any:
+        """``value()`` once it is truthy (evaluated as messages arrive); TimeoutError naming ``what``."""
+        with self.changed:
+            if not (found := self.changed.wait_for(value, timeout_s)) and what:
+                raise TimeoutError(f"no {what} within {timeout_s} s")
+            return found
+
+    def rate(self, began: float, ended: float) -> float:
+        """Steps per second between the first and last steps stamped inside [began, ended]."""
+        with self.changed:
+            inside = sorted((ts, step) for step, ts in self.steps.items() if began <= ts <= ended)
+        if len(inside) < 2:
+            return 0.0
+        (t0, s0), (t1, s1) = inside[0], inside[-1]
+        return (s1 - s0) / (t1 - t0)
+
+    def start(self) -> FeedReader:
+        self._thread.start()
+        return self
+
+    def close(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    __enter__, __exit__ = start, close
+
+
+def _version(name: str) -> str:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(name)
     return "not installed"
 
 
 def _proc_field(path: str, key: str) -> str | None:
     """The value after ``key`` in a ``key: value`` file of /proc, or None."""
     with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
     return None
 
 
 def _gpus() -> list[str]:
-    if shutil.which("nvidia-smi") is None:
-        return []
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
         return [line.strip() for line in listing.splitlines() if line.strip()]
@@ -175,29 +309,21 @@ def machine() -> dict[str, Any]:
     import zmq
 
     memory = _proc_field("/proc/meminfo", "MemTotal:")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    tensorflow = next((f"{v} ({n})" for n in ("tensorflow", "tensorflow-cpu", "tf-nightly")
+                       if (v := _version(n)) != "not installed"), "not installed")  # fmt: skip
     return {
         "cpu_model": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cpu_cores": os.cpu_count(),
-        "cpu_cores_usable": affinity,
-        "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None,
-        "gpus": _gpus(),
-        "os": f"{platform.system()} {platform.release()}",
-        "load_average_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "switch_interval_s": sys.getswitchinterval(),
-        "tensorflow": _version("tensorflow", "tensorflow-cpu", "tensorflow_cpu", "tf-nightly"),
-        "keras": _version("keras"),
-        "numpy": _version("numpy"),
-        "pyzmq": zmq.__version__,
-        "libzmq": zmq.zmq_version(),
-        "msgpack": _version("msgpack"),
-        "itchat": _version("itchat"),
-    }
+        "cpu_cores": os.cpu_count(), "cpu_cores_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(int(memory.split()[0]) / 2**20, 1) if memory else None, "gpus": _gpus(),
+        "os": f"{platform.system()} {platform.release()}", "load_average_at_start": list(os.getloadavg()),
+        "python": platform.python_version(), "switch_interval_s": sys.getswitchinterval(),
+        "tensorflow": tensorflow.replace(" (tensorflow)", ""), "keras": _version("keras"),
+        "numpy": _version("numpy"), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+        "msgpack": _version("msgpack"), "itchat": _version("itchat"),
+    }  # fmt: skip
 
 
 def rss_kib(pid: int) -> dict[str, int]:
     """Resident (VmRSS) and peak resident (VmHWM) memory of a live process, KiB."""
-    status = f"/proc/{pid}/status"
-    values = {key: _proc_field(status, f"{key}:") for key in ("VmRSS", "VmHWM")}
+    values = {key: _proc_field(f"/proc/{pid}/status", f"{key}:") for key in ("VmRSS", "VmHWM")}
     return {key: int(value.split()[0]) for key, value in values.items() if value}

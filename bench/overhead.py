@@ -1,22 +1,10 @@
 """Throughput where the framework is the cost: a model so small that host work per step decides.
 
-    python -m bench overhead [--overhead-steps 1536] [--overhead-warmup 128] [--repeats 3]
-
-A 784-32-10 MLP (ReLU, logits), random data (fixed seed), batch 64, ``keras.optimizers.Adam`` and
-sparse cross-entropy everywhere, the way a GPU makes any model overhead-bound. Each repetition
-runs every variant once, in this order (interleaved, so drift hits all alike), each in its own
-process:
-
-- ``fit_spe1`` / ``fit_spe32``: ``keras.Model.fit`` with ``steps_per_execution`` 1 and 32.
-- ``trainer``: ``trainer.Trainer`` on ``KerasModule`` with the callbacks ``python -m trainer``
-  builds, the control plane live and two ``Subscriber``s reading the feed from another process
-  (``bench.tf_roles.train_inproc``); ``steps_per_execution`` auto, ``jit_compile`` auto.
-- ``trainer_spe1``: the same at one step per call (what the trainer did before).
-
-The clock runs between two host points where every step before them has finished: for ``fit``
-a batch-begin callback that reads ``optimizer.iterations`` (a sync) at the two clock points only;
-for the trainer the first ``on_boundary`` at or after step ``warmup`` and the last one. Rates are
-steps over that window; ratios are paired within a repetition, then median (min..max).
+A 784-32-10 MLP, random data (fixed seed), batch 64, Adam, the way a GPU makes any model
+overhead-bound. Variants, interleaved per repetition, each its own process: ``fit_spe1`` /
+``fit_spe32`` (``keras.Model.fit`` at 1 and 32 steps per execution), ``trainer`` (``trainer.Trainer``
+with ``python -m trainer``'s callbacks, the control plane live and read, steps per call auto) and
+``trainer_spe1`` (the same at one step per call). Clocks in ``bench.tf_roles``; ratios paired.
 """
 
 from __future__ import annotations
@@ -25,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from bench.harness import interleaved, paired, run_child, scratch_dir, summary
+from bench.harness import compare, interleaved, run_child, scratch_dir
 from bench.tf_roles import rate, time_fit, train_inproc
 
 VARIANTS = ("fit_spe1", "fit_spe32", "trainer", "trainer_spe1")
@@ -37,16 +25,13 @@ RATIOS = {  # name: (variant, against)
 }
 BATCH = 64
 BATCHES_PER_EPOCH = 512  # a multiple of every K used, so no call is cut short by an epoch's end
-COMMAND = "python -m bench overhead --repeats 3"
 
 
 def _data() -> tuple[Any, Any]:
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    samples = BATCH * BATCHES_PER_EPOCH
-    x = rng.random((samples, 784), dtype=np.float32)
-    return x, rng.integers(0, 10, size=(samples,), dtype=np.int64)
+    rng, samples = np.random.default_rng(0), BATCH * BATCHES_PER_EPOCH
+    return rng.random((samples, 784), dtype=np.float32), rng.integers(0, 10, size=(samples,), dtype=np.int64)
 
 
 def _model(spe: int) -> Any:
@@ -57,12 +42,8 @@ def _model(spe: int) -> Any:
     model = keras.Sequential(
         [keras.Input((784,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.001),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=spe,
-    )
+    model.compile(optimizer=keras.optimizers.Adam(0.001), metrics=["accuracy"], steps_per_execution=spe,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     return model
 
 
@@ -75,8 +56,9 @@ def _dataset(arrays: tuple[Any, Any], batch_size: int) -> Any:
 
 def fit(spe: int, warmup: int, steps: int) -> dict[str, Any]:
     model = _model(spe)
-    epochs = (warmup + steps) // BATCHES_PER_EPOCH + 2
-    marks = time_fit(model, _dataset(_data(), BATCH), warmup, steps, spe, epochs)
+    marks = time_fit(
+        model, _dataset(_data(), BATCH), warmup, steps, spe, (warmup + steps) // BATCHES_PER_EPOCH + 2
+    )
     return {**rate(marks, BATCH), "jit_compile": bool(model.jit_compile), "spe": spe}
 
 
@@ -84,7 +66,6 @@ def trainer(spe: int | None, warmup: int, steps: int) -> dict[str, Any]:
     from trainer.callbacks.base import Callback
     from trainer.module import KerasModule, sparse_accuracy
 
-    last = warmup + steps
     marks: dict[str, tuple[int, float]] = {}
     calls: list[int] = []
 
@@ -98,27 +79,27 @@ def trainer(spe: int | None, warmup: int, steps: int) -> dict[str, Any]:
     arrays, datasets = _data(), {}
 
     def train(batch_size: int) -> Any:
-        """Built once per batch size, as for fit: the trainer asks every epoch, and making it
-        anew copies the 100 MB of arrays (about a quarter of this model's time)."""
+        """Built once per batch size, as for fit: the trainer asks every epoch, and making it anew
+        copies the 100 MB of arrays (about a quarter of this model's time)."""
         if batch_size not in datasets:
             datasets[batch_size] = _dataset(arrays, batch_size)
         return datasets[batch_size]
 
     module = KerasModule(_model(1), train=train, metrics={"accuracy": sparse_accuracy})
-    # KerasModule declares no training_iters: max_steps is the budget.
-    params = {"batch_size": BATCH, "display_step": 64}
+    params = {
+        "batch_size": BATCH,
+        "display_step": 64,
+    }  # KerasModule has no training_iters: max_steps is the budget
     with scratch_dir("cto-") as work:
-        fitted, _, feed = train_inproc(
-            module, work, True, [], [Clock()], params=params, max_steps=last, steps_per_execution=spe
-        )
-    sizes = [b - a for a, b in zip([0, *calls], calls, strict=False)][1:]
-    k_median = sorted(sizes)[len(sizes) // 2] if sizes else 0
+        fitted, _, feed = train_inproc(module, work, True, [], [Clock()], params=params,
+                                       max_steps=warmup + steps, steps_per_execution=spe)  # fmt: skip
+    sizes = sorted([b - a for a, b in zip([0, *calls], calls, strict=False)][1:])
     return {**rate(marks, BATCH), "jit_compile": fitted.jit_compile, "spe": spe or "auto",
-            "k_median": k_median, "feed": feed}  # fmt: skip
+            "k_median": sizes[len(sizes) // 2] if sizes else 0, "feed": feed}  # fmt: skip
 
 
 def role(variant: str, warmup: int, steps: int) -> dict[str, Any]:
-    """One variant, in the child process ``measure`` starts."""
+    """One variant, in the child process ``run`` starts."""
     if variant.startswith("fit_spe"):
         return fit(int(variant.removeprefix("fit_spe")), warmup, steps)
     return trainer(1 if variant == "trainer_spe1" else None, warmup, steps)
@@ -126,21 +107,9 @@ def role(variant: str, warmup: int, steps: int) -> dict[str, Any]:
 
 def run(steps: int, warmup: int, repeats: int) -> dict[str, Any]:
     """Every variant ``repeats`` times, interleaved; figures as a JSON-able dict."""
-    key = "steps_per_s"
-
-    def measure(variant: str) -> dict[str, Any]:
-        return run_child("overhead:role", variant=variant, warmup=warmup, steps=steps)
-
-    runs = interleaved(VARIANTS, repeats, measure, key)
-    return {
-        "model": "784-32-10 MLP, random data, batch 64, Adam",
-        "warmup_steps": warmup,
-        "timed_steps": steps,
-        "repeats": repeats,
-        "order": list(VARIANTS),
-        "command": COMMAND,
-        "load_average_at_end": list(os.getloadavg()),
-        "steps_per_s": {v: summary([r[key] for r in rs]) for v, rs in runs.items()},
-        "ratios": {name: paired(runs, top, bottom, key) for name, (top, bottom) in RATIOS.items()},
-        "runs": runs,
-    }
+    measure = lambda variant: run_child("overhead:role", variant=variant, warmup=warmup, steps=steps)  # noqa: E731
+    runs = interleaved(VARIANTS, repeats, measure, "steps_per_s")
+    return {"model": "784-32-10 MLP, random data, batch 64, Adam", "warmup_steps": warmup,
+            "timed_steps": steps,
+            "repeats": repeats, "command": "python -m bench overhead --repeats 3",
+            "load_average_at_end": list(os.getloadavg()), **compare(runs, RATIOS, "steps_per_s")}  # fmt: skip

@@ -1,51 +1,37 @@
-"""How fast the protocol is on loopback, against raw pyzmq + msgpack doing the same exchange.
+"""The protocol on loopback against raw pyzmq + msgpack (``protocol``), and the metrics feed (``feed``).
 
-    python -m bench protocol [--repeats 3]
-
-Figures (each a median over `--repeats` runs, with the min..max spread):
-- control round trip of `status` (a contract-sized reply), ipc and tcp, p50/p99: ours is
-  `ControlClient` -> `ControlServer`; the baseline is a bare REQ -> REP thread exchanging msgpack maps.
-  Measured with the serving process idle, and with its main thread busy: a pure-Python loop (holds
-  the GIL, so the server thread waits for the interpreter's switch interval, 5 ms by default) and a
-  numpy matmul loop (BLAS releases the GIL, much like TensorFlow ops do).
-- metrics feed: `publish()` calls/s in the caller, messages/s the publisher thread sends, and
-  messages/s one `Subscriber` in another process delivers (decoded, ordered, backfilled); baseline: a
-  bare PUB send loop to a bare SUB.
-- publish-to-receive latency p50/p99 (a monotonic timestamp in the body; paced, so no queueing).
-
-Servers and subscribers run as child processes (`bench.harness.Child`), so client and server never
-share a GIL.
+``protocol``: ``status`` round trips (ipc and tcp; the serving process idle, or its main thread
+busy in a GIL-holding Python loop or a GIL-releasing numpy loop), the feed's delivered rate flat
+out and publish-to-receive latency paced, ours against a bare REQ/REP and PUB/SUB. Servers and
+subscribers are child processes, so client and server never share a GIL. ``feed``: what one
+``publish()`` costs the training loop, and the publisher's rate with nobody connected against a
+SUB that never reads (past its high-water mark the PUB side must drop, not wait), then ``protocol``.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgpack
 import zmq
 
-from bench.harness import READY, Child, percentiles, scratch_dir, summaries
+from bench.harness import READY, Child, free_port, percentiles, scratch_dir, summaries, summary
 from protocol import ControlClient, ControlServer, Data, Publisher, Subscriber, new_session_id
 
-RTT_REQUESTS_IDLE = 2000
-RTT_REQUESTS_LOADED = 300
+RTT_REQUESTS = {"idle": 2000, "python_load": 300, "numpy_load": 300}
 RTT_WARMUP = 50
-FEED_MESSAGES = 50_000
-LATENCY_MESSAGES = 2000
-LATENCY_PACE_S = 0.001
-CHILD_TIMEOUT_S = 60.0
-LOADS = ("idle", "python_load", "numpy_load")
+FEED_MESSAGES, LATENCY_MESSAGES, LATENCY_PACE_S = 50_000, 2000, 0.001
+PUBLISH_CALLS, IDLE_MESSAGES = 20_000, 50_000
+CONNECT_SETTLE_S = 0.3
+STEP_BODY = {"step": 1234, "epoch": 2, "loss": 0.0421, "steps_per_s": 5.1, "eta_s": 300.0}
 STATUS_BODY: dict[str, Any] = {
-    "state": "running", "step": 12345, "epoch": 3, "total_steps": 100000, "steps_per_s": 5.1,
-    "eta_s": 17000.0, "metrics": {"loss": 0.0312, "accuracy": 0.991}, "run_id": "run-20240611-1",
+    "state": "running", "step": 12345, "epoch": 3, "total_steps": 100000, "steps_per_s": 5.1, "eta_s": 1.7e4,
+    "metrics": {"loss": 0.0312, "accuracy": 0.991}, "run_id": "run-20240611-1", "session": "0123456789abcdef",
     "params": {"learning_rate": 0.001, "batch_size": 128, "display_step": 100, "max_steps": 100000},
-    "session": "0123456789abcdef", "last_seq": 123456, "started_at": 1718000000.0, "error": None,
-    "last_checkpoint_step": 12000,
+    "last_seq": 123456, "started_at": 1718000000.0, "error": None, "last_checkpoint_step": 12000,
 }  # fmt: skip
 
 
@@ -57,12 +43,9 @@ def serve_control(impl: str, endpoint: str, load: str) -> None:
         threading.Thread(target=_raw_rep, args=(endpoint,), daemon=True).start()
         time.sleep(0.05)  # the bind happens in the thread; a connect before it simply waits
     print(READY, flush=True)
-    if load == "python_load":
-        while True:
-            total = 0
-            for index in range(100_000):
-                total += index * index
-    elif load == "numpy_load":
+    while load == "python_load":
+        sum(index * index for index in range(100_000))
+    if load == "numpy_load":
         import numpy
 
         matrix = numpy.random.default_rng(0).random((512, 512), dtype=numpy.float32)
@@ -83,16 +66,14 @@ def _raw_rep(endpoint: str) -> None:
 
 def receive_feed(impl: str, metrics: str, control: str, count: int) -> dict[str, Any]:
     """Print READY on the first warm-up message, then a JSON line once message `count - 1` arrived."""
-    receive = _our_feed(metrics, control) if impl == "ours" else _raw_feed(metrics)
     ready, latencies_s, received, first_s = False, [], 0, 0.0
-    for topic, body, now in receive:
+    for topic, body, now in _our_feed(metrics, control) if impl == "ours" else _raw_feed(metrics):
         if topic == "warmup":
             if not ready:
                 ready = True
                 print(READY, flush=True)
             continue
-        received += 1
-        first_s = first_s or now
+        received, first_s = received + 1, first_s or now
         latencies_s.append(now - body["t"])
         if body["i"] == count - 1:
             break
@@ -117,161 +98,180 @@ def _raw_feed(metrics: str) -> Iterator[tuple[str, dict[str, Any], float]]:
         yield topic.decode(), msgpack.unpackb(payload, raw=False)["body"], time.monotonic()
 
 
-@contextmanager
-def endpoints(transport: str) -> Iterator[Callable[[str], str]]:
-    """Endpoint factory: ipc paths in a private temp dir, or free tcp ports on 127.0.0.1."""
-    with scratch_dir("ctb-") as directory:
-
-        def make(name: str) -> str:
-            if transport == "ipc":
-                return f"ipc://{directory}/{name}"
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-        yield make
-
-
 def _our_rtt(endpoint: str, requests: int) -> list[float]:
     with ControlClient(endpoint, timeout_ms=10_000, retries=0) as client:
-        for _ in range(RTT_WARMUP):
-            client.status()
-        samples = []
-        for _ in range(requests):
-            began = time.perf_counter()
-            client.status()
-            samples.append(time.perf_counter() - began)
-    return samples
+        return _timed(lambda _: client.status(), requests)
 
 
 def _raw_rtt(endpoint: str, requests: int) -> list[float]:
-    context = zmq.Context()
-    req = context.socket(zmq.REQ)
-    req.linger = 0
-    req.connect(endpoint)
+    with zmq.Context() as context, context.socket(zmq.REQ) as req:
+        req.linger = 0
+        req.connect(endpoint)
+        # "expires" is required: a request without it is refused
+        request = {"v": 1, "type": "request", "op": "status", "body": {}}
+
+        def call(index: int) -> Any:
+            req.send(msgpack.packb({**request, "id": f"{index:032x}", "expires": time.time() + 60}))
+            return msgpack.unpackb(req.recv(), raw=False)
+
+        return _timed(call, requests)
+
+
+def _timed(call: Callable[[int], Any], requests: int) -> list[float]:
+    """Seconds each of ``requests`` calls took, after ``RTT_WARMUP`` untimed ones."""
     samples = []
     for index in range(RTT_WARMUP + requests):
         began = time.perf_counter()
-        req.send(
-            msgpack.packb(
-                {
-                    "v": 1,
-                    "type": "request",
-                    "id": f"{index:032x}",
-                    "op": "status",
-                    "body": {},
-                    "expires": time.time() + 60,  # required: a request without it is refused
-                }
-            )
-        )
-        msgpack.unpackb(req.recv(), raw=False)
+        call(index)
         samples.append(time.perf_counter() - began)
-    req.close()
-    context.term()
     return samples[RTT_WARMUP:]
+
+
+def endpoint(transport: str, directory: Any, name: str) -> str:
+    return f"ipc://{directory}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_port()}"
 
 
 def control_rtt(transport: str, load: str, repeats: int) -> dict[str, Any]:
     """p50/p99 of `status` round trips, ours and raw, against a server process under `load`."""
-    requests = RTT_REQUESTS_IDLE if load == "idle" else RTT_REQUESTS_LOADED
     figures: dict[str, Any] = {}
     for impl, measure in (("ours", _our_rtt), ("raw", _raw_rtt)):
-        with endpoints(transport) as make:
-            endpoint = make("control")
-            child = Child("protocol_bench:serve_control", impl=impl, endpoint=endpoint, load=load)
+        with scratch_dir("ctb-") as work:
+            ep = endpoint(transport, work, "c")
+            child = Child("protocol_bench:serve_control", impl=impl, endpoint=ep, load=load)
             try:
                 child.wait_ready()
-                runs = [percentiles(measure(endpoint, requests), 1e6) for _ in range(repeats)]
+                runs = [percentiles(measure(ep, RTT_REQUESTS[load]), 1e6) for _ in range(repeats)]
             finally:
                 child.stop()
         figures[impl] = summaries(runs, ("p50", "p99"))
-    figures["ratio_p50"] = figures["ours"]["p50"]["median"] / figures["raw"]["p50"]["median"]
-    figures["ratio_p99"] = figures["ours"]["p99"]["median"] / figures["raw"]["p99"]["median"]
+    for key in ("p50", "p99"):
+        figures[f"ratio_{key}"] = figures["ours"][key]["median"] / figures["raw"][key]["median"]
     return figures
+
+
+def _publisher(endpoint: str, count: int, session: str = "") -> Publisher:
+    """A started Publisher whose queue holds a whole burst of ``count`` (a message dropped by a full
+    queue is never numbered, so a wait for its number would never end)."""
+    publisher = Publisher(endpoint, session=session or new_session_id(), history_size=count, queue_size=count)
+    publisher.start()
+    return publisher
+
+
+def _wait_sent(publisher: Publisher, seq: int) -> None:
+    while publisher.last_seq < seq:
+        time.sleep(0.001)
 
 
 def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
     """Publish `count` messages (paced or flat out) to a subscriber process; its figures."""
-    with endpoints("ipc") as make:
-        control, metrics = make("control"), make("metrics")
-        session = new_session_id()
-        publisher: Publisher | None = None
-        server: ControlServer | None = None
-        raw: zmq.Socket[bytes] | None = None
+    with scratch_dir("ctb-") as work, zmq.Context() as context:
+        control, metrics, session, closers = (
+            f"ipc://{work}/control",
+            f"ipc://{work}/metrics",
+            new_session_id(),
+            [],
+        )
         if impl == "ours":
-            # A queue that holds the whole burst: the figure is the sending thread's rate, and a message
-            # dropped by a full queue would never be numbered, so the wait below would never end.
-            publisher = Publisher(
-                metrics, session=session, history_size=count + 1000, queue_size=count + 1000
-            )
-            server = ControlServer(
-                control,
-                {"status": lambda args: {"session": session, "last_seq": publisher.last_seq},
-                 "history": publisher.history_handler},
-                session=session,
-            )  # fmt: skip
-            server.start()
-            publisher.start()
-            send = publisher.publish  # noqa: F811
+            publisher = _publisher(metrics, count + 1000, session)
+            handlers = {"status": lambda args: {"session": session, "last_seq": publisher.last_seq},
+                        "history": publisher.history_handler}  # fmt: skip
+            closers = [publisher, ControlServer(control, handlers, session=session)]
+            closers[1].start()
+            send, first_seq = publisher.publish, lambda: publisher.last_seq
         else:
-            pub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
-            pub.sndhwm = 0
-            pub.linger = 0
+            pub = context.socket(zmq.PUB)
+            pub.sndhwm, pub.linger = 0, 0
             pub.bind(metrics)
-            raw = pub
-
-            def send(topic: str, body: dict[str, Any]) -> None:
-                pub.send_multipart([topic.encode(), msgpack.packb({"body": body})])
-
+            closers, first_seq = [pub], lambda: 0
+            send = lambda topic, body: pub.send_multipart([topic.encode(), msgpack.packb({"body": body})])  # noqa: E731
         child = Child("protocol_bench:receive_feed", impl=impl, metrics=metrics, control=control, count=count)
         try:
             child.wait_ready(nudge=lambda: send("warmup", {}))
-            first_seq = publisher.last_seq if publisher else 0
-            began = time.monotonic()
+            seq, began = first_seq(), time.monotonic()
             for index in range(count):
                 send("bench", {"i": index, "t": time.monotonic(), "step": index, "loss": 0.25})
                 if pace_s:
                     time.sleep(pace_s)
             called_s = time.monotonic() - began
-            if publisher is not None:
-                while publisher.last_seq < first_seq + count:
-                    time.sleep(0.001)
-            sent_s = time.monotonic() - began
-            outcome = child.result(CHILD_TIMEOUT_S)
+            if impl == "ours":
+                _wait_sent(closers[0], seq + count)
+            sent_s, outcome = time.monotonic() - began, child.result(60)
         finally:
             child.stop()
-            for item in (publisher, server, raw):
-                if item is not None:
-                    item.close()
+            for item in closers:
+                item.close()
     return {
-        "publish_calls_per_s": count / called_s,
-        "sent_per_s": count / sent_s,
+        "publish_calls_per_s": count / called_s, "sent_per_s": count / sent_s,
         "delivered_per_s": outcome["received"] / (outcome["last_s"] - began),
-        "delivered_fraction": outcome["received"] / count,
-        **percentiles(outcome["latencies_s"], 1e6),
-    }
+        "delivered_fraction": outcome["received"] / count, **percentiles(outcome["latencies_s"], 1e6),
+    }  # fmt: skip
 
 
 def feed(repeats: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {"throughput": {}, "latency_us": {}}
+    throughput, latency = {}, {}
     for impl in ("ours", "raw"):
         runs = [_feed_once(impl, FEED_MESSAGES, 0.0) for _ in range(repeats)]
         keys = ("publish_calls_per_s", "sent_per_s", "delivered_per_s", "delivered_fraction")
-        figures["throughput"][impl] = summaries(runs, keys)
+        throughput[impl] = summaries(runs, keys)
         runs = [_feed_once(impl, LATENCY_MESSAGES, LATENCY_PACE_S) for _ in range(repeats)]
-        figures["latency_us"][impl] = summaries(runs, ("p50", "p99"))
-    throughput, latency = figures["throughput"], figures["latency_us"]
+        latency[impl] = summaries(runs, ("p50", "p99"))
     throughput["ratio_delivered"] = (
         throughput["ours"]["delivered_per_s"]["median"] / throughput["raw"]["delivered_per_s"]["median"]
     )
     latency["ratio_p50"] = latency["ours"]["p50"]["median"] / latency["raw"]["p50"]["median"]
-    return figures
+    return {"throughput": throughput, "latency_us": latency}
 
 
 def run(repeats: int = 3) -> dict[str, Any]:
-    """Every figure, as a JSON-able dict (the entry point for a bench runner)."""
-    results: dict[str, Any] = {"repeats": repeats, "control_rtt_us": {}}
-    for transport in ("ipc", "tcp"):
-        results["control_rtt_us"][transport] = {load: control_rtt(transport, load, repeats) for load in LOADS}
-    results["feed"] = feed(repeats)
-    return results
+    """The ``protocol`` section: every figure, as a JSON-able dict."""
+    rtt = {t: {load: control_rtt(t, load, repeats) for load in RTT_REQUESTS} for t in ("ipc", "tcp")}
+    return {"repeats": repeats, "control_rtt_us": rtt, "feed": feed(repeats)}
+
+
+def publish_call_cost() -> dict[str, float]:
+    """Microseconds per ``publish()`` call with a ``metrics.step``-sized body, each call timed alone."""
+    with scratch_dir("ctf-") as work:
+        publisher, samples = _publisher(f"ipc://{work}/m", PUBLISH_CALLS), []
+        try:
+            for step in range(PUBLISH_CALLS):
+                began = time.perf_counter()
+                publisher.publish("metrics.step", {**STEP_BODY, "step": step})
+                samples.append(time.perf_counter() - began)
+                if step % 100 == 99:
+                    time.sleep(0.001)  # let the publisher thread drain, as between real steps
+        finally:
+            publisher.close()
+    return percentiles(samples, 1e6)
+
+
+def publisher_rate(idle_subscriber: bool) -> float:
+    """Messages/s the publisher thread sends, ``IDLE_MESSAGES`` flat out."""
+    with scratch_dir("ctf-") as work, zmq.Context() as context, context.socket(zmq.SUB) as idle:
+        publisher, idle.linger = _publisher(f"ipc://{work}/m", IDLE_MESSAGES), 0
+        try:
+            if idle_subscriber:
+                idle.subscribe(b"")
+                idle.connect(f"ipc://{work}/m")
+            time.sleep(CONNECT_SETTLE_S)
+            first, began = publisher.last_seq, time.perf_counter()
+            for step in range(IDLE_MESSAGES):
+                publisher.publish("metrics.step", {**STEP_BODY, "step": step})
+            _wait_sent(publisher, first + IDLE_MESSAGES)
+            return IDLE_MESSAGES / (time.perf_counter() - began)
+        finally:
+            publisher.close()
+
+
+def feed_section(repeats: int = 3) -> dict[str, Any]:
+    """The ``feed`` section: the publisher's own figures, then ``run``'s."""
+    calls = [publish_call_cost() for _ in range(repeats)]
+    without, with_idle = zip(
+        *[(publisher_rate(False), publisher_rate(True)) for _ in range(repeats)], strict=True
+    )
+    return {
+        "repeats": repeats, "publish_call_us": summaries(calls, ("p50", "p99", "max")),
+        "publisher_sent_per_s": {"messages": IDLE_MESSAGES, "nobody_connected": summary(without),
+                                 "idle_subscriber": summary(with_idle),
+                                 "ratio": summary([w / n for w, n in zip(with_idle, without, strict=True)])},
+        "protocol_bench": run(repeats),
+    }  # fmt: skip

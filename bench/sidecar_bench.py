@@ -1,63 +1,52 @@
-"""The sidecar as users run it: resident memory, start-up time to ready, and the chat round trip.
+"""The sidecar as users run it: start-up time to ready, resident memory, and the chat round trip.
 
-    python -m bench sidecar [--sidecar-messages 20] [--repeats 3]     (web WeChat, through itchat)
-    python -m bench ilink [--sidecar-messages 20] [--repeats 3]       (the iLink bot API)
-
-Per repetition: a fake chat server (``fakes.wechat`` as its own process; ``fakes.ilink`` in this
-process, HTTP on 127.0.0.1, with a long poll that holds like the real one), an idle trainer
-(``python -m trainer``, not started) and the real ``python -m sidecar --backend wechat|ilink`` on
-its endpoints, each its own process. Start-up: from spawning the sidecar to its ``sidecar ready``
-log line (logged in to the fake server; iLink's QR login is confirmed on the third status poll,
-~1 s apart). Round trip: the owner's ``status`` pushed into the fake server -> the sidecar's
-``State:`` reply recorded there as sent (the backend's receive path, the command, a control
-request to the trainer, the reply through the backend's send). Memory: VmRSS after ready and
-after the messages, VmHWM (peak).
+Per repetition, each its own process: a fake chat server (``fakes.wechat``; or ``fakes.ilink``, in
+this process, with a long poll held like the real one), an idle ``python -m trainer`` and the real
+``python -m sidecar --backend wechat|ilink`` on its endpoints. Start-up: spawn to the ``sidecar
+ready`` log line. Round trip: the owner's ``status`` pushed into the fake server to the ``State:``
+reply recorded there as sent. Memory: VmRSS after ready and after the messages, VmHWM (peak).
 """
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import START_TIMEOUT_S, percentiles, rss_kib, scratch_dir, summaries
-from bench.processes import SidecarProcess, TrainerProcess
+from bench.harness import (
+    REPO,
+    START_TIMEOUT_S,
+    TrainerProcess,
+    percentiles,
+    python_env,
+    rss_kib,
+    scratch_dir,
+    summaries,
+)
+from bench.harness import stop as stop_process
 
 REPLY_TIMEOUT_S = 20.0
-CONNECTED_MARK = "connected to the trainer"
 REPLY_PREFIX = "State:"  # the status reply; unsolicited notices start otherwise
 ILINK_HOLD_S = 30.0  # the real getupdates holds ~35 s
-RoundTrip = Callable[[str], float]
-
-
-@dataclass(frozen=True)
-class Chat:
-    """A fake chat server as the benchmark uses it: the sidecar's flags for it, one timed round
-    trip, a settle step before timing, and figures of its own once the messages are done."""
-
-    flags: list[str]
-    round_trip: RoundTrip
-    settle: Callable[[], None] = lambda: None
-    extra: Callable[[], dict[str, Any]] = dict
+Chat = tuple[list[str], Callable[[str], float], Callable[[], None], Callable[[], dict[str, Any]]]
 
 
 @contextlib.contextmanager
 def wechat(trainer: TrainerProcess) -> Iterator[Chat]:
-    """The fake web WeChat: the sidecar's flags, a round trip, and a settle step before timing."""
+    """The fake web WeChat: the sidecar's flags, one timed round trip, a settle step before timing,
+    and figures of its own once the messages are done."""
     from fakes.wechat import FakeWeChatProcess
 
     with FakeWeChatProcess(stderr=subprocess.DEVNULL) as fake:
 
-        def is_reply(sent: dict[str, Any]) -> bool:
-            return bool(sent["to_user"] == "filehelper" and sent["text"].startswith(REPLY_PREFIX))
-
         def round_trip(text: str) -> float:
-            before = len(fake.state()["sent_texts"])
-            began = time.perf_counter()
+            before, began = len(fake.state()["sent_texts"]), time.perf_counter()
             fake.push_text("owner", "filehelper", text)
+            is_reply = lambda sent: sent["to_user"] == "filehelper" and sent["text"].startswith(REPLY_PREFIX)  # noqa: E731
             fake.wait_for_sent(is_reply, timeout_s=REPLY_TIMEOUT_S, after=before)
             return time.perf_counter() - began
 
@@ -68,9 +57,9 @@ def wechat(trainer: TrainerProcess) -> Iterator[Chat]:
                 while client.status()["state"] == "loading" and time.monotonic() < deadline:
                     time.sleep(0.1)
             with contextlib.suppress(AssertionError):
-                fake.wait_for_sent(lambda t: CONNECTED_MARK in t["text"], timeout_s=10)
+                fake.wait_for_sent(lambda t: "connected to the trainer" in t["text"], timeout_s=10)
 
-        yield Chat(["--backend", "wechat", "--wechat-base-url", fake.url], round_trip, settle)
+        yield ["--backend", "wechat", "--wechat-base-url", fake.url], round_trip, settle, dict
 
 
 @contextlib.contextmanager
@@ -82,8 +71,7 @@ def ilink(trainer: TrainerProcess) -> Iterator[Chat]:
         fake.hold_s = ILINK_HOLD_S
 
         def round_trip(text: str) -> float:
-            before = len(fake.texts())
-            began = time.perf_counter()
+            before, began = len(fake.texts()), time.perf_counter()
             fake.push(OWNER, text)
             fake.wait_until(
                 lambda s: any(t.startswith(REPLY_PREFIX) for t in s.texts()[before:]), REPLY_TIMEOUT_S
@@ -91,47 +79,59 @@ def ilink(trainer: TrainerProcess) -> Iterator[Chat]:
             return time.perf_counter() - began
 
         flags = ["--backend", "ilink", "--ilink-base-url", fake.url, "--ilink-cdn-url", fake.cdn_url]
-        yield Chat(flags, round_trip, extra=lambda: {"bad_requests": len(fake.bad_requests)})
+        yield flags, round_trip, lambda: None, lambda: {"bad_requests": len(fake.bad_requests)}
 
 
-BACKENDS = {"wechat": wechat, "ilink": ilink}
+def start_sidecar(argv: list[str]) -> tuple[subprocess.Popen[str], float]:
+    """``python -m sidecar ARGV`` and the seconds from its spawn to its ``sidecar ready`` line."""
+    spawned, lines, ready_s, ready = time.monotonic(), [], [], threading.Event()
+    process = subprocess.Popen([sys.executable, "-m", "sidecar", *argv], cwd=REPO, env=python_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def watch() -> None:
+        for line in process.stderr or ():
+            lines.append(line.rstrip())
+            if "sidecar ready" in line and not ready_s:
+                ready_s.append(time.monotonic() - spawned)
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    if not ready.wait(START_TIMEOUT_S):
+        stop_process(process)
+        raise TimeoutError(f"sidecar not ready within {START_TIMEOUT_S} s:\n" + "\n".join(lines[-15:]))
+    return process, ready_s[0]
 
 
 def run_once(backend: str, data: str, messages: int) -> dict[str, Any]:
     with scratch_dir("cts-") as work, TrainerProcess(work, data) as trainer:
         trainer.start()
-        with BACKENDS[backend](trainer) as chat:
-            sidecar = SidecarProcess(
-                [
-                    *chat.flags, "--control", trainer.control, "--metrics", trainer.metrics,
-                    "--connection", str(trainer.connection_file),  # its CurveZMQ keys
-                    "--state-dir", str(work / "sidecar"), "--log-level", "INFO",
-                ]
-            )  # fmt: skip
+        with {"wechat": wechat, "ilink": ilink}[backend](trainer) as (flags, round_trip, settle, extra):
+            sidecar, startup_s = start_sidecar([
+                *flags, "--control", trainer.control, "--metrics", trainer.metrics,
+                "--connection", str(trainer.connection_file),  # its CurveZMQ keys
+                "--state-dir", str(work / "sidecar"), "--log-level", "INFO",
+            ])  # fmt: skip
             try:
-                startup_s = sidecar.wait_ready()
-                rss_ready = rss_kib(sidecar.process.pid)
-                chat.settle()
-                chat.round_trip("status")  # warm-up: first contact, imports on first use
-                samples = [chat.round_trip("status") for _ in range(messages)]
-                rss_after = rss_kib(sidecar.process.pid)
+                rss_ready = rss_kib(sidecar.pid)
+                settle()
+                round_trip("status")  # warm-up: first contact, imports on first use
+                samples = [round_trip("status") for _ in range(messages)]
+                rss_after = rss_kib(sidecar.pid)
             finally:
-                sidecar.close()
-            extra = chat.extra()
+                stop_process(sidecar)
+            figures = extra()
     return {
-        "startup_to_ready_s": startup_s,
-        "rss_ready_mib": rss_ready.get("VmRSS", 0) / 1024,
+        "startup_to_ready_s": startup_s, "rss_ready_mib": rss_ready.get("VmRSS", 0) / 1024,
         "rss_after_messages_mib": rss_after.get("VmRSS", 0) / 1024,
         "peak_rss_mib": rss_after.get("VmHWM", 0) / 1024,
-        "round_trip_ms": percentiles(samples, 1e3),
-        **extra,
-    }
+        "round_trip_ms": percentiles(samples, 1e3), **figures,
+    }  # fmt: skip
 
 
 def run(backend: str, data: str, messages: int, repeats: int) -> dict[str, Any]:
     runs = [run_once(backend, data, messages) for _ in range(repeats)]
-    keys = ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
-    figures: dict[str, Any] = summaries(runs, keys)
+    figures = summaries(
+        runs, ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
+    )
     figures["round_trip_ms"] = summaries([r["round_trip_ms"] for r in runs], ("p50", "p99"))
-    figures.update({"backend": backend, "messages_per_run": messages, "repeats": repeats, "runs": runs})
-    return figures
+    return {**figures, "backend": backend, "messages_per_run": messages, "repeats": repeats, "runs": runs}

@@ -1,17 +1,9 @@
-"""Where a trainer step's time goes, in one process: the pieces that could make it slower than fit.
+"""Where a trainer step's time goes, in one child process: what could make it slower than fit's.
 
-    python -m bench profile [--data PATH] [--profile-steps 40] [--profile-rounds 5]
-
-Alternating blocks of ``--steps`` steps (``--rounds`` rounds, so drift hits all alike), on one
-fixed batch of 128 so the input pipeline is out of the picture:
-
-- ``trainer_step``: ``trainer.steps.compile_train_step`` (finite check: ``global_norm`` of the
-  gradients + ``tf.cond`` around the update) with the trainer's host read of every output;
-- ``plain_step``: the same loss and Adam update in a ``tf.function`` without the finite check,
-  one host read of the loss (what ``fit``'s step does);
-
-then, alone: the input pipeline (``trainer.data.train_dataset``) iterated without training, and the
-number of traces of the trainer's step after a ``Trainer.fit`` of 30 steps (1 = no retracing).
+On one fixed batch of 128 (the input pipeline out of the picture), ``--profile-rounds`` alternating
+blocks of ``--profile-steps`` steps: the trainer's compiled step (finite check, every output read
+on the host) and a plain ``tf.function`` step (one read, as ``fit``'s). Then, alone: the input
+pipeline without training, and the traces of the trainer's step after a 30-step fit (1 = none).
 """
 
 from __future__ import annotations
@@ -29,46 +21,37 @@ def _steps(data: str) -> tuple[Any, Any, Any]:
     from trainer.steps import compile_train_step
     from trainer.tasks.mnist_cnn import MnistCnn
 
-    def make_module() -> Any:
-        module = MnistCnn(data=data)
-        module.setup()
-        return module
-
-    module, plain = make_module(), make_module()
+    module, plain = MnistCnn(data=data), MnistCnn(data=data)
+    module.setup()
+    plain.setup()
     optimizer, plain_optimizer = keras.optimizers.Adam(0.001), keras.optimizers.Adam(0.001)
     optimizer.build(module.trainable_variables)
     dataset = module.train_dataset(BATCH_SIZE)
-    batch = next(iter(dataset))
-    trainer_step = compile_train_step(module, optimizer, dataset.element_spec)
 
     @tf.function  # type: ignore[untyped-decorator]
     def plain_step(batch: Any) -> Any:
         with tf.GradientTape() as tape:
             outputs = plain.training_step(batch)
-        variables = plain.trainable_variables
-        gradients = tape.gradient(outputs["loss"], variables)
-        plain_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        gradients = tape.gradient(outputs["loss"], plain.trainable_variables)
+        plain_optimizer.apply_gradients(zip(gradients, plain.trainable_variables, strict=True))
         return outputs
 
-    return batch, trainer_step, plain_step
+    return next(iter(dataset)), compile_train_step(module, optimizer, dataset.element_spec), plain_step
 
 
 def _block(step: Any, batch: Any, steps: int, read_all: bool) -> float:
     began = time.perf_counter()
     for _ in range(steps):
         outputs = step(batch)
-        if read_all:
-            {name: float(value) for name, value in outputs.items()}  # noqa: B018 (the trainer's read)
-        else:
-            float(outputs["loss"])
+        for name in outputs if read_all else ["loss"]:  # the trainer reads every output
+            float(outputs[name])
     return (time.perf_counter() - began) / steps
 
 
 def _pipeline_rate(data: str, batches: int) -> float:
     from trainer.data import load_mnist, train_dataset
 
-    dataset = train_dataset(load_mnist(data).train, BATCH_SIZE)
-    iterator = iter(dataset)
+    iterator = iter(train_dataset(load_mnist(data).train, BATCH_SIZE))
     next(iterator)
     began = time.perf_counter()
     for _ in range(batches):
@@ -100,10 +83,9 @@ def profile(data: str, steps: int, rounds: int) -> dict[str, Any]:
     for _ in range(rounds):
         times["trainer_step"].append(_block(trainer_step, batch, steps, True))
         times["plain_step"].append(_block(plain_step, batch, steps, False))
-    ratios = [p / t for t, p in zip(times["trainer_step"], times["plain_step"], strict=True)]
     return {
         "ms_per_step": {k: summary([t * 1e3 for t in v]) for k, v in times.items()},
-        "trainer_speed_vs_plain": summary(ratios),
+        "trainer_speed_vs_plain": summary([p / t for t, p in zip(*times.values(), strict=True)]),
         "pipeline_samples_per_s": _pipeline_rate(data, 200),
         "train_step_traces_after_fit": _tracing_count(data),
     }

@@ -1,42 +1,59 @@
-"""The TensorFlow side of the throughput benchmarks, each variant a child process (``bench.harness.Child``).
+"""The TensorFlow side of the throughput benchmarks, each call in a child process (``bench.harness.Child``).
 
-- ``fit_cnn``: ``keras.Model.fit`` on the seed's CNN (``trainer.tasks.mnist_cnn.build_cnn``) and the
-  trainer's pipeline (``trainer.data.train_dataset``: shuffled, batch 128, scaled per batch,
-  prefetched), Adam(0.001) or the trainer's ``FusedAdam`` (Keras' Adam math in TensorFlow's
-  one-pass kernel), sparse CE from logits, ``metrics=["accuracy"]`` (the trainer computes the
-  batch accuracy every step too).
-- ``inproc_cnn``: ``trainer.Trainer`` driven in-process with the callbacks ``trainer.session``
-  builds; bare (less ``ControlBridge`` and ``PublishMetrics``, no sockets) or with the control plane
-  wired as ``trainer.__main__`` wires it and ``FEED_READERS`` real ``Subscriber``s reading the feed
-  from another process (``read_feed``), as a sidecar and a ``trainctl watch`` would. It also times
-  the callback dispatch of every step and report, and counts the CPU time of each kind of thread in
-  the timed window (``bench.thread_cpu``), which measures the control plane's cost below the
-  run-to-run noise of throughput.
-
-``time_fit`` and ``train_inproc`` are shared with ``bench.overhead``. Clocks run between two host
-points where every step before them has finished, so tracing and the first pipeline fill are
-outside the window.
+``fit_cnn``: ``keras.Model.fit`` on the seed's CNN and the trainer's pipeline. ``inproc_cnn``:
+``trainer.Trainer`` in-process with the callbacks ``trainer.session`` builds, bare or with the control
+plane wired as ``trainer.__main__`` wires it and ``FEED_READERS`` subscribers in another process
+(``read_feed``); it times every step's callback dispatch and counts each kind of thread's CPU time
+in the timed window (``snapshot``), which resolves the control plane's cost below run-to-run noise.
+``time_fit`` and ``train_inproc`` serve ``bench.overhead`` too.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import thread_cpu
-from bench.harness import BATCH_SIZE, Child, percentiles, scratch_dir
-from bench.processes import FEED_READERS, FeedReader, report_times
+from bench.harness import BATCH_SIZE, FEED_READERS, Child, FeedReader, percentiles, report_times, scratch_dir
 
 Marks = dict[str, tuple[int, float]]  # "start" / "end" -> (optimizer steps done, perf_counter)
+Snapshot = dict[int, tuple[str, float]]  # thread id -> (kind, CPU seconds so far)
+CONTROL_PLANE_THREADS = ("metrics-publisher", "control-server")
+TASKS = Path("/proc/self/task")
+
+
+def snapshot() -> Snapshot:
+    """Every live thread of this process, its kind and the CPU time it has used (Linux; else {})."""
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    threads: Snapshot = {}
+    for tid in map(int, os.listdir(TASKS) if TASKS.is_dir() else []):
+        name = names.get(tid, "")
+        try:  # libzmq names its I/O and reaper threads ZMQbg/IO/0, ZMQbg/Reaper
+            zmq_io = (TASKS / str(tid) / "comm").read_text().startswith("ZMQbg")
+            # Linux's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): that thread's CPU clock, in ns.
+            seconds = time.clock_gettime((~tid << 3) | 6)
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        kind = {"MainThread": "main"}.get(name, name if name in CONTROL_PLANE_THREADS else "other")
+        threads[tid] = ("zmq-io" if zmq_io and kind == "other" else kind, seconds)
+    return threads
+
+
+def spent_by_kind(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU seconds per kind of thread between two snapshots (threads born in between count whole)."""
+    spent: dict[str, float] = {}
+    for tid, (kind, seconds) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + seconds - before.get(tid, (kind, 0.0))[1]
+    return spent
 
 
 def rate(marks: Marks, batch_size: int) -> dict[str, Any]:
     (s0, t0), (s1, t1) = marks["start"], marks["end"]
-    steps_per_s = (s1 - s0) / (t1 - t0)
-    return {"steps_per_s": steps_per_s, "samples_per_s": steps_per_s * batch_size, "timed_steps": s1 - s0,
-            "seconds": t1 - t0}  # fmt: skip
+    return {"steps_per_s": (s1 - s0) / (t1 - t0), "samples_per_s": (s1 - s0) / (t1 - t0) * batch_size,
+            "timed_steps": s1 - s0, "seconds": t1 - t0}  # fmt: skip
 
 
 def time_fit(model: Any, dataset: Any, warmup: int, steps: int, spe: int, epochs: int) -> Marks:
@@ -46,9 +63,8 @@ def time_fit(model: Any, dataset: Any, warmup: int, steps: int, spe: int, epochs
     last, marks = warmup + steps, {}
 
     class Clock(keras.callbacks.Callback):  # type: ignore[misc]
-        """Stamps batch *begins* (once per execution): overriding a batch-end hook would make Keras
-        sync the logs every step, and fit is to run as users run it. Reading
-        ``optimizer.iterations`` waits for the steps before it, at the two clock points only."""
+        """Stamps batch *begins* (once per execution): a batch-end hook would make Keras sync the logs
+        every step. Reading ``optimizer.iterations`` waits for the steps before it, at the marks only."""
 
         executions = 0
 
@@ -57,8 +73,7 @@ def time_fit(model: Any, dataset: Any, warmup: int, steps: int, spe: int, epochs
             for name, at in (("start", warmup), ("end", last)):
                 if done >= at and name not in marks:
                     marks[name] = (int(self.model.optimizer.iterations.numpy()), time.perf_counter())
-            if done >= last:
-                self.model.stop_training = True
+            self.model.stop_training = done >= last
 
     model.fit(dataset, epochs=epochs, verbose=0, callbacks=[Clock()])
     return marks
@@ -73,14 +88,10 @@ def fit_cnn(data: str, warmup: int, steps: int, fused: bool) -> dict[str, Any]:
     from trainer.tasks.mnist_cnn import build_cnn
 
     model = build_cnn()
-    model.compile(
-        optimizer=FusedAdam(0.001) if fused else keras.optimizers.Adam(0.001),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    model.compile(optimizer=FusedAdam(0.001) if fused else keras.optimizers.Adam(0.001), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     dataset = train_dataset(load_mnist(data).train, BATCH_SIZE)
-    epochs = (warmup + steps) // int(dataset.cardinality().numpy()) + 1
-    marks = time_fit(model, dataset, warmup, steps, 1, epochs)
+    marks = time_fit(model, dataset, warmup, steps, 1, (warmup + steps) // int(dataset.cardinality()) + 1)
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {**rate(marks, BATCH_SIZE), "jit_compile": bool(model.jit_compile), "gpus_visible": gpus}
 
@@ -91,16 +102,12 @@ def _control_plane(workdir: Path) -> tuple[Any, Any, list[Any]]:
     from trainer.control import Controller
     from trainer.params import PARAM_SPECS, defaults
 
-    session = new_session_id()
-    holder: dict[str, Any] = {}
-    publisher = Publisher(
-        f"ipc://{workdir}/metrics", session=session, heartbeat_body=lambda: holder["c"].heartbeat_body()
-    )
-    controller = Controller(
-        PARAM_SPECS, defaults(PARAM_SPECS), run_id="bench", session=session, publish=publisher.publish
-    )
-    holder["c"] = controller
-    controller.last_seq = lambda: publisher.last_seq
+    session, holder = new_session_id(), {}
+    publisher = Publisher(f"ipc://{workdir}/metrics", session=session,
+                          heartbeat_body=lambda: holder["c"].heartbeat_body())  # fmt: skip
+    controller = Controller(PARAM_SPECS, defaults(PARAM_SPECS), run_id="bench", session=session,
+                            publish=publisher.publish)  # fmt: skip
+    holder["c"], controller.last_seq = controller, lambda: publisher.last_seq
     handlers = {**controller.handlers(), "history": publisher.history_handler}
     server = ControlServer(f"ipc://{workdir}/control", handlers, session=session)
     publisher.start()
@@ -120,9 +127,7 @@ def train_inproc(module: Any, work: Path, control: bool, first: Any, last: Any, 
     from trainer.session import build_callbacks
     from trainer.trainer import Trainer
 
-    config = Config(run_dir=work / "run", quiet=True)
-    closers: list[Any] = []
-    readers: Child | None = None
+    config, closers, readers = Config(run_dir=work / "run", quiet=True), [], None
     if control:
         controller, publish, closers = _control_plane(work)
         readers = Child("tf_roles:read_feed", workdir=str(work))
@@ -134,8 +139,7 @@ def train_inproc(module: Any, work: Path, control: bool, first: Any, last: Any, 
         callbacks = [c for c in callbacks if not isinstance(c, (ControlBridge, PublishMetrics))]
     trainer = Trainer(module, callbacks=[*first, *callbacks, *last], run_dir=config.run_dir, **kwargs)
     trainer.test = lambda: {}  # only training is timed: skip the final test
-    progress = Progress(step=0, epoch=0, total_steps=trainer.total_steps())
-    controller.loaded(trainer.specs, trainer.params, progress, autostart=True)
+    controller.loaded(trainer.specs, trainer.params, Progress(0, 0, trainer.total_steps()), autostart=True)
     feed = None
     try:
         trainer.fit()
@@ -156,7 +160,7 @@ def inproc_cnn(data: str, warmup: int, steps: int, control: bool) -> dict[str, A
 
     last = warmup + steps
     samples: dict[str, list[float]] = {"step": [], "report": [], "began": [0.0]}
-    cpu: list[thread_cpu.Snapshot] = []
+    cpu: list[Snapshot] = []
 
     class Clock(Callback):
         """Placed first and last: the time the whole callback list takes per hook call; the last one
@@ -171,7 +175,7 @@ def inproc_cnn(data: str, warmup: int, steps: int, control: bool) -> dict[str, A
                 return
             samples[hook].append(time.perf_counter() - samples["began"][0])
             if hook == "step" and len(samples["step"]) in (warmup, last):
-                cpu.append(thread_cpu.snapshot())
+                cpu.append(snapshot())
 
         def on_step_end(self, trainer: Any, logs: Any) -> None:
             self._tick("step")
@@ -180,24 +184,18 @@ def inproc_cnn(data: str, warmup: int, steps: int, control: bool) -> dict[str, A
             self._tick("report")
 
     with scratch_dir("ctb-") as work:
-        _, callbacks, feed = train_inproc(
-            MnistCnn(data=data), work, control, [Clock(True)], [Clock(False)], max_steps=last
-        )
+        clocks = [Clock(True)], [Clock(False)]
+        _, callbacks, feed = train_inproc(MnistCnn(data=data), work, control, *clocks, max_steps=last)
         times = report_times(work / "run")
-    seconds = times[last] - times[warmup]
-    window = samples["step"][warmup:last]
-    result: dict[str, Any] = {
-        "samples_per_s": steps * BATCH_SIZE / seconds,
-        "seconds": seconds,
+    seconds, window = times[last] - times[warmup], samples["step"][warmup:last]
+    return {
+        "samples_per_s": steps * BATCH_SIZE / seconds, "seconds": seconds,
         "callbacks": [type(c).__name__ for c in callbacks],
         "step_dispatch_us": {**percentiles(window, 1e6), "mean": 1e6 * sum(window) / len(window)},
         "report_dispatch_us": percentiles(samples["report"], 1e6),
-    }
-    if len(cpu) == 2 and cpu[0]:
-        result["thread_cpu_s"] = thread_cpu.spent_by_kind(*cpu)
-    if feed is not None:
-        result["feed"] = feed
-    return result
+        **({"thread_cpu_s": spent_by_kind(*cpu)} if len(cpu) == 2 and cpu[0] else {}),
+        **({"feed": feed} if feed is not None else {}),
+    }  # fmt: skip
 
 
 def read_feed(workdir: str) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_thread_cpu_counts_each_kind_of_thread_including_threads_born_in_between
     import threading
     import time
 
-    from bench import thread_cpu
+    from bench import tf_roles as thread_cpu
 
     def burn(cpu_s: float) -> None:
         began = time.thread_time()
@@ -112,3 +112,14 @@ def test_a_cost_ratio_whose_runs_straddle_one_says_so() -> None:
     text = report.markdown(results({"throughput": section}))
     assert "MISSES (median 5.0% slower; the runs fall on both sides of 1)" in text
     assert "MISSES (median 4.0% slower) |" in text  # every run slower: no such hedge
+
+
+def test_fill_writes_summaries_as_median_and_range_numbers_and_lists_as_they_are() -> None:
+    figures = {"rate": summary([1.0, 2.0, 30.0]), "one": summary([5.0]), "steps": 200, "order": ["a", "b"]}
+    text = report.fill("{rate:.1f}; {one:.2f}; {steps}; {order}", figures)
+    assert text == "2.0 (1.0..30.0); 5.00; 200; a, b"
+
+
+def test_a_row_whose_computed_cell_is_none_is_left_out() -> None:
+    rows = report.rows(("kept", "{x:.0f}"), ("dropped", lambda s, every: None))
+    assert rows({"x": 3.0}, {}) == [["kept", "3"]]
