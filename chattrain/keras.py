@@ -18,9 +18,10 @@ The sockets close when fit ends (the sidecar then says the trainer is down).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,10 @@ from trainer.callbacks.base import Callback as TrainerCallback
 from trainer.callbacks.base import dispatch
 from trainer.callbacks.control import ControlBridge
 from trainer.callbacks.publish import PublishMetrics
+from trainer.callbacks.view import Requests
 from trainer.control import Controller, Progress
 from trainer.lifecycle import ACTIVITY_STEP
-from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS
+from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS, change_record
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ HEARTBEAT_INTERVAL_S = 1.0
 
 
 class FitRun:
-    """The running fit as the trainer's callbacks see a ``Trainer``: counters, flags, params."""
+    """The running fit as the trainer's callbacks see a ``Trainer``: a ``TrainerView`` (``dispatch``
+    takes one, so mypy checks that it is)."""
 
     def __init__(self, model: keras.Model, run_dir: Path, validation_data: Any, display_step: int) -> None:
         self.model, self.run_dir, self.validation_data = model, run_dir, validation_data
@@ -63,7 +66,9 @@ class FitRun:
             self.params[LEARNING_RATE] = self.learning_rate()
         self.step = self.epoch = self.samples_seen = 0
         self.activity = ACTIVITY_STEP
+        self.in_fit = True
         self.steps_per_s = 0.0
+        self.last_step_finite = True
         self.steps_per_epoch: int | None = None
         self.epochs = 1
         self.next_epoch_step: int | None = None
@@ -72,15 +77,19 @@ class FitRun:
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
         self.outcome: str | None = None
-        self.should_stop = self.checkpoint_requested = self.evaluate_requested = False
         self.callbacks: list[TrainerCallback] = []
         self.gate = None  # one batch per callback: no compiled multi-step call to end early
+        self._requests = Requests()
 
     def dispatch(self, hook: str, logs: dict[str, float]) -> None:
-        dispatch(self.callbacks, hook, self, logs)  # type: ignore[arg-type]
+        dispatch(self.callbacks, hook, self, logs)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._requests.stop
 
     def ending(self) -> str:
-        return "stopped" if self.should_stop else "finished"
+        return "stopped" if self._requests.stop else "finished"
 
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch if self.steps_per_epoch else self.step
@@ -91,7 +100,35 @@ class FitRun:
             rate(self.model.optimizer.iterations) if callable(rate) else keras.ops.convert_to_numpy(rate)
         )
 
-    def set_params(self, values: dict[str, Any], *, at_step: int | None = None) -> None:
+    def request_stop(self) -> None:
+        self._requests.stop = True  # Remote sets model.stop_training: fit ends after this batch
+
+    def request_checkpoint(self) -> None:
+        self._requests.checkpoint = True
+
+    def request_evaluation(self) -> None:
+        self._requests.evaluate = True
+
+    def request_rollback(self) -> None:
+        self.fail(RuntimeError("a rollback needs the trainer's checkpoints: not available in model.fit"))
+
+    def fail(self, exc: BaseException) -> None:
+        if self._requests.failure is None:
+            self._requests.failure = exc
+
+    def raise_failure(self) -> None:
+        """After a round of hooks: a failure a callback asked for ends fit with it."""
+        failure, self._requests.failure = self._requests.failure, None
+        if failure is not None:
+            raise failure
+
+    def hold(self) -> None:
+        self.service_requests()
+
+    def persist_params(self) -> None:
+        """Nothing to keep: a fit's params are not restored (its checkpoints are weights only)."""
+
+    def set_params(self, values: Mapping[str, Any], *, at_step: int | None = None) -> None:
         """Apply validated values (the Controller validated them) and tell the callbacks."""
         at_step = self.step + 1 if at_step is None else at_step
         self.param_changes = []
@@ -99,19 +136,18 @@ class FitRun:
             if name == LEARNING_RATE:
                 self.model.optimizer.learning_rate.assign(float(new))
             self.param_changes.append(
-                {"name": name, "old": self.params.get(name), "new": new, "applies": "next_step",
-                 "applies_at_step": at_step, "reason": "set"}
-            )  # fmt: skip
+                change_record(self.specs, name, self.params.get(name), new, at_step, None)
+            )
             self.params[name] = new
         self.dispatch("on_params_changed", {k: float(v) for k, v in values.items()})
 
     def service_requests(self) -> None:
         """Checkpoint and evaluation asked for from chat or trainctl, at a batch boundary."""
-        if self.checkpoint_requested:
-            self.checkpoint_requested = False
+        checkpoint, evaluate = self._requests.checkpoint, self._requests.evaluate
+        self._requests.checkpoint = self._requests.evaluate = False
+        if checkpoint:
             self.save_checkpoint()
-        if self.evaluate_requested:
-            self.evaluate_requested = False
+        if evaluate:
             self.validate()
 
     def save_checkpoint(self) -> str:
@@ -206,12 +242,15 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         remaining = max(0, run.total_steps() - run.step)
         step_logs = {"loss": values.get("loss", float("nan")), "steps_per_s": run.steps_per_s,
                      "eta_s": remaining / run.steps_per_s}  # fmt: skip
+        run.last_step_finite = math.isfinite(step_logs["loss"])
         run.dispatch("on_step_end", step_logs)
+        run.raise_failure()
         if run.step % int(run.params[DISPLAY_STEP]) == 0:
             run.dispatch("on_report", {**values, **step_logs, "lr": run.learning_rate()})
         run.dispatch("on_boundary", {})  # control: commands applied, pause held here
+        run.raise_failure()
         run.service_requests()
-        if run.should_stop:
+        if run.stop_requested:
             self.model.stop_training = True
         self._step_started = time.perf_counter()
 
@@ -230,7 +269,7 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         if run is None:
             return
         try:
-            run.outcome = "stopped" if run.should_stop else "finished"
+            run.outcome = run.ending()
             run.save_checkpoint()
             test = run.evaluate()
             run.dispatch("on_test_end", test)

@@ -69,4 +69,3 @@ def test_the_trainer_prints_no_tensorflow_start_up_notice(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "oneDNN" not in done.stderr and "InitializeLog" not in done.stderr, done.stderr
     assert "state running -> finished" in done.stderr  # the trainer's own lines still show
-

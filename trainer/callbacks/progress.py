@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from protocol.durations import format_duration
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 
 class ProgressBar(Callback):
@@ -20,7 +18,7 @@ class ProgressBar(Callback):
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self._progress = Progress(
             TextColumn("step"),
             MofNCompleteColumn(),
@@ -35,7 +33,7 @@ class ProgressBar(Callback):
         self._progress.start()
         self._console.print(f"chattrain: checkpoints go to {trainer.run_dir / 'checkpoints'}", soft_wrap=True)
 
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         if self._progress is None:
             return
         info = (
@@ -44,17 +42,17 @@ class ProgressBar(Callback):
         )
         self._progress.update(self._task, completed=trainer.step, total=trainer.total_steps(), info=info)
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         if self._progress is not None and "accuracy" in logs:
             self._progress.console.print(
                 f"step {trainer.step}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f}"
                 f" lr {logs.get('lr', float('nan')):.3g}"
             )
 
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._close()
 
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+    def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self._close()
 
     def _close(self) -> None:
