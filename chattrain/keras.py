@@ -5,7 +5,7 @@ The callback binds the trainer's sockets (the same default ipc endpoints and con
 trainctl work unchanged. It reuses the trainer's control plane: ``trainer.control.Controller``
 behind a ``protocol.ControlServer`` and ``protocol.Publisher``, driven by the trainer's own
 ``ControlBridge`` and ``PublishMetrics`` callbacks through `FitRun`, a view of the running fit
-that looks to them like ``trainer.Trainer``.
+that looks to them like ``trainer.Trainer`` (``chattrain.fit_run``).
 
 What it obeys, at the next batch boundary: stop (``model.stop_training``; fit ends after the
 batch), pause / resume (held between batches), ``lr`` (assigned to the optimizer's learning rate;
@@ -18,6 +18,7 @@ The sockets close when fit ends (the sidecar then says the trainer is down).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 
 import keras
 
+from chattrain.fit_run import FitRun
 from protocol import (
     PROTOCOL_VERSION,
     ConnectionInfo,
@@ -36,104 +38,15 @@ from protocol import (
     new_session_id,
     server_curve,
 )
-from trainer.callbacks.base import Callback as TrainerCallback
-from trainer.callbacks.base import dispatch
 from trainer.callbacks.control import ControlBridge
 from trainer.callbacks.publish import PublishMetrics
 from trainer.control import Controller, Progress
-from trainer.lifecycle import ACTIVITY_STEP
-from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS
+from trainer.params import DISPLAY_STEP
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUN_DIR = Path("runs/fit")
 HEARTBEAT_INTERVAL_S = 1.0
-
-
-class FitRun:
-    """The running fit as the trainer's callbacks see a ``Trainer``: counters, flags, params."""
-
-    def __init__(self, model: keras.Model, run_dir: Path, validation_data: Any, display_step: int) -> None:
-        self.model, self.run_dir, self.validation_data = model, run_dir, validation_data
-        schedule = isinstance(model.optimizer.learning_rate, keras.optimizers.schedules.LearningRateSchedule)
-        names = (DISPLAY_STEP,) if schedule else (LEARNING_RATE, DISPLAY_STEP)
-        self.specs = tuple(s for s in PARAM_SPECS if s.name in names)
-        self.params: dict[str, Any] = {DISPLAY_STEP: display_step}
-        if not schedule:
-            self.params[LEARNING_RATE] = self.learning_rate()
-        self.step = self.epoch = self.samples_seen = 0
-        self.activity = ACTIVITY_STEP
-        self.steps_per_s = 0.0
-        self.steps_per_epoch: int | None = None
-        self.epochs = 1
-        self.next_epoch_step: int | None = None
-        self.last_checkpoint_step: int | None = None
-        self.last_checkpoint_path: str | None = None
-        self.param_changes: list[dict[str, Any]] = []
-        self.error_info: dict[str, Any] | None = None
-        self.outcome: str | None = None
-        self.should_stop = self.checkpoint_requested = self.evaluate_requested = False
-        self.callbacks: list[TrainerCallback] = []
-        self.gate = None  # one batch per callback: no compiled multi-step call to end early
-
-    def dispatch(self, hook: str, logs: dict[str, float]) -> None:
-        dispatch(self.callbacks, hook, self, logs)  # type: ignore[arg-type]
-
-    def ending(self) -> str:
-        return "stopped" if self.should_stop else "finished"
-
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch if self.steps_per_epoch else self.step
-
-    def learning_rate(self) -> float:
-        rate = self.model.optimizer.learning_rate
-        return float(
-            rate(self.model.optimizer.iterations) if callable(rate) else keras.ops.convert_to_numpy(rate)
-        )
-
-    def set_params(self, values: dict[str, Any], *, at_step: int | None = None) -> None:
-        """Apply validated values (the Controller validated them) and tell the callbacks."""
-        at_step = self.step + 1 if at_step is None else at_step
-        self.param_changes = []
-        for name, new in values.items():
-            if name == LEARNING_RATE:
-                self.model.optimizer.learning_rate.assign(float(new))
-            self.param_changes.append(
-                {"name": name, "old": self.params.get(name), "new": new, "applies": "next_step",
-                 "applies_at_step": at_step, "reason": "set"}
-            )  # fmt: skip
-            self.params[name] = new
-        self.dispatch("on_params_changed", {k: float(v) for k, v in values.items()})
-
-    def service_requests(self) -> None:
-        """Checkpoint and evaluation asked for from chat or trainctl, at a batch boundary."""
-        if self.checkpoint_requested:
-            self.checkpoint_requested = False
-            self.save_checkpoint()
-        if self.evaluate_requested:
-            self.evaluate_requested = False
-            self.validate()
-
-    def save_checkpoint(self) -> str:
-        path = self.run_dir / "checkpoints" / f"step-{self.step}.weights.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(path)
-        self.last_checkpoint_step, self.last_checkpoint_path = self.step, str(path)
-        self.dispatch("on_checkpoint", {})
-        return str(path)
-
-    def validate(self) -> dict[str, float]:
-        logs = self.evaluate()
-        self.dispatch("on_validation_end", logs)
-        return logs
-
-    def evaluate(self) -> dict[str, float]:
-        if self.validation_data is None:
-            logger.warning("evaluate asked for, but fit has no validation_data")
-            return {}
-        x, y = self.validation_data[:2]
-        results = self.model.evaluate(x, y, verbose=0, return_dict=True)
-        return {name: float(value) for name, value in results.items()}
 
 
 class Remote(keras.callbacks.Callback):  # type: ignore[misc]
@@ -206,12 +119,15 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         remaining = max(0, run.total_steps() - run.step)
         step_logs = {"loss": values.get("loss", float("nan")), "steps_per_s": run.steps_per_s,
                      "eta_s": remaining / run.steps_per_s}  # fmt: skip
+        run.last_step_finite = math.isfinite(step_logs["loss"])
         run.dispatch("on_step_end", step_logs)
+        run.raise_failure()
         if run.step % int(run.params[DISPLAY_STEP]) == 0:
             run.dispatch("on_report", {**values, **step_logs, "lr": run.learning_rate()})
         run.dispatch("on_boundary", {})  # control: commands applied, pause held here
+        run.raise_failure()
         run.service_requests()
-        if run.should_stop:
+        if run.stop_requested:
             self.model.stop_training = True
         self._step_started = time.perf_counter()
 
@@ -230,7 +146,7 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         if run is None:
             return
         try:
-            run.outcome = "stopped" if run.should_stop else "finished"
+            run.outcome = run.ending()
             run.save_checkpoint()
             test = run.evaluate()
             run.dispatch("on_test_end", test)

@@ -1,7 +1,9 @@
 """Checkpoints: model, optimizer, the trainer's counters and the params, via ``CheckpointManager``.
 
 Params travel as a JSON string in a ``tf.Variable`` so that one checkpoint is the whole truth of a
-run; the learning rate also lives in the optimizer's own variable.
+run; the learning rate also lives in the optimizer's own variable. The callbacks' states
+(``Callback.state_dict``, by key) travel the same way, in a second one; a checkpoint written
+before they did (without that variable) restores as it always did, with no callback state.
 
 Saves are asynchronous: ``save`` copies the variables (``Snapshot``: the loop may go on changing
 them) and a background thread writes the copies through ``CheckpointManager``. A save asked for
@@ -24,7 +26,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 MAX_TO_KEEP = 3
 TEMP_SUFFIX = "_temp"  # TensorFlow writes ckpt-N into ckpt-N_temp, then moves the files out
 PENDING_PARAMS_FILE = "pending_params.json"
+CALLBACKS_KEY = "callbacks"  # the tracked name of the callbacks' states in the checkpoint
 MISMATCH_DETAIL_CHARS = 600
 
 
@@ -53,6 +56,7 @@ class Restored:
     epoch: int
     samples_seen: int
     params: dict[str, Any]
+    callbacks: dict[str, Any] = field(default_factory=dict)  # state by key (``callback_states``)
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:
@@ -99,6 +103,15 @@ class Snapshot:
         self.writer._saver._object_map = self._map  # noqa: SLF001 (see the class docstring)
 
 
+def _holds(path: str, name: str) -> bool:
+    """Whether the checkpoint at ``path`` has the top-level variable tracked as ``name``."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError):
+        return True  # unreadable: let the full restore report it
+    return bool(reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
 def _value(variable: Any) -> Any:
     return variable.value if isinstance(variable, keras.Variable) else variable
 
@@ -123,14 +136,17 @@ class CheckpointStore:
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_epoch")
         self._samples = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_samples")
         self._params = tf.Variable("{}", dtype=tf.string, trainable=False, name="ct_params")
-        tracked = {
+        self._callbacks = tf.Variable("{}", dtype=tf.string, trainable=False, name="ct_callbacks")
+        legacy = {
             "step": self._step,
             "epoch": self._epoch,
             "samples_seen": self._samples,
             "params": self._params,
             **objects,
         }
+        tracked = {**legacy, CALLBACKS_KEY: self._callbacks}
         self._checkpoint = tf.train.Checkpoint(**tracked)
+        self._legacy_checkpoint = tf.train.Checkpoint(**legacy)  # reads one without callback state
         self._snapshot = Snapshot(tracked)
         self._manager = tf.train.CheckpointManager(
             self._snapshot.writer, str(self.directory), max_to_keep=max_to_keep
@@ -145,8 +161,17 @@ class CheckpointStore:
         """The latest complete checkpoint (one being written is not it yet)."""
         return self._manager.latest_checkpoint  # type: ignore[no-any-return]
 
-    def save(self, *, step: int, epoch: int, samples_seen: int, params: Mapping[str, Any]) -> str:
+    def save(
+        self,
+        *,
+        step: int,
+        epoch: int,
+        samples_seen: int,
+        params: Mapping[str, Any],
+        callbacks: Mapping[str, Any] | None = None,
+    ) -> str:
         """Snapshot now and write in the background; returns the path the files will have.
+        ``callbacks``: the callbacks' states by key, JSON-encodable (``callback_states``).
 
         Waits for the save in flight first. A second save at the same step is a no-op: rewriting
         ``ckpt-N`` in place could leave a torn latest checkpoint."""
@@ -158,6 +183,7 @@ class CheckpointStore:
         self._epoch.assign(epoch)
         self._samples.assign(samples_seen)
         self._params.assign(json.dumps(dict(params), sort_keys=True))
+        self._callbacks.assign(json.dumps(dict(callbacks or {}), sort_keys=True))
         self._snapshot.take()
         # Not a daemon: the interpreter waits for a write in flight before it exits.
         self._writer = threading.Thread(target=self._write, args=(step,), name="checkpoint-writer")
@@ -207,8 +233,11 @@ class CheckpointStore:
         path = path or self.latest_path
         if path is None:
             return None
+        has_callbacks = _holds(path, CALLBACKS_KEY)
+        self._callbacks.assign("{}")  # what an older checkpoint (without them) means
+        checkpoint = self._checkpoint if has_callbacks else self._legacy_checkpoint
         try:
-            self._checkpoint.restore(path).assert_consumed()
+            checkpoint.restore(path).assert_consumed()
         except (AssertionError, ValueError) as exc:
             detail = " ".join(str(exc).split())[:MISMATCH_DETAIL_CHARS]
             raise CheckpointMismatch(f"checkpoint {path} does not match this model: {detail}") from exc
@@ -219,6 +248,7 @@ class CheckpointStore:
             epoch=int(self._epoch.numpy()),
             samples_seen=int(self._samples.numpy()),
             params={**params, **self._pending_params(path)},
+            callbacks=json.loads(self._callbacks.numpy().decode("utf-8")),
         )
         self._queued_step = restored.step
         logger.info("restored step %d from %s", restored.step, path)

@@ -6,13 +6,14 @@ Per call (``trainer.multistep`` says what the graph does)::
     rows = call(iterator, k, limit)           # one host read per call
     for each row (one step):                   # trainer.step is that step's number here
         on_step_end(logs)                      # loss, accuracy, ..., steps_per_s, eta_s
-        failure -> raise; rollback if requested
+        trainer.after_step_hooks()             # a failure asked for raised; a rollback done
         if step % display_step == 0: on_report(logs + lr)
     on_boundary                                # control drains commands here, holds on pause
-    failure -> raise; service_requests()
+    trainer.after_boundary_hooks()             # failure raised; peers sync; service_requests()
 
-The hooks' ``logs`` are plain floats from that one read; a flag a callback sets while the rows
-are replayed takes effect at the boundary (the steps in the rows have run already).
+The hooks' ``logs`` are plain floats from that one read; a stop, checkpoint or evaluation a
+callback requests while the rows are replayed takes effect at the boundary (the steps in the rows
+have run already).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ def run_epoch(trainer: Trainer) -> None:
     trainer.batch_size = int(trainer.setting(BATCH_SIZE))
     trainer.module.epoch = trainer.epoch  # seeds this epoch's shuffle
     dataset = trainer.module.train_dataset(trainer.batch_size)
-    call = trainer.multi_step(dataset)
+    call = trainer.compiled.train_call(dataset)
     cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
     trainer.steps_per_epoch = cardinality if cardinality > 0 else None
     trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
     trainer.dispatch("on_epoch_start", {})
     call.exhausted.assign(False)
-    iterator = trainer.iterate(dataset)
+    iterator = trainer.compiled.iterate(dataset)
     ran, ran_out = 0, False
     while not trainer.done() and not ran_out:
         remaining = cardinality - ran if cardinality > 0 else None
@@ -89,9 +90,7 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
     ran_out = remaining is None and steps < k and call.ran_out()  # read only when it ended early
     replay(trainer, rows, call.names, seconds)
     trainer.dispatch("on_boundary", {})
-    if trainer.failure is not None:
-        raise trainer.failure
-    trainer.service_requests()
+    trainer.after_boundary_hooks()
     return steps, ran_out
 
 
@@ -124,10 +123,6 @@ def _smooth(previous: float, rate: float) -> float:
 
 def after_step(trainer: Trainer, logs: dict[str, float], lr: float) -> None:
     trainer.dispatch("on_step_end", logs)
-    if trainer.failure is not None:
-        raise trainer.failure
-    if trainer.rollback_requested:
-        trainer.rollback_requested = False
-        trainer.rollback()
+    trainer.after_step_hooks()
     if trainer.step % int(trainer.setting(DISPLAY_STEP)) == 0:
         trainer.dispatch("on_report", {**logs, "lr": lr if math.isfinite(lr) else trainer.learning_rate()})

@@ -22,7 +22,7 @@ the count (Dekker's handshake: each variable op is atomic and these ones are ord
 that read "open" is then in the count it reads, and every later claim reads "closed", so the count
 ``r`` is the last step that runs before the loop is back on the host, and a change applies at
 ``r + 1`` exactly. The reply says so at once, and the host applies the change (assigns the
-learning rate, sets ``should_stop``, ...) before step ``r + 1`` runs. ``Controller.take_commands``
+learning rate, asks the loop to stop, ...) before step ``r + 1`` runs. ``Controller.take_commands``
 reopens the gate under the controller's lock in the same drain, so a command is either drained
 there or closes the next call. The handler's side is three eager variable ops, which run on its
 own thread: a first version used a ``tf.CriticalSection``, whose ``close`` was a graph call that

@@ -82,3 +82,28 @@ def validate_updates(specs: Sequence[ParamSpec], updates: Any) -> dict[str, Any]
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     """``["lr=0.01", "bs=64"]`` -> ``{"lr": "0.01", "bs": "64"}`` (values checked later)."""
     return dict(split_assignment(item) for item in items)
+
+
+def change_record(
+    specs: Sequence[ParamSpec],
+    name: str,
+    old: Any,
+    new: Any,
+    at_step: int,
+    next_epoch_step: int | None,
+    reason: str = "set",
+) -> dict[str, Any]:
+    """What ``on_params_changed`` says of one change (``trainer.param_changes``): a ``next_epoch``
+    param applies from ``next_epoch_step`` when that is known and later than ``at_step``."""
+    applies = next(s.applies for s in specs if s.name == name)
+    step = at_step
+    if applies == "next_epoch" and next_epoch_step is not None:
+        step = max(at_step, next_epoch_step)
+    return {
+        "name": name,
+        "old": old,
+        "new": new,
+        "applies": applies,
+        "applies_at_step": step,
+        "reason": reason,
+    }

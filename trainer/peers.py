@@ -1,32 +1,34 @@
 """Multi-worker control: the chief's decisions reach every worker at the same step boundary.
 
-Only the chief has a control server. At every step boundary (after ``ControlBridge`` applied the
-commands the chief drained) each worker calls ``PeerSync.on_boundary``, which runs one all-reduce
-of a small float64 vector: the chief puts in its decisions (checkpoint now, evaluate now, paused,
-its step and the value of every live parameter), the other workers zeros; every worker adds its
-stop vote (a SIGTERM it received, a non-finite stop). What comes back is the chief's decision,
-which every worker then applies as its own: the same learning rate from the same step, the same
+Only the chief has a control server. At every step boundary, after every callback's
+``on_boundary`` (``ControlBridge`` applied the commands the chief drained) and before the requests
+are served, the trainer calls ``PeerSync.sync`` (its ``peers``: ``Trainer.after_boundary_hooks``),
+which runs one all-reduce of a small float64 vector: the chief puts in its decisions (checkpoint
+now, evaluate now, paused, its step and the value of every live parameter), the other workers
+zeros; every worker adds its stop vote (a stop any of its callbacks requested, a SIGTERM it
+received). What comes back is the chief's decision, which every worker then takes as its own
+requests (``Trainer.replace_requests``): the same learning rate from the same step, the same
 checkpoint and evaluation, the same stop. Inside a compiled call the workers already ended at the
 same step (``trainer.distribute``'s vote), so this exchange is the next collective for all of them.
 
-While the chief is paused it repeats the exchange at every poll of its hold (``hold_tick``) with
-"paused" set: the other workers hold in a loop of exchanges, serving the checkpoints and
-evaluations asked for meanwhile, and no collective waits longer than a poll, so the collective
-timeout that detects a dead peer never fires for a long pause. No side channel exists: a worker
-learns everything from the collective.
+While the chief is paused it repeats the exchange at every poll of its hold (``hold_tick``, from
+``Trainer.hold``) with "paused" set: the other workers hold in a loop of exchanges, serving the
+checkpoints and evaluations asked for meanwhile, and no collective waits longer than a poll, so
+the collective timeout that detects a dead peer never fires for a long pause. No side channel
+exists: a worker learns everything from the collective.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import tensorflow as tf
 
 from protocol import ParamSpec
-from trainer.callbacks.base import Callback, Logs
 from trainer.cluster import WorkerRole
 from trainer.distribute import PEER_ERRORS, local_results, peer_failure
 
@@ -38,6 +40,20 @@ logger = logging.getLogger(__name__)
 STR_BYTES = 256  # a text parameter travels as up to this many UTF-8 bytes
 CHECKPOINT, EVALUATE, PAUSED, STEP = range(4)
 HEAD = 4
+
+
+class Peers(Protocol):
+    """The other workers of a multi-worker job (``trainer.peers.PeerSync``), called by the loop at
+    fixed points (not a callback: it must come after every callback's requests of a boundary)."""
+
+    def sync(self, trainer: Trainer) -> None:
+        """After the ``on_train_start`` / ``on_boundary`` hooks, before the requests are served."""
+
+    def hold_tick(self, trainer: Trainer) -> None:
+        """At every poll while a callback holds this worker at a boundary (``Trainer.hold``)."""
+
+    def finished(self, trainer: Trainer) -> None:
+        """After ``on_train_end``."""
 
 
 class StepMismatch(RuntimeError):
@@ -92,8 +108,8 @@ def weights_digest(trainer: Trainer) -> str:
     return digest.hexdigest()
 
 
-class PeerSync(Callback):
-    """Put right after ``ControlBridge`` on every worker of a multi-worker job."""
+class PeerSync:
+    """Every worker's ``Peers`` in a multi-worker job (``Trainer(peers=...)``)."""
 
     def __init__(self, strategy: tf.distribute.Strategy, role: WorkerRole) -> None:
         self._strategy = strategy
@@ -112,13 +128,14 @@ class PeerSync(Callback):
 
     def exchange(self, trainer: Trainer, *, paused: bool) -> np.ndarray:
         """The chief's decision vector (the last entry: the sum of the stop votes)."""
+        asked = trainer.pending_requests()
         if self._role.is_chief:
-            head = [trainer.checkpoint_requested, trainer.evaluate_requested, paused, trainer.step]
+            head = [asked.checkpoint, asked.evaluate, paused, trainer.step]
             decision = encode(trainer.specs, trainer.params, [float(x) for x in head])
         else:
             width = HEAD + sum(_width(s) for s in trainer.specs)
             decision = np.zeros(width)
-        vote = tf.constant(float(trainer.should_stop), tf.float64)
+        vote = tf.constant(float(asked.stop), tf.float64)
         try:
             result = self._reduce(tf.constant(decision, tf.float64), vote)
         except PEER_ERRORS as exc:
@@ -133,33 +150,31 @@ class PeerSync(Callback):
                 f"{self._role.name} is at step {trainer.step}, the chief at step {chief_step}: every "
                 "worker must restore the chief's checkpoints (share the run directory)"
             )
-        trainer.should_stop = bool(vector[-1] > 0)
+        requests = dataclasses.replace(trainer.pending_requests(), stop=bool(vector[-1] > 0))
         if self._role.is_chief:
+            trainer.replace_requests(requests)
             return False
         changed = {k: v for k, v in decode(trainer.specs, vector).items() if trainer.params.get(k) != v}
         if changed:
             trainer.set_params(changed, at_step=trainer.step + 1)
-        trainer.checkpoint_requested = bool(vector[CHECKPOINT])
-        trainer.evaluate_requested = bool(vector[EVALUATE])
+        chief = dataclasses.replace(
+            requests, checkpoint=bool(vector[CHECKPOINT]), evaluate=bool(vector[EVALUATE])
+        )
+        trainer.replace_requests(chief)
         return bool(vector[PAUSED])
 
-    def _sync(self, trainer: Trainer) -> None:
+    def sync(self, trainer: Trainer) -> None:
         holding = self._apply(trainer, self.exchange(trainer, paused=False))
         while holding:  # a non-chief worker while the chief is paused
             trainer.service_requests()
             holding = self._apply(trainer, self.exchange(trainer, paused=False))
 
     def hold_tick(self, trainer: Trainer) -> None:
-        """The chief, at every poll while paused (``ControlBridge``'s ``on_hold``)."""
-        self._apply(trainer, self.exchange(trainer, paused=True))
+        """The chief, at every poll while paused; a non-chief worker holds in ``sync`` instead."""
+        if self._role.is_chief:
+            self._apply(trainer, self.exchange(trainer, paused=True))
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
-        self._sync(trainer)
-
-    def on_boundary(self, trainer: Trainer, logs: Logs) -> None:
-        self._sync(trainer)
-
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def finished(self, trainer: Trainer) -> None:
         # The same on every worker when the run was in sync; tests and users compare these lines.
         logger.info(
             "%s: final weights digest %s at step %d", self._role.name, weights_digest(trainer), trainer.step

@@ -50,20 +50,16 @@ Publish = Callable[[str, dict[str, Any]], None]
 
 
 def build_callbacks(
-    config: Config,
-    controller: Controller,
-    publish: Publish,
-    peers: PeerSync | None = None,
-    role: WorkerRole = CHIEF,
+    config: Config, controller: Controller, publish: Publish, role: WorkerRole = CHIEF
 ) -> list[Callback]:
-    """Order matters: the policy decides before control reads flags; control sets the state
-    before events stamp it; ``peers`` (multiworker) hands the chief's decisions to every worker
-    right after control. A non-chief worker logs to its own directory and writes no TensorBoard."""
-    hold = peers.hold_tick if peers is not None and role.is_chief else None
+    """``python -m trainer``'s callbacks. Their requests are acted on once every hook has run, so
+    only one order is left that matters: ``ControlBridge`` before ``PublishMetrics``, because
+    control fires the state change (``stopped``, ``finished``, ``failed``) in ``on_train_end`` /
+    ``on_exception`` that the final event then stamps. A non-chief worker logs to its own
+    directory and writes no TensorBoard."""
     callbacks: list[Callback] = [
         NonFinitePolicy(config.on_nonfinite, publish=publish),
-        ControlBridge(controller, publish, on_hold=hold),
-        *([peers] if peers is not None else []),
+        ControlBridge(controller, publish),
         PublishMetrics(publish, state=lambda: controller.state),
         PeriodicCheckpoint(config.checkpoint_every_steps, config.checkpoint_every_s),
         JsonlLog(role.log_dir(config.run_dir)),
@@ -141,7 +137,8 @@ class Session:
         chief = self.role.is_chief
         trainer = Trainer(
             module,
-            callbacks=build_callbacks(config, self.controller, self.publish, peers, self.role),
+            callbacks=build_callbacks(config, self.controller, self.publish, self.role),
+            peers=peers,
             run_dir=self.role.log_dir(config.run_dir),  # a non-chief worker writes its own copies
             restore_dir=None if chief else Path(config.run_dir) / "checkpoints",
             strategy=strategy,
@@ -151,6 +148,7 @@ class Session:
             jit_compile=config.jit_compile,
             progress=False,  # build_callbacks adds the bar unless --quiet
         )
+        trainer.setup()  # the build: the heartbeat says "loading" meanwhile (_try_build)
         trainer.restore()
         if config.params:
             wanted = validate_updates(trainer.specs, parse_assignments(config.params))
@@ -228,12 +226,8 @@ class Session:
             commands = [c for c in commands if c.kind != "checkpoint"]
         try:
             apply_commands(trainer, commands, trainer.step + 1)
-            if trainer.checkpoint_requested:  # no step boundary will come to announce it: wait
-                trainer.checkpoint_requested = False
-                trainer.save_checkpoint()
-            trainer.service_requests()
-        except Exception as exc:
-            trainer.checkpoint_requested = trainer.evaluate_requested = False
+            trainer.service_requests(wait=True)  # no step boundary will come to announce a save
+        except Exception as exc:  # the requests were taken: nothing is left pending
             kinds = ", ".join(c.kind for c in commands)
             logger.exception("%s failed while idle", kinds)
             self.publish("log", {"level": "error", "message": f"{kinds} failed: {exc}"})

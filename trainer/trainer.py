@@ -2,10 +2,15 @@
 
 Hook order (pseudocode)::
 
+    Trainer(module, ...)                  # stores its arguments; nothing is built yet
+    setup():                              # once, by fit / restore / test / validate / set_params
+        module.setup(), configure_optimizers, optimizer.build (under the strategy's scope),
+        the learning rate assigned, the CheckpointStore and the step gate made
     fit():
+        setup()
         on_train_start                    # control drains commands for the first step
-        service_requests()                # checkpoint / evaluate asked for before the start
-        while not done:                   # done: should_stop, training_iters or max_steps reached
+        act on requests: failure, peers, service_requests()   # as after on_boundary, below
+        while not done:                   # done: a stop requested, training_iters or max_steps reached
             batch_size = params.batch_size    # a new batch size takes effect here
             on_epoch_start
             while the epoch has batches and not done:   # trainer.loop
@@ -14,24 +19,35 @@ Hook order (pseudocode)::
                                                       # (the first call traces: on_activity "tracing")
                 for each step in rows:
                     on_step_end(logs)             # one point per step, from the call's one read
-                    raise failure if a callback set one      # -> on_exception
-                    restore the last checkpoint if rollback_requested
+                    fail(exc) asked -> raise it   # -> on_exception
+                    request_rollback() asked -> restore the last checkpoint (no callback state)
                     if step % display_step == 0: on_report(logs + accuracy, lr)
                 on_boundary                       # control drains commands here (and holds on pause)
-                raise failure if a callback set one
+                fail(exc) asked -> raise it
+                peers.sync                        # multi-worker: every worker takes the chief's
+                                                  # requests of this boundary (trainer.peers)
                 service_requests():               # each at most once per boundary
                     on_checkpoint for each save whose files are now complete
-                    checkpoint_requested -> snapshot, written in the background
-                    evaluate_requested -> validate -> on_validation_end
+                    request_checkpoint() -> snapshot (with every callback's state_dict),
+                                            written in the background
+                    request_evaluation() -> validate -> on_validation_end
                 if done: break
             on_epoch_end
         save, wait until written -> on_checkpoint
         test -> on_test_end
         on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
+        peers.finished
     any exception in fit: on_exception (trainer.error_info), then it propagates
+    restore(): weights, optimizer, counters, params; then each callback's load_state_dict
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
     on_activity whenever trainer.activity changes: "step" during fit; "tracing" around the first
     train step, "evaluating" around validate/test, "checkpointing" around a save, then back
+
+Callbacks see the trainer as a ``TrainerView`` (``trainer.callbacks.view``) and ask through its
+methods; a request made in a hook is acted on at the points above, once that hook has run on every
+callback, so no request depends on the callbacks' order. A stop asked in ``on_step_end`` takes
+effect after the call's last step (those steps have run): a callback that must stop at an exact
+step names it in ``Callback.next_boundary``, and the call ends there.
 
 ``training_iters`` counts samples, as in the seed: a run ends when another full batch would exceed
 it, so with a constant batch size it runs ``training_iters // batch_size`` steps. The budget is
@@ -44,16 +60,19 @@ undeclared ones keep fixed values (``LOOP_SETTINGS``) and are not live.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainer.callbacks.base import Callback, Logs, dispatch
+from trainer.callbacks.base import Callback, Logs, callback_states, dispatch, load_callback_states
 from trainer.callbacks.history import History, HistoryRecorder
 from trainer.callbacks.progress import ProgressBar
+from trainer.callbacks.view import Requests
 from trainer.checkpointing import CheckpointStore, Restored
-from trainer.distribute import DistributedMultiStep, distribute, distributed_train_step, scope
+from trainer.compiled import CompiledSteps
+from trainer.distribute import scope
 from trainer.errors import describe_error
 from trainer.lifecycle import (
     ACTIVITY_CHECKPOINTING,
@@ -64,22 +83,36 @@ from trainer.lifecycle import (
 )
 from trainer.loop import run_epoch
 from trainer.module import Module
-from trainer.multistep import CallSizer, MultiStep, StepGate, resolve_jit
+from trainer.multistep import CallSizer, StepGate, resolve_jit
 from trainer.params import (
     BATCH_SIZE,
     LEARNING_RATE,
     PARAM_SPECS,
     TRAINING_ITERS,
+    change_record,
     defaults,
     validate_updates,
 )
-from trainer.steps import StepFn, compile_eval_step, compile_train_step, run_evaluation
+from trainer.steps import StepFn
+
+if TYPE_CHECKING:
+    from trainer.peers import Peers
 
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 500
 DEFAULT_RUN_DIR = Path("runs/default")
 LOOP_SETTINGS = {k: v for k, v in defaults(PARAM_SPECS).items() if k != TRAINING_ITERS}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Built:
+    """What ``setup`` makes."""
+
+    optimizer: Any
+    store: CheckpointStore
+    gate: StepGate
+    compiled: CompiledSteps
 
 
 class Trainer:
@@ -100,19 +133,23 @@ class Trainer:
         strategy: Any = None,
         worker_index: int = 0,
         restore_dir: str | Path | None = None,
+        peers: Peers | None = None,
     ) -> None:
         """``steps_per_execution``: steps per compiled call, None for auto (``trainer.multistep``);
         ``jit_compile``: ``auto`` (XLA when a GPU is visible), ``on`` or ``off``; ``strategy``: a
         ``tf.distribute.Strategy`` to train under (``trainer.distribute``; ``worker_index`` names
         this worker in its errors); ``restore_dir``: checkpoints to restore from when they are
-        not the ones this trainer writes (a non-chief worker restores the chief's)."""
+        not the ones this trainer writes (a non-chief worker restores the chief's); ``peers``: the
+        other workers' exchange (``trainer.peers.PeerSync``).
+
+        Only stores: ``setup`` builds (Lightning's order). The params are checked here, against the
+        module's declarations (which the module contract has before ``setup``), so a wrong value
+        fails at once, naming it."""
+        self.module = module
         self.sizer = CallSizer(steps_per_execution)
         self.strategy = strategy
         self.worker_index = worker_index
         self.jit_compile = resolve_jit(jit_compile) and strategy is None
-        with scope(strategy):  # the model's and the optimizer's variables: one copy per replica
-            module.setup()
-        self.module = module
         self.specs = tuple(module.param_specs())
         declared = {spec.name for spec in self.specs}
         self.params: dict[str, Any] = {
@@ -130,16 +167,8 @@ class Trainer:
             self.callbacks.append(ProgressBar())
         self.callbacks.append(HistoryRecorder())
         self.run_dir = Path(run_dir)
-        module.trainer_params = self.params
-        with scope(strategy):
-            self.optimizer = module.configure_optimizers(self.setting_values())
-            self.optimizer.build(module.trainable_variables)
-        self._assign_learning_rate()
-        self.store = CheckpointStore(
-            self.run_dir / "checkpoints",
-            {"optimizer": self.optimizer, **module.checkpoint_objects()},
-            restore_dir=restore_dir,
-        )
+        self.restore_dir = restore_dir
+        self.peers = peers
         self.step = self.epoch = self.samples_seen = 0
         self.batch_size = int(self.setting(BATCH_SIZE))
         self.steps_per_epoch: int | None = None
@@ -152,17 +181,113 @@ class Trainer:
         self.error_info: dict[str, Any] | None = None
         self.activity = ACTIVITY_IDLE
         self.in_fit = False
-        self._compiled: dict[str, StepFn] = {}
-        self._multi_step: MultiStep | DistributedMultiStep | None = None
-        self.gate = StepGate()  # closed by the control handlers (``Controller.gate``)
-        self._reset_flags()
+        self._built: _Built | None = None
+        self._requests = Requests()
 
-    def _reset_flags(self) -> None:
-        self.should_stop = False
-        self.checkpoint_requested = False
-        self.evaluate_requested = False
-        self.rollback_requested = False
-        self.failure: BaseException | None = None
+    # ----- setup -----
+
+    def setup(self) -> None:
+        """Build the module, the optimizer, the checkpoint store and the step gate; once (every
+        later call returns at once). ``fit``, ``restore``, ``test``, ``validate`` call it first."""
+        self._setup()
+
+    def _setup(self) -> _Built:
+        if self._built is not None:
+            return self._built
+        module = self.module
+        module.trainer_params = self.params
+        with scope(self.strategy):  # the model's and the optimizer's variables: one copy per replica
+            module.setup()
+            optimizer = module.configure_optimizers(self.setting_values())
+            optimizer.build(module.trainable_variables)
+        if LEARNING_RATE in self.params:  # else the module's optimizer keeps its own
+            optimizer.learning_rate.assign(float(self.params[LEARNING_RATE]))
+        store = CheckpointStore(
+            self.run_dir / "checkpoints",
+            {"optimizer": optimizer, **module.checkpoint_objects()},
+            restore_dir=self.restore_dir,
+        )
+        gate = StepGate()  # closed by the control handlers (``Controller.gate``)
+        jit, index = self.jit_compile, self.worker_index
+        compiled = CompiledSteps(module, optimizer, gate, self.strategy, jit_compile=jit, worker_index=index)
+        self._built = _Built(optimizer=optimizer, store=store, gate=gate, compiled=compiled)
+        return self._built
+
+    @property
+    def optimizer(self) -> Any:
+        return self._setup().optimizer
+
+    @property
+    def store(self) -> CheckpointStore:
+        return self._setup().store
+
+    @property
+    def gate(self) -> StepGate:
+        return self._setup().gate
+
+    @property
+    def compiled(self) -> CompiledSteps:
+        return self._setup().compiled
+
+    @property
+    def _compiled(self) -> dict[str, StepFn]:
+        """The traced steps by kind (tests and bench/ count their traces)."""
+        return self.compiled.compiled
+
+    # ----- what callbacks ask for (``TrainerView``) -----
+
+    def request_stop(self) -> None:
+        self._requests.stop = True
+
+    def request_checkpoint(self) -> None:
+        self._requests.checkpoint = True
+
+    def request_evaluation(self) -> None:
+        self._requests.evaluate = True
+
+    def request_rollback(self) -> None:
+        self._requests.rollback = True
+
+    def fail(self, exc: BaseException) -> None:
+        if self._requests.failure is None:  # the first is the cause; later ones follow from it
+            self._requests.failure = exc
+
+    def hold(self) -> None:
+        if self.peers is not None:
+            self.peers.hold_tick(self)
+        self.service_requests()
+
+    def persist_params(self) -> None:
+        self.store.save_params(self.params)
+
+    def pending_requests(self) -> Requests:
+        """A copy of what the callbacks asked for and the loop has not yet acted on (the chief's
+        are what ``trainer.peers`` sends to the other workers)."""
+        return dataclasses.replace(self._requests)
+
+    def replace_requests(self, requests: Requests) -> None:
+        """Take ``requests`` as this worker's own (a worker adopts the chief's decision)."""
+        self._requests = dataclasses.replace(requests)
+
+    def after_step_hooks(self) -> None:
+        """The loop, after ``on_step_end``: a failure asked for is raised, a rollback done."""
+        self._raise_failure()
+        if self._requests.rollback:
+            self._requests.rollback = False
+            self.rollback()
+
+    def after_boundary_hooks(self) -> None:
+        """The loop, after ``on_train_start`` and ``on_boundary``: a failure asked for is raised,
+        the peers take the chief's requests, the requests are served."""
+        self._raise_failure()
+        if self.peers is not None:
+            self.peers.sync(self)
+        self.service_requests()
+
+    def _raise_failure(self) -> None:
+        failure, self._requests.failure = self._requests.failure, None
+        if failure is not None:
+            raise failure
 
     # ----- public -----
 
@@ -180,18 +305,21 @@ class Trainer:
     def fit(self) -> History:
         """Train until done or stopped; returns the ``History`` (its ``outcome`` is ``"finished"``
         or ``"stopped"``)."""
-        self._reset_flags()
+        self.setup()
+        self._requests = Requests()
         self.error_info, self.in_fit = None, True
         try:
             self.gate.sync(self.step)
             with self.doing(ACTIVITY_STEP):
                 self.dispatch("on_train_start", {})
-                self.service_requests()
+                self.after_boundary_hooks()
                 while not self.done():
                     self._run_epoch()
                 self.save_checkpoint()
                 test_logs = self.test()
                 self.dispatch("on_train_end", test_logs)
+                if self.peers is not None:
+                    self.peers.finished(self)
             return self.history
         except Exception as exc:
             self.error_info = describe_error(exc)
@@ -220,11 +348,13 @@ class Trainer:
             self.dispatch("on_activity", {})
 
     def test(self) -> dict[str, float]:
+        self.setup()
         logs = self._evaluate("test")
         self.dispatch("on_test_end", logs)
         return logs
 
     def validate(self) -> dict[str, float]:
+        self.setup()
         logs = self._evaluate("val")
         self.dispatch("on_validation_end", logs)
         return logs
@@ -234,9 +364,14 @@ class Trainer:
 
         ``on_checkpoint`` follows once the files are complete: here when waiting, else at a later
         step boundary (``service_requests``)."""
+        states = callback_states(self.callbacks)  # before the snapshot: one that cannot be saved fails
         with self.doing(ACTIVITY_CHECKPOINTING):  # the snapshot; the write goes on in the background
             path = self.store.save(
-                step=self.step, epoch=self.epoch, samples_seen=self.samples_seen, params=self.params
+                step=self.step,
+                epoch=self.epoch,
+                samples_seen=self.samples_seen,
+                params=self.params,
+                callbacks=states,
             )
         if not wait:
             return path
@@ -254,7 +389,14 @@ class Trainer:
         return bool(done)
 
     def restore(self) -> Restored | None:
-        """Load the latest checkpoint: weights, optimizer, counters and params."""
+        """Load the latest checkpoint: weights, optimizer, counters and params, then hand each
+        callback its state from it (``load_state_dict``; one with none saved keeps its own)."""
+        restored = self._restore()
+        if restored is not None:
+            load_callback_states(self.callbacks, restored.callbacks)
+        return restored
+
+    def _restore(self) -> Restored | None:
         restored = self.store.restore()
         if restored is None:
             return None
@@ -276,38 +418,31 @@ class Trainer:
 
         ``reason`` is "set" for a change someone asked for, "restored" for values read back from a
         checkpoint (not news to anyone: publishers do not announce them)."""
+        self.setup()  # the optimizer takes the learning rate, the module's variables the rest
         at_step = self.step + 1 if at_step is None else at_step
         self.param_changes = []
+        next_epoch = self.next_epoch_step if self.in_fit else None
         for name, new in values.items():
-            applies = next(s.applies for s in self.specs if s.name == name)
-            step = at_step
-            if applies == "next_epoch" and self.in_fit and self.next_epoch_step is not None:
-                step = max(at_step, self.next_epoch_step)
             if name == LEARNING_RATE:
                 self.optimizer.learning_rate.assign(float(new))
-            self.param_changes.append(
-                {
-                    "name": name,
-                    "old": self.params.get(name),
-                    "new": new,
-                    "applies": applies,
-                    "applies_at_step": step,
-                    "reason": reason,
-                }
-            )
+            change = change_record(self.specs, name, self.params.get(name), new, at_step, next_epoch, reason)
+            self.param_changes.append(change)
             self.params[name] = new
         self.module.params_changed(self.params)
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
         self.dispatch("on_params_changed", numeric)
 
-    def service_requests(self) -> None:
-        """Run the checkpoint / evaluation a callback asked for (at a step boundary)."""
+    def service_requests(self, *, wait: bool = False) -> None:
+        """Run the checkpoint / evaluation a callback asked for (at a step boundary); ``wait``:
+        until the checkpoint is written (idle: no boundary will come to announce it).
+
+        Both are taken first, so one that fails is not asked again."""
         self._announce_checkpoints()
-        if self.checkpoint_requested:
-            self.checkpoint_requested = False
-            self.save_checkpoint(wait=False)
-        if self.evaluate_requested:
-            self.evaluate_requested = False
+        checkpoint, evaluate = self._requests.checkpoint, self._requests.evaluate
+        self._requests.checkpoint = self._requests.evaluate = False
+        if checkpoint:
+            self.save_checkpoint(wait=wait)
+        if evaluate:
             self.validate()
 
     def total_steps(self) -> int:
@@ -315,6 +450,7 @@ class Trainer:
         bounds = self._step_bounds()
         if self.max_epochs is not None:
             if self.steps_per_epoch is None:
+                self.setup()  # the module's data
                 self.steps_per_epoch = self._epoch_length(int(self.setting(BATCH_SIZE)))
             if self.steps_per_epoch:
                 bounds.append(self.max_epochs * self.steps_per_epoch)
@@ -348,7 +484,7 @@ class Trainer:
         return next(c for c in self.callbacks if isinstance(c, HistoryRecorder)).history
 
     def done(self) -> bool:
-        return self.should_stop or self.target_reached()
+        return self._requests.stop or self.target_reached()
 
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate.numpy())
@@ -362,36 +498,14 @@ class Trainer:
         run_epoch(self)
 
     def rollback(self) -> None:
-        """Restore the last checkpoint after a non-finite step (``NonFinitePolicy`` asked)."""
-        restored = self.restore()
+        """Restore the last checkpoint after a non-finite step (``NonFinitePolicy`` asked).
+
+        Weights and counters only: the callbacks keep their state, which has seen the rollback
+        (``NonFinitePolicy`` counts it, and would loop for ever given its old count back)."""
+        restored = self._restore()
         if restored is None:
             raise FloatingPointError("non-finite loss and no checkpoint to roll back to")
         logger.warning("non-finite loss: rolled back to the checkpoint of step %d", restored.step)
-
-    def multi_step(self, dataset: Any) -> MultiStep | DistributedMultiStep:
-        if self._multi_step is None and self.strategy is not None:
-            step = distributed_train_step(self.module, self.optimizer, self.strategy)
-            self._multi_step = DistributedMultiStep(
-                step, self.gate, self.optimizer, self.strategy, own_index=self.worker_index
-            )
-        if self._multi_step is None:
-            self._multi_step = MultiStep(self._step_fn("train", dataset), self.gate, self.optimizer)
-        return self._multi_step
-
-    def iterate(self, dataset: Any) -> Any:
-        """An iterator over ``dataset``'s batches, split across the replicas under a strategy."""
-        return iter(distribute(self.strategy, dataset) if self.strategy is not None else dataset)
-
-    def _step_fn(self, kind: str, dataset: Any) -> StepFn:
-        if kind not in self._compiled:
-            spec = dataset.element_spec
-            if kind == "train":
-                jit = self.jit_compile
-                self._compiled[kind] = compile_train_step(self.module, self.optimizer, spec, jit_compile=jit)
-            else:
-                step = self.module.validation_step if kind == "val" else self.module.test_step
-                self._compiled[kind] = compile_eval_step(step, spec)
-        return self._compiled[kind]
 
     def _evaluate(self, split: str) -> dict[str, float]:
         make = self.module.val_dataset if split == "val" else self.module.test_dataset
@@ -399,4 +513,4 @@ class Trainer:
         if dataset is None:
             return {}
         with self.doing(ACTIVITY_EVALUATING):
-            return run_evaluation(self._step_fn(split, dataset), dataset)
+            return self.compiled.evaluate(split, dataset)

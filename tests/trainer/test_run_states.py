@@ -83,7 +83,7 @@ def test_a_finished_run_refuses_a_start_until_its_budget_is_raised(tmp_path: Pat
 
 def test_the_heartbeat_says_what_the_loop_is_doing(tmp_path: Path) -> None:
     trainer, controller, _ = controlled(tmp_path, TinyModule(synthetic=256), 4)
-    recorder = Actions(controller, {2: lambda t: setattr(t, "evaluate_requested", True)})
+    recorder = Actions(controller, {2: lambda t: t.request_evaluation()})
     trainer.callbacks.append(recorder)
     trainer.fit()
     activities = [name for name, _ in recorder.activities]
@@ -111,7 +111,7 @@ def test_a_metric_named_like_a_record_key_is_renamed_and_never_fails_the_run(tmp
     trainer, controller, published = controlled(
         tmp_path, CollidingMetrics(synthetic=256), 4, JsonlLog(tmp_path)
     )
-    trainer.callbacks.append(Actions(controller, {2: lambda t: setattr(t, "evaluate_requested", True)}))
+    trainer.callbacks.append(Actions(controller, {2: lambda t: t.request_evaluation()}))
     assert trainer.fit().outcome == "finished"
     records = [json.loads(line) for line in (tmp_path / FILE_NAME).read_text().splitlines()]
     report = next(r for r in records if r["kind"] == "report")

@@ -6,5 +6,6 @@ Import them from their modules; this package's import stays free of TensorFlow.
 from __future__ import annotations
 
 from trainer.callbacks.base import HOOKS, Callback, Logs, dispatch
+from trainer.callbacks.view import Requests, TrainerView
 
-__all__ = ["HOOKS", "Callback", "Logs", "dispatch"]
+__all__ = ["HOOKS", "Callback", "Logs", "Requests", "TrainerView", "dispatch"]

@@ -8,12 +8,9 @@ restart restores them without a new checkpoint; within a run the next checkpoint
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 
 class PeriodicCheckpoint(Callback):
@@ -24,23 +21,23 @@ class PeriodicCheckpoint(Callback):
         self.every_s = every_s
         self._last_time = time.monotonic()
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self._last_time = time.monotonic()
 
-    def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
+    def on_checkpoint(self, trainer: TrainerView, logs: Logs) -> None:
         self._last_time = time.monotonic()
 
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         if self.due(trainer.step, time.monotonic()):
-            trainer.checkpoint_requested = True
+            trainer.request_checkpoint()
             self._last_time = time.monotonic()  # asked for: the next period starts now
 
-    def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
+    def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         acknowledged = any(change["reason"] != "restored" for change in trainer.param_changes)
         if acknowledged and not trainer.in_fit:
-            trainer.store.save_params(trainer.params)
+            trainer.persist_params()
 
-    def next_boundary(self, trainer: Trainer) -> int | None:
+    def next_boundary(self, trainer: TrainerView) -> int | None:
         if self.every_steps <= 0:
             return None
         return (trainer.step // self.every_steps + 1) * self.every_steps

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 NOT_RECORDED = frozenset({"steps_per_s", "eta_s"})  # speed, not results
 
@@ -33,17 +30,17 @@ class HistoryRecorder(Callback):
     def __init__(self) -> None:
         self.history = History()
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self.history = History(run_dir=trainer.run_dir)
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         self.history.steps.append(trainer.step)
         for name, value in logs.items():
             if name not in NOT_RECORDED:
                 self.history.history.setdefault(name, []).append(float(value))
 
-    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_validation_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.history.validation.append((trainer.step, dict(logs)))
 
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.history.outcome, self.history.test = trainer.ending(), dict(logs)

@@ -11,13 +11,11 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from trainer.callbacks.base import Callback, Logs
 from trainer.callbacks.publish import with_metrics
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +29,12 @@ class JsonlLog(Callback):
         self._file: IO[str] | None = None
 
     def write(
-        self, trainer: Trainer, kind: str, fields: Mapping[str, Any] | None = None, *, step: int | None = None
+        self,
+        trainer: TrainerView,
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        step: int | None = None,
     ) -> None:
         """One record (at ``step``, the trainer's by default); a field named like the record's own
         keys is renamed (``with_metrics``)."""
@@ -47,36 +50,36 @@ class JsonlLog(Callback):
         except OSError as exc:
             logger.warning("cannot write %s: %s", self.path, exc)
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, "start", {"params": dict(trainer.params)})
 
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         if self.every_step:
             self.write(trainer, "step", logs)
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, "report", logs)
 
-    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_validation_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, "val", logs)
 
-    def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_test_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, "test", logs)
 
-    def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
+    def on_checkpoint(self, trainer: TrainerView, logs: Logs) -> None:
         # Announced once complete, maybe a few steps later: the step is the checkpoint's.
         fields = {"path": trainer.last_checkpoint_path}
         self.write(trainer, "checkpoint", fields, step=trainer.last_checkpoint_step)
 
-    def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
+    def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         for change in trainer.param_changes:
             self.write(trainer, "param_changed", change)
 
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, trainer.ending(), {"params": dict(trainer.params), **logs})
         self.close()
 
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+    def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self.write(trainer, "failed", {"error": trainer.error_info})
         self.close()
 

@@ -7,16 +7,14 @@ small model (``python -m bench overhead``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from protocol.durations import format_duration
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 
 class ProgressBar(Callback):
@@ -26,7 +24,7 @@ class ProgressBar(Callback):
         self._task: Any = None
         self._last: Logs = {}
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self._last = {}
         self._progress = Progress(
             TextColumn("step"),
@@ -42,13 +40,13 @@ class ProgressBar(Callback):
         self._progress.start()
         self._console.print(f"chattrain: checkpoints go to {trainer.run_dir / 'checkpoints'}", soft_wrap=True)
 
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._last = logs
 
-    def on_boundary(self, trainer: Trainer, logs: Logs) -> None:
+    def on_boundary(self, trainer: TrainerView, logs: Logs) -> None:
         self._draw(trainer)
 
-    def _draw(self, trainer: Trainer) -> None:
+    def _draw(self, trainer: TrainerView) -> None:
         if self._progress is None:
             return
         logs = self._last
@@ -58,18 +56,18 @@ class ProgressBar(Callback):
         )
         self._progress.update(self._task, completed=trainer.step, total=trainer.total_steps(), info=info)
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         if self._progress is not None and "accuracy" in logs:
             self._progress.console.print(
                 f"step {trainer.step}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f}"
                 f" lr {logs.get('lr', float('nan')):.3g}"
             )
 
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._draw(trainer)
         self._close()
 
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+    def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self._close()
 
     def _close(self) -> None:

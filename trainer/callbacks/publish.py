@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 logger = logging.getLogger(__name__)
 
@@ -40,44 +38,44 @@ class PublishMetrics(Callback):
         self._publish = publish
         self._state = state
 
-    def _event(self, trainer: Trainer, event: str, metrics: Logs | None = None, **extra: Any) -> None:
+    def _event(self, trainer: TrainerView, event: str, metrics: Logs | None = None, **extra: Any) -> None:
         body = {"event": event, "step": trainer.step, "state": self._state(), **extra}
         self._publish(f"event.{event}", with_metrics(body, metrics or {}))
 
-    def _metrics(self, trainer: Trainer, topic: str, logs: Logs, **extra: Any) -> None:
+    def _metrics(self, trainer: TrainerView, topic: str, logs: Logs, **extra: Any) -> None:
         self._publish(topic, with_metrics({"step": trainer.step, "epoch": trainer.epoch, **extra}, logs))
 
-    def on_train_start(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self._event(trainer, "started", params=dict(trainer.params), total_steps=trainer.total_steps())
 
-    def on_step_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._metrics(trainer, "metrics.step", {k: logs[k] for k in STEP_FIELDS if k in logs})
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         self._metrics(trainer, "metrics.report", logs, total_steps=trainer.total_steps())
 
-    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_validation_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._metrics(trainer, "metrics.val", logs)
         self._event(trainer, "evaluated", logs, split="val")
 
-    def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_test_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._metrics(trainer, "metrics.test", logs)
 
-    def on_checkpoint(self, trainer: Trainer, logs: Logs) -> None:
+    def on_checkpoint(self, trainer: TrainerView, logs: Logs) -> None:
         # Announced once complete, maybe a few steps later: the step is the checkpoint's.
         step = trainer.last_checkpoint_step
         self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path, step=step)
 
-    def on_params_changed(self, trainer: Trainer, logs: Logs) -> None:
+    def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         for change in trainer.param_changes:
             if change["reason"] != "restored":  # a restart restoring its own values is no change
                 self._event(trainer, "param_changed", **change)
 
-    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         name = trainer.ending()
         self._event(
             trainer, name, test_accuracy=logs.get("accuracy"), test_loss=logs.get("loss"), test=dict(logs)
         )
 
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+    def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self._event(trainer, "failed", error=trainer.error_info)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from trainer.callbacks.base import Callback, Logs
-
-if TYPE_CHECKING:
-    from trainer.trainer import Trainer
+from trainer.callbacks.view import TrainerView
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class TensorBoard(Callback):
         self._writes: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.enabled = True
 
-    def _scalars(self, trainer: Trainer, prefix: str, logs: Logs) -> None:
+    def _scalars(self, trainer: TrainerView, prefix: str, logs: Logs) -> None:
         if not self.enabled:
             return
         try:
@@ -65,17 +63,17 @@ class TensorBoard(Callback):
             self._writes[key] = tf.function(write)
         return self._writes[key]
 
-    def on_report(self, trainer: Trainer, logs: Logs) -> None:
+    def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         self._scalars(trainer, "train", logs)
 
-    def on_validation_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_validation_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._scalars(trainer, "val", logs)
 
-    def on_test_end(self, trainer: Trainer, logs: Logs) -> None:
+    def on_test_end(self, trainer: TrainerView, logs: Logs) -> None:
         self._scalars(trainer, "test", logs)
         self.flush()
 
-    def on_exception(self, trainer: Trainer, logs: Logs) -> None:
+    def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self.flush()
 
     def flush(self) -> None:
