@@ -7,6 +7,7 @@ memory than float32 slices); every pipeline ends in ``prefetch`` so input overla
 from __future__ import annotations
 
 import logging
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def load_mnist(path: str | Path | None = None, limit: int | None = None) -> Mnis
             train, test = keras.datasets.mnist.load_data()
         except Exception as exc:  # no network, a proxy, a corrupt cache
             raise OSError(
-                f"cannot download MNIST ({type(exc).__name__}: {str(exc)[:120]}); "
+                f"cannot download MNIST ({type(exc).__name__}: {_shorten(str(exc))}); "
                 "set CHATTRAIN_DATA (or --data) to a Keras-layout mnist.npz"
             ) from exc
     if limit is not None:
@@ -52,6 +53,11 @@ def load_mnist(path: str | Path | None = None, limit: int | None = None) -> Mnis
             raise ValueError(f"data limit must be >= 1, got {limit!r}")
         train, test = (train[0][:limit], train[1][:limit]), (test[0][:limit], test[1][:limit])
     return MnistArrays(train=_prepare(train), test=_prepare(test))
+
+
+def _shorten(text: str, width: int = 300) -> str:
+    """An error's text on one line, cut at a word if long (keras' text ends with the cause)."""
+    return textwrap.shorten(text, width, placeholder=" …")
 
 
 def synthetic_mnist(samples: int, seed: int = 0) -> MnistArrays:

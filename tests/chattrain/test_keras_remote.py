@@ -38,7 +38,12 @@ def eps() -> Iterator[tuple[str, str]]:
         yield pair
 
 
-def test_a_plain_fit_obeys_the_chat(eps: tuple[str, str], tmp_path: Path) -> None:
+def test_a_plain_fit_obeys_the_chat(
+    eps: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The instance's keys (kept across restarts on purpose) go to this test's own runtime dir,
+    # not the user's, where one file per test run would pile up.
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(tmp_path / "runtime"))
     rng = np.random.default_rng(0)
     x = rng.random((256, 8), dtype=np.float32)
     y = (x.sum(axis=1) > 4).astype(np.int64)

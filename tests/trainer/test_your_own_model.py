@@ -3,6 +3,7 @@ Keras wrapper (progress, budget, compiled metrics, history)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,24 @@ def test_a_missing_data_file_names_the_variable_to_set(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="set CHATTRAIN_DATA \\(or --data\\)"):
         load_mnist(tmp_path / "nowhere.npz")
+
+
+def test_a_failed_download_says_why_in_full_and_names_the_variable_to_set(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # A real download attempt through a proxy nobody listens on (refused at once), with an empty
+    # Keras cache: what a machine without network sees.
+    env = {**os.environ, "HOME": str(tmp_path), "KERAS_HOME": str(tmp_path / ".keras"),
+           "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # fmt: skip
+    env.pop("CHATTRAIN_DATA", None)
+    code = "from trainer.data import load_mnist\ntry:\n load_mnist(None)\nexcept OSError as e:\n print(e)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("cannot download MNIST (") and line.endswith(
+        "); set CHATTRAIN_DATA (or --data) to a Keras-layout mnist.npz"
+    ), done.stdout + done.stderr
+    assert "Connection refused" in line, line  # the cause itself, not cut mid-word
 
 
 def test_a_metric_named_like_a_compiled_one_replaces_it_rather_than_running_both(tmp_path: Path) -> None:
