@@ -17,6 +17,7 @@ nothing ran, exactly as if no reply had come, so the caller gets the same `Train
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from protocol.security import ClientCurve
 
 REQUEST_TIMEOUT_MS = 1500
 REQUEST_RETRIES = 2
+EXPIRY_MARGIN_S = 0.05  # the client gives up this long after the request's own deadline
 HANDSHAKE_FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "it refused this client's CurveZMQ key (use the keys of its "
     "connection file, or list this client's public key with --curve-clients)",
@@ -74,10 +76,14 @@ class ControlClient:
     def request(self, op: str, **args: Any) -> dict[str, Any]:
         """Send `op` with `args`; the reply's body, or RemoteError / TrainerUnavailable."""
         budget_s = self.timeout_ms * (self.retries + 1) / 1000
+        # The same instant on both clocks: the server refuses the request after `expires`, and the
+        # client gives up no earlier than `expired_at`, so a request it gave up on never starts.
+        expired_at = time.monotonic() + budget_s
         request = msg.request(op, args, expires=time.time() + budget_s)
         frames = request.to_frames()
-        for _ in range(self.retries + 1):
-            answer = self._attempt(frames, request.id)
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            answer = self._attempt(frames, request.id, not_before=expired_at if last else None)
             if answer is None:
                 continue
             if (answer.error or {}).get("code") == ErrorCode.EXPIRED:
@@ -89,14 +95,21 @@ class ControlClient:
             f"within {budget_s:.1f} s ({self.retries + 1} attempts)" + (f"; {hint}" if hint else "")
         )
 
-    def _attempt(self, frames: list[bytes], request_id: str | None) -> msg.Message | None:
+    def _attempt(
+        self, frames: list[bytes], request_id: str | None, not_before: float | None = None
+    ) -> msg.Message | None:
+        """One send and wait; ``not_before``: the last attempt waits at least until then (the
+        request's deadline), since attempts that each ended a little early must not add up to
+        giving up while the server could still start the request (seen on a loaded machine)."""
         socket = self._connected_socket()
         deadline = time.monotonic() + self.timeout_ms / 1000
         if not self._wait_connected(socket, deadline):
             self._reset()  # nothing connected: the request was never queued
             return None
         socket.send_multipart(frames, zmq.NOBLOCK)
-        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+        if not_before is not None:
+            deadline = max(deadline, not_before + EXPIRY_MARGIN_S)
+        while (left_ms := math.ceil((deadline - time.monotonic()) * 1000)) > 0:
             if not socket.poll(left_ms, zmq.POLLIN):
                 break
             try:

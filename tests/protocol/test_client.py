@@ -63,7 +63,9 @@ def test_a_stalled_server_makes_the_client_give_up_and_nothing_runs_twice_or_lat
     control: str, client: Callable[..., ControlClient], serve: Callable[..., ControlServer]
 ) -> None:
     release = threading.Event()
-    slow = CallLog(lambda args: {"released": release.wait(10)})
+    # Held until released (a loaded machine can take seconds between the steps below: a shorter
+    # hold could end by itself while the stop is still within its deadline, and then it may run).
+    slow = CallLog(lambda args: {"released": release.wait(120)})
     stop = CallLog()
     serve(control, {"slow": slow, "stop": stop, "status": CallLog()})
     blocked = client(control, timeout_ms=TIMEOUT_MS, retries=1)
@@ -79,6 +81,39 @@ def test_a_stalled_server_makes_the_client_give_up_and_nothing_runs_twice_or_lat
     assert not stop.called.wait(LATE_WINDOW_S), "a stop the client gave up on ran after the stall"
     assert slow.count == 1, "the retried request ran twice"
     assert blocked.status() == {"n": 2}  # the client that gave up works again
+
+
+def test_the_client_never_gives_up_before_the_deadline_its_request_carries(
+    control: str, client: Callable[..., ControlClient]
+) -> None:
+    # A server that takes every request and never answers. Whatever the attempts' timing, when the
+    # client says "unavailable" the server must already refuse the request (its `expires` passed),
+    # or a stop the caller was told did not happen could still start.
+    deadlines: list[float] = []
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    router = context.socket(zmq.ROUTER)  # ROUTER: it takes each attempt without answering
+    router.bind(control)
+    stop = threading.Event()
+
+    def take() -> None:
+        while not stop.is_set():
+            if router.poll(50, zmq.POLLIN):
+                frames = router.recv_multipart()
+                deadlines.append(float(msg.Message.from_frames(frames[-1:]).expires or 0))
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    try:
+        for _ in range(5):
+            with pytest.raises(TrainerUnavailable):
+                client(control, timeout_ms=100, retries=1).request("stop")
+            gave_up = time.time()
+            assert deadlines and gave_up > deadlines[-1], (gave_up, deadlines[-1])
+    finally:
+        stop.set()
+        taker.join()
+        router.close(linger=0)
+        context.term()
 
 
 def test_the_reply_of_a_server_that_exits_at_once_after_replying_is_not_lost(

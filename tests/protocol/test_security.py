@@ -123,8 +123,10 @@ def test_a_refused_key_or_a_client_without_curve_is_told_at_once_not_after_its_b
     for curve, reason in ((stranger, "refused this client's CurveZMQ key"), (None, "CurveZMQ")):
         began = time.monotonic()
         with pytest.raises(TrainerUnavailable, match=reason):
-            client(endpoint("control"), curve=curve, timeout_ms=5000, retries=2).status()
-        assert time.monotonic() - began < 5.0  # within the first attempt of a 15 s budget
+            client(endpoint("control"), curve=curve, timeout_ms=20_000, retries=2).status()
+        # Within the first attempt of a 60 s budget (attempts are long so that a loaded machine's
+        # slow ZAP answer still lands in the first one: 5.4 s was seen beside 4 CPU burners).
+        assert time.monotonic() - began < 20.0
 
 
 def test_a_wrong_server_key_is_named_as_a_likely_cause_when_the_request_times_out(
