@@ -31,6 +31,7 @@ from trainer.lifecycle import (
     FAIL,
     FAILED,
     LOADED,
+    LOADED_PAUSED,
     LOADING,
     PAUSE,
     PAUSED,
@@ -248,9 +249,16 @@ class Controller:
             return taken
 
     def loaded(
-        self, specs: Sequence[ParamSpec], params: Mapping[str, Any], progress: Progress, *, autostart: bool
+        self,
+        specs: Sequence[ParamSpec],
+        params: Mapping[str, Any],
+        progress: Progress,
+        *,
+        autostart: bool,
+        paused: bool = False,
     ) -> None:
-        """TensorFlow and the module are ready: leave ``loading`` (for ``running`` if asked to)."""
+        """TensorFlow and the module are ready: leave ``loading`` (for ``running`` if asked to, or
+        straight for ``paused`` when ``paused``: a restarted run its owner had paused)."""
         with self._cond:
             self._specs = tuple(specs)
             self._params = {**dict(params), **{k: v for k, v in self._params.items() if k not in params}}
@@ -265,7 +273,10 @@ class Controller:
             if refusal is not None:
                 logger.warning("not starting: %s", refusal)
                 self._publish("log", {"level": "warning", "message": f"not starting: {refusal}"})
-            self._fire_locked(START if go and refusal is None else LOADED)
+            if not go or refusal is not None:
+                self._fire_locked(LOADED)
+            else:
+                self._fire_locked(LOADED_PAUSED if paused else START)
 
     def setup_failed(self, error: dict[str, Any]) -> None:
         """The module, data or model could not be built: ``failed``, and ``start`` is refused with
@@ -377,7 +388,7 @@ class Controller:
         previous = self._state
         state = next_state(previous, event)
         self._state = state
-        if state == RUNNING and event == START:
+        if (state, event) in ((RUNNING, START), (PAUSED, LOADED_PAUSED)):
             self._started_at = time.time()
         if state == FAILED:
             self._pending.cancel("checkpoint")  # a failed state is never checkpointed

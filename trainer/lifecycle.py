@@ -35,11 +35,15 @@ LOADED, START, PAUSE, RESUME, STOP, FINISH, END_EARLY, FAIL = (
     "end_early",
     "fail",
 )
+# Only the load path fires this one: a run that was paused when its process died comes back
+# paused, in one step (through `running` it would show a start that never happens).
+LOADED_PAUSED = "loaded_paused"
 STARTABLE_STATES = (IDLE, STOPPED, FINISHED, FAILED)
 
 TRANSITIONS: dict[tuple[str, str], str] = {
     (LOADING, LOADED): IDLE,
     (LOADING, START): RUNNING,
+    (LOADING, LOADED_PAUSED): PAUSED,
     **{(state, START): RUNNING for state in STARTABLE_STATES},
     (RUNNING, PAUSE): PAUSED,
     (PAUSED, RESUME): RUNNING,

@@ -166,9 +166,8 @@ class Session:
         intent = self.intent.intent
         # A multi-worker job runs once launched: its workers cannot wait for a start.
         go = start_on_load(intent, autostart=config.autostart) or self.multiworker
-        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go)
-        if intent == PAUSED_INTENT:
-            self.controller.pause({})
+        paused = intent == PAUSED_INTENT
+        self.controller.loaded(trainer.specs, trainer.params, progress, autostart=go, paused=paused)
         if self.controller.state != RUNNING:  # said once: what to do next
             logger.info("idle at step %d: send 开始 / start in chat, or run: trainctl start", trainer.step)
         return trainer

@@ -52,6 +52,20 @@ def test_an_autostart_with_its_budget_used_up_stays_idle_and_says_why() -> None:
     assert any("budget used up" in b["message"] for t, b in published if t == "log")
 
 
+def test_a_run_paused_before_its_restart_loads_straight_into_paused_never_running() -> None:
+    controller, published = make_controller("loading")
+    params = {**defaults(PARAM_SPECS), "training_iters": 3200, "batch_size": 32}
+    seen: list[str] = []
+    controller.on_state_change = seen.append
+    controller.loaded(PARAM_SPECS, params, Progress(step=10, samples_seen=320), autostart=True, paused=True)
+    assert controller.state == "paused" and seen == ["paused"]
+    states = [(b["previous"], b["state"]) for t, b in published if t == "event.state"]
+    assert states == [("loading", "paused")]  # no start announced for a run that does not run
+    assert controller.status({})["started_at"] is not None
+    controller.resume({})
+    assert controller.state == "running"
+
+
 def test_queued_param_changes_coalesce_to_the_latest_value_per_parameter() -> None:
     controller, _ = make_controller("running")
     for index in range(5000):
