@@ -62,9 +62,7 @@ def _latency_once(data: str, requests: int) -> dict[str, Any]:
             reply = client.stop()
             replied = time.time()
         events = feed.events
-        final = feed.wait_for(
-            lambda: events.get("stopped") or events.get("finished"), STOP_TIMEOUT_S, "stop event"
-        )
+        final = feed.wait_for(lambda: events.get("stopped") or events.get("finished"), STOP_TIMEOUT_S, "stop")
         final_step = int(final["step"])
         last_step_end = feed.wait_for(lambda: feed.steps.get(final_step), 5)
         trainer.wait(120)
@@ -128,11 +126,8 @@ def flood_clients(control: str, metrics: str, connection_file: str) -> dict[str,
     for thread in threads:
         thread.join(CLIENT_TIMEOUT_MS / 1000 + 5)
     elapsed = time.monotonic() - began
-    return {
-        **counts,
-        "seconds": elapsed,
-        "requests_per_s": (counts["status"] + counts["set_params"]) / elapsed,
-    }
+    answered = counts["status"] + counts["set_params"]
+    return {**counts, "seconds": elapsed, "requests_per_s": answered / elapsed}
 
 
 def _window(trainer: TrainerProcess, feed: FeedReader, variant: str, window_s: float) -> dict[str, Any]:

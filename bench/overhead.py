@@ -86,10 +86,8 @@ def trainer(spe: int | None, warmup: int, steps: int) -> dict[str, Any]:
         return datasets[batch_size]
 
     module = KerasModule(_model(1), train=train, metrics={"accuracy": sparse_accuracy})
-    params = {
-        "batch_size": BATCH,
-        "display_step": 64,
-    }  # KerasModule has no training_iters: max_steps is the budget
+    # KerasModule has no training_iters: max_steps is the budget
+    params = {"batch_size": BATCH, "display_step": 64}
     with scratch_dir("cto-") as work:
         fitted, _, feed = train_inproc(module, work, True, [], [Clock()], params=params,
                                        max_steps=warmup + steps, steps_per_execution=spe)  # fmt: skip
@@ -110,6 +108,5 @@ def run(steps: int, warmup: int, repeats: int) -> dict[str, Any]:
     measure = lambda variant: run_child("overhead:role", variant=variant, warmup=warmup, steps=steps)  # noqa: E731
     runs = interleaved(VARIANTS, repeats, measure, "steps_per_s")
     return {"model": "784-32-10 MLP, random data, batch 64, Adam", "warmup_steps": warmup,
-            "timed_steps": steps,
-            "repeats": repeats, "command": "python -m bench overhead --repeats 3",
+            "timed_steps": steps, "repeats": repeats, "command": "python -m bench overhead --repeats 3",
             "load_average_at_end": list(os.getloadavg()), **compare(runs, RATIOS, "steps_per_s")}  # fmt: skip

@@ -165,12 +165,7 @@ def _wait_sent(publisher: Publisher, seq: int) -> None:
 def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
     """Publish `count` messages (paced or flat out) to a subscriber process; its figures."""
     with scratch_dir("ctb-") as work, zmq.Context() as context:
-        control, metrics, session, closers = (
-            f"ipc://{work}/control",
-            f"ipc://{work}/metrics",
-            new_session_id(),
-            [],
-        )
+        control, metrics, session = f"ipc://{work}/control", f"ipc://{work}/metrics", new_session_id()
         if impl == "ours":
             publisher = _publisher(metrics, count + 1000, session)
             handlers = {"status": lambda args: {"session": session, "last_seq": publisher.last_seq},

@@ -32,6 +32,7 @@ from bench.harness import stop as stop_process
 REPLY_TIMEOUT_S = 20.0
 REPLY_PREFIX = "State:"  # the status reply; unsolicited notices start otherwise
 ILINK_HOLD_S = 30.0  # the real getupdates holds ~35 s
+MEMORY_AND_STARTUP = ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
 Chat = tuple[list[str], Callable[[str], float], Callable[[], None], Callable[[], dict[str, Any]]]
 
 
@@ -130,8 +131,6 @@ def run_once(backend: str, data: str, messages: int) -> dict[str, Any]:
 
 def run(backend: str, data: str, messages: int, repeats: int) -> dict[str, Any]:
     runs = [run_once(backend, data, messages) for _ in range(repeats)]
-    figures = summaries(
-        runs, ("startup_to_ready_s", "rss_ready_mib", "rss_after_messages_mib", "peak_rss_mib")
-    )
+    figures = summaries(runs, MEMORY_AND_STARTUP)
     figures["round_trip_ms"] = summaries([r["round_trip_ms"] for r in runs], ("p50", "p99"))
     return {**figures, "backend": backend, "messages_per_run": messages, "repeats": repeats, "runs": runs}
