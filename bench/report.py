@@ -53,6 +53,12 @@ def verdict(value: float | None, ok: bool, text: str) -> str:
     return "n/a" if value is None else f"{'meets' if ok else 'MISSES'} ({text})"
 
 
+def at_least(ratio: R | None, bound: str, key: str = "median", label: str = "") -> str:
+    """The target ``ratio[key] >= bound`` checked (``key``: "median", or "min" for the worst run)."""
+    value = (ratio or {}).get(key)
+    return verdict(value, value is not None and value >= float(bound), f"{label}>= {bound}")
+
+
 def table(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
@@ -112,8 +118,7 @@ def throughput_rows(t: R, _: R) -> list[list[str]]:
     for variant, rate in t["samples_per_s"].items():
         ratio, target = t["ratios"]["vs_fit"].get(variant), ""
         if variant == "trainer" and ratio:
-            target = verdict(ratio["min"], ratio["min"] >= 0.97, "worst >= 0.97") + "; "
-            target += verdict(ratio["median"], ratio["median"] >= 1.0, "median >= 1.0")
+            target = at_least(ratio, "0.97", "min", "worst ") + "; " + at_least(ratio, "1.0", label="median ")
         rows.append(
             [VARIANT_TEXT.get(variant, variant), fig(rate, N0), fig(ratio, F3) if ratio else "1", target]
         )
@@ -210,8 +215,8 @@ OVERHEAD_TEXT = {
     "trainer_spe1": "the same at 1 step per call",
 }
 OVERHEAD_RATIOS = (  # (ratio, label, target for the median or None)
-    ("trainer_vs_fit_spe32", "trainer / fit(spe=32)", 1.0),
-    ("trainer_vs_fit_spe1", "trainer / fit(spe=1)", 2.0),
+    ("trainer_vs_fit_spe32", "trainer / fit(spe=32)", "1.0"),
+    ("trainer_vs_fit_spe1", "trainer / fit(spe=1)", "2.0"),
     ("trainer_spe1_vs_fit_spe1", "trainer at 1 step per call / fit(spe=1)", None),
     ("fit_spe32_vs_fit_spe1", "fit(spe=32) / fit(spe=1)", None),
 )
@@ -227,14 +232,10 @@ def overhead_rows(o: R, _: R) -> list[list[str]]:
 
 
 def overhead_ratio_rows(o: R, _: R) -> list[list[str]]:
-    rows = []
-    for key, label, bound in OVERHEAD_RATIOS:
-        median = (o["ratios"][key] or {}).get("median")
-        target = (
-            "" if bound is None else verdict(median, median is not None and median >= bound, f">= {bound}")
-        )
-        rows.append([label, fig(o["ratios"][key], F2), target])
-    return rows
+    return [
+        [label, fig(o["ratios"][key], F2), at_least(o["ratios"][key], bound) if bound else ""]
+        for key, label, bound in OVERHEAD_RATIOS
+    ]
 
 
 P99 = "p99 < 20 ms"
@@ -290,8 +291,7 @@ def seed_budget(q: R, _: R) -> str:
 
 
 def flood_ratio(f: R, _: R) -> str:
-    ratio = f["ratio_flood_over_none"]
-    return fig(ratio, F3) + " - " + verdict(ratio["median"], ratio["median"] >= 0.9, ">= 0.90")
+    return fig(f["ratio_flood_over_none"], F3) + " - " + at_least(f["ratio_flood_over_none"], "0.90")
 
 
 def bad_requests(s: R, _: R) -> str | None:
