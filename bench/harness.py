@@ -222,18 +222,19 @@ class TrainerProcess:
 
 class FeedReader:
     """A real ``Subscriber`` polling the feed from its own thread (as a sidecar or trainctl does):
-    messages, gaps, publish-to-receive latencies, ``metrics.step`` stamps and ``event.*`` bodies."""
+    messages, gaps, publish-to-receive latencies, per-step stamps (``metrics.steps``), ``event.*``
+    bodies."""
 
     def __init__(self, connection: Any) -> None:
         self.connection, self.data_messages, self.gaps = connection, 0, 0
         self.latencies_s: list[float] = []
-        self.steps: dict[int, float] = {}  # metrics.step: step -> the trainer's ts
+        self.steps: dict[int, float] = {}  # step -> the ts of the metrics.steps message holding it
         self.events: dict[str, dict[str, Any]] = {}  # "stopped" -> its body
         self.changed, self._stop = threading.Condition(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="feed-reader", daemon=True)
 
     def _run(self) -> None:
-        from protocol import Data, Gap
+        from protocol import METRICS_STEPS, Data, Gap, step_losses
 
         client = self.connection.control_client(timeout_ms=3000, retries=3)
         subscriber = self.connection.subscriber(client)
@@ -247,8 +248,8 @@ class FeedReader:
                     self.data_messages += 1
                     self.latencies_s.append(now - message.ts)
                     with self.changed:
-                        if topic == "metrics.step":
-                            self.steps[int(message.body["step"])] = message.ts
+                        if topic == METRICS_STEPS:
+                            self.steps.update((step, message.ts) for step, _ in step_losses(message.body))
                         elif topic.startswith("event."):
                             self.events.setdefault(topic.removeprefix("event."), dict(message.body))
                         self.changed.notify_all()

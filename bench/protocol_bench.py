@@ -26,7 +26,8 @@ RTT_WARMUP = 50
 FEED_MESSAGES, LATENCY_MESSAGES, LATENCY_PACE_S = 50_000, 2000, 0.001
 PUBLISH_CALLS, IDLE_MESSAGES = 20_000, 50_000
 CONNECT_SETTLE_S = 0.3
-STEP_BODY = {"step": 1234, "epoch": 2, "loss": 0.0421, "steps_per_s": 5.1, "eta_s": 300.0}
+STEP_BODY = {"step": 1234, "epoch": 2, "loss": 0.0421, "steps_per_s": 5.1, "eta_s": 300.0, "first_step": 1234,
+             "losses": [0.0421]}  # fmt: skip
 STATUS_BODY: dict[str, Any] = {
     "state": "running", "step": 12345, "epoch": 3, "total_steps": 100000, "steps_per_s": 5.1, "eta_s": 1.7e4,
     "metrics": {"loss": 0.0312, "accuracy": 0.991}, "run_id": "run-20240611-1", "session": "0123456789abcdef",
@@ -224,13 +225,13 @@ def run(repeats: int = 3) -> dict[str, Any]:
 
 
 def publish_call_cost() -> dict[str, float]:
-    """Microseconds per ``publish()`` call with a ``metrics.step``-sized body, each call timed alone."""
+    """Microseconds per ``publish()`` call with a one-step ``metrics.steps`` body, each call timed alone."""
     with scratch_dir("ctf-") as work:
         publisher, samples = _publisher(f"ipc://{work}/m", PUBLISH_CALLS), []
         try:
             for step in range(PUBLISH_CALLS):
                 began = time.perf_counter()
-                publisher.publish("metrics.step", {**STEP_BODY, "step": step})
+                publisher.publish("metrics.steps", {**STEP_BODY, "step": step})
                 samples.append(time.perf_counter() - began)
                 if step % 100 == 99:
                     time.sleep(0.001)  # let the publisher thread drain, as between real steps
@@ -250,7 +251,7 @@ def publisher_rate(idle_subscriber: bool) -> float:
             time.sleep(CONNECT_SETTLE_S)
             first, began = publisher.last_seq, time.perf_counter()
             for step in range(IDLE_MESSAGES):
-                publisher.publish("metrics.step", {**STEP_BODY, "step": step})
+                publisher.publish("metrics.steps", {**STEP_BODY, "step": step})
             _wait_sent(publisher, first + IDLE_MESSAGES)
             return IDLE_MESSAGES / (time.perf_counter() - began)
         finally:

@@ -253,7 +253,7 @@ def latency_notes(c: R, _: R) -> list[str]:
     after = c["stop_steps_after_request"]
     return [
         fill("- `stop`: steps run after the request (final `event.stopped` step minus the last "
-             "`metrics.step` seen when sent): {stop_steps_after_request:,.0f} - ", c)
+             "`metrics.steps` step seen when sent): {stop_steps_after_request:,.0f} - ", c)
         + verdict(after["max"], after["max"] <= 1, "within one step, worst run"),
         fill("- final step minus the reply's `at_step`: {stop_final_minus_at_step:,.0f}; stop reply "
              "{stop_reply_ms:,.1f} ms; request -> end of the last step {stop_to_last_step_end_ms:,.0f} ms.",
@@ -270,7 +270,8 @@ def while_training(f: R, every: R) -> str | None:
     p99 = median_of([fd["publish_to_receive_ms"] for fd in feeds], "p99")
     steps_per_s = t["samples_per_s"]["trainer"]["median"] / t["batch_size"]
     return (
-        f"~{steps_per_s * 1.1:.1f} msgs/s (metrics.step every step + a report every 10 steps); "
+        f"~{steps_per_s * 1.1:.1f} msgs/s (metrics.steps once per call, here a step per call, + a report "
+        "every 10 steps); "
         f"publish-to-receive p99 {p99:.1f} ms; gaps {sum(fd['gaps'] for fd in feeds)}"
     )
 

@@ -137,7 +137,8 @@ def train_inproc(module: Any, work: Path, control: bool, first: Any, last: Any, 
     callbacks = build_callbacks(config, controller, publish)
     if not control:
         callbacks = [c for c in callbacks if not isinstance(c, (ControlBridge, PublishMetrics))]
-    trainer = Trainer(module, callbacks=[*first, *callbacks, *last], run_dir=config.run_dir, **kwargs)
+    trainer = Trainer(module, callbacks=[*first, *callbacks, *last], run_dir=config.run_dir, progress=False,
+                      **kwargs)  # quiet, as python -m trainer --quiet and fit(verbose=0)  # fmt: skip
     trainer.test = lambda: {}  # only training is timed: skip the final test
     controller.loaded(trainer.specs, trainer.params, Progress(0, 0, trainer.total_steps()), autostart=True)
     feed = None

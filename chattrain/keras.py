@@ -124,6 +124,7 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         run.raise_failure()
         if run.step % int(run.params[DISPLAY_STEP]) == 0:
             run.dispatch("on_report", {**values, **step_logs, "lr": run.learning_rate()})
+        run.dispatch("on_call_end", {})
         run.dispatch("on_boundary", {})  # control: commands applied, pause held here
         run.raise_failure()
         run.service_requests()

@@ -3,7 +3,7 @@ with small handlers in place of a training loop.
 
 Every op of `protocol.OPERATIONS` is served by an `op_<name>` method; state, step and params are
 plain attributes the handlers read and write under `lock`, so tests may also set them directly.
-Tests play training with `advance()` (metrics.step) or `report()` (metrics.report), publish bursts
+Tests play training with `advance()` (metrics.steps) or `report()` (metrics.report), publish bursts
 with `publish_many()` and announce anything else with `event()`; `requests` lists the ops asked
 for, in order, and `history_calls` records the `history` requests (its `handler` may be replaced).
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol import (
+    METRICS_STEPS,
     OPERATIONS,
     STATES,
     TOPICS,
@@ -27,6 +28,7 @@ from protocol import (
     ServerCurve,
     coerce_params,
     new_session_id,
+    steps_body,
 )
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -159,17 +161,18 @@ class FakeTrainer:
 
     # -- what tests play ----------------------------------------------------------------------
     def advance(self, steps: int) -> None:
-        """Play `steps` training steps: one metrics.step message each; wait until all are numbered."""
+        """Play `steps` training steps, one call of one step each (as a trainer at one step per call:
+        a metrics.steps message per step); wait until all are numbered."""
         first = self.publisher.last_seq
         for _ in range(steps):
             with self.lock:
                 self.step += 1
-                body = {"step": self.step, "epoch": 0, "loss": 1.0 / self.step, "steps_per_s": STEPS_PER_S,
-                        "eta_s": self._eta_s()}  # fmt: skip
-            self.publisher.publish("metrics.step", body)
+                last = {"loss": 1.0 / self.step, "steps_per_s": STEPS_PER_S, "eta_s": self._eta_s()}
+                body = steps_body(self.step, 0, [last["loss"]], last)
+            self.publisher.publish(METRICS_STEPS, body)
         wait_until(lambda: self.publisher.last_seq >= first + steps, what=f"{steps} messages numbered")
 
-    def publish_many(self, count: int, topic: str = "metrics.step", pad: str = "") -> None:
+    def publish_many(self, count: int, topic: str = METRICS_STEPS, pad: str = "") -> None:
         """Publish `count` messages `{i, pad}` back to back; wait until all are numbered."""
         first = self.publisher.last_seq
         for index in range(count):

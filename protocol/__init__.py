@@ -50,6 +50,7 @@ from protocol.params import ParamSpec, coerce_params, resolve_param
 from protocol.publisher import Publisher
 from protocol.security import ClientCurve, CurveKeyError, KeyPair, ServerCurve, generate_keypair
 from protocol.server import ControlServer
+from protocol.steps import METRICS_STEPS, step_losses, steps_body
 from protocol.subscriber import Subscriber
 
 OPERATIONS = (
@@ -80,7 +81,7 @@ EVENTS = (
 )
 # Every topic a trainer publishes (PROTOCOL.md §4); subscribe to a prefix ("event.") for a family.
 TOPICS = (
-    "metrics.step",
+    METRICS_STEPS,
     "metrics.report",
     "metrics.val",
     "metrics.test",
@@ -91,6 +92,7 @@ TOPICS = (
 
 __all__ = [
     "EVENTS",
+    "METRICS_STEPS",
     "OPERATIONS",
     "PROTOCOL_VERSION",
     "STATES",
@@ -142,4 +144,6 @@ __all__ = [
     "resolve_connection",
     "resolve_param",
     "server_curve",
+    "step_losses",
+    "steps_body",
 ]

@@ -1,8 +1,8 @@
 """The publisher's bounded queue between the threads that publish and the one that sends.
 
 When the sending thread falls behind (or stops), the queue must not grow without bound, and what
-it gives up must be what matters least: the per-step metrics (`metrics.step`, one per step, each
-superseded by the next) go first, oldest first; then other non-event messages; events never.
+it gives up must be what matters least: the per-step metrics (`metrics.steps`, one per compiled
+call) go first, oldest first; then other non-event messages; events never.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import threading
 from collections import deque
 from typing import Any
 
+from protocol.steps import METRICS_STEPS
+
 logger = logging.getLogger(__name__)
 
 FEED_QUEUE_SIZE = 10_000
-DROPPED_FIRST = "metrics.step"
+DROPPED_FIRST = METRICS_STEPS
 NEVER_DROPPED_PREFIX = "event."
 
 Item = tuple[str, dict[str, Any]]

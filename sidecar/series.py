@@ -1,6 +1,6 @@
 """A bounded, thread-safe record of the metrics the sidecar has seen, for `plot`.
 
-The feed thread appends (from metrics.step / metrics.report / metrics.val / metrics.test, the
+The feed thread appends (from metrics.steps / metrics.report / metrics.val / metrics.test, the
 parameter changes from event.param_changed, and from `history` when it starts); the message
 thread takes a snapshot to draw.
 """
@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.steps import METRICS_STEPS, step_losses
+
 MAX_POINTS = 5000
 MAX_MARKERS = 200
 
 Point = tuple[int, float]
 Marker = tuple[int, str]  # (step, 'learning_rate 0.001 → 0.01')
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-WANTED = {
-    "metrics.step": (("loss", "loss"),),
+WANTED = {  # metrics.steps holds a loss per step: step_losses
     "metrics.report": (("loss", "loss"), ("accuracy", "accuracy")),
     "metrics.val": (("val_loss", "loss"), ("val_accuracy", "accuracy")),
     "metrics.test": (("test_loss", "loss"), ("test_accuracy", "accuracy")),
@@ -64,13 +65,21 @@ class MetricSeries:
         if not isinstance(step, int):
             return
         with self._lock:
+            if topic == METRICS_STEPS:
+                self._append("loss", step_losses(body))
             if topic == "event.param_changed":
                 self._changes.append((step, f"{body.get('name')} {body.get('old')} → {body.get('new')}"))
             for curve, key in WANTED.get(topic, ()):
                 v = body.get(key)
-                points = self._curves[curve]
-                if isinstance(v, (int, float)) and not (points and points[-1][0] == step):
-                    points.append((step, float(v)))
+                if isinstance(v, (int, float)):
+                    self._append(curve, [(step, float(v))])
+
+    def _append(self, curve: str, new: list[Point]) -> None:
+        """Under the lock; a step already at the end (a report after its step's loss) is not doubled."""
+        points = self._curves[curve]
+        for step, value in new:
+            if not (points and points[-1][0] == step):
+                points.append((step, value))
 
     def snapshot(self) -> SeriesSnapshot:
         with self._lock:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import (
+    METRICS_STEPS,
     Data,
     FeedEvent,
     Message,
@@ -85,7 +86,7 @@ class WatchState:
 
     def _apply_data(self, message: Message) -> None:
         topic, body = message.topic or "", message.body
-        if topic in ("metrics.step", "metrics.report") or topic.startswith("event."):
+        if topic in (METRICS_STEPS, "metrics.report") or topic.startswith("event."):
             self._take(body)
         if topic.startswith("event.") and isinstance(body.get("state"), str):
             self.state = body["state"]

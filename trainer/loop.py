@@ -8,6 +8,7 @@ Per call (``trainer.multistep`` says what the graph does)::
         on_step_end(logs)                      # loss, accuracy, ..., steps_per_s, eta_s
         trainer.after_step_hooks()             # a failure asked for raised; a rollback done
         if step % display_step == 0: on_report(logs + lr)
+    on_call_end                                # one metrics.steps message for the call's steps
     on_boundary                                # control drains commands here, holds on pause
     trainer.after_boundary_hooks()             # failure raised; peers sync; service_requests()
 
@@ -89,6 +90,7 @@ def run_call(trainer: Trainer, call: MultiStep, iterator: Any, remaining: int | 
     trainer.sizer.observe(steps, seconds, traced=call.tracing_count() != traced)
     ran_out = remaining is None and steps < k and call.ran_out()  # read only when it ended early
     replay(trainer, rows, call.names, seconds)
+    trainer.dispatch("on_call_end", {})
     trainer.dispatch("on_boundary", {})
     trainer.after_boundary_hooks()
     return steps, ran_out

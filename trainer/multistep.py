@@ -51,7 +51,7 @@ from trainer.steps import FINITE_OUTPUT, StepFn
 logger = logging.getLogger(__name__)
 
 LR_OUTPUT = "lr"  # the learning rate each step ran with (a row column, not a metric)
-MAX_STEPS_PER_CALL = 64
+MAX_STEPS_PER_CALL = 256
 TARGET_CALL_S = 0.05  # auto K: calls about this long keep the feed lively and the host overhead small
 STEP_TIME_SMOOTHING = 0.3
 CLOSE_WAIT_S = 5.0
@@ -78,7 +78,7 @@ class StepGate:
             self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="gate_count")
             self.closed = tf.Variable(False, trainable=False, name="gate_closed")
             self.busy = tf.Variable(False, trainable=False, name="gate_busy")
-            self._true = tf.constant(True)
+            self._true, self._false = tf.constant(True), tf.constant(False)
 
     def close(self) -> int:
         """Any thread: no step is claimed after this; returns the last step that was.
@@ -95,8 +95,9 @@ class StepGate:
         return int(_read(self.count))
 
     def reopen(self) -> None:
-        """The loop, between calls, under the controller's lock (``Controller.take_commands``)."""
-        self.closed.assign(False)
+        """The loop, between calls, under the controller's lock (``Controller.take_commands``);
+        a raw op, as in ``close``: this runs at every boundary."""
+        tf.raw_ops.AssignVariableOp(resource=self.closed.handle, value=self._false)
 
     def sync(self, step: int) -> None:
         """The loop, between calls: the count follows the trainer's step (after a restore)."""

@@ -22,6 +22,7 @@ Hook order (pseudocode)::
                     fail(exc) asked -> raise it   # -> on_exception
                     request_rollback() asked -> restore the last checkpoint (no callback state)
                     if step % display_step == 0: on_report(logs + accuracy, lr)
+                on_call_end                       # the call's steps in one feed message
                 on_boundary                       # control drains commands here (and holds on pause)
                 fail(exc) asked -> raise it
                 peers.sync                        # multi-worker: every worker takes the chief's

@@ -15,9 +15,9 @@ from tests.protocol.support import WAIT_TIMEOUT_S
 SESSION = "hostile"
 HOSTILE_FRAMES: list[list[bytes]] = [
     [b"\xc1garbage"],
-    [b"metrics.step", b"\xc1"],
-    [b"metrics.step", msgpack.packb({"v": 1, "type": "data", "seq": "one", "session": SESSION})],
-    [b"metrics.step", msgpack.packb([1, 2, 3])],
+    [b"metrics.steps", b"\xc1"],
+    [b"metrics.steps", msgpack.packb({"v": 1, "type": "data", "seq": "one", "session": SESSION})],
+    [b"metrics.steps", msgpack.packb([1, 2, 3])],
     [b"a", b"b", b"c"],
     [
         b"heartbeat",
@@ -33,8 +33,8 @@ HOSTILE_FRAMES: list[list[bytes]] = [
 
 
 def _data(seq: int, **fields: Any) -> list[bytes]:
-    base = {"v": 1, "type": "data", "topic": "metrics.step", "session": SESSION, "seq": seq, "body": {}}
-    return [b"metrics.step", msgpack.packb({**base, **fields})]
+    base = {"v": 1, "type": "data", "topic": "metrics.steps", "session": SESSION, "seq": seq, "body": {}}
+    return [b"metrics.steps", msgpack.packb({**base, **fields})]
 
 
 def _heartbeat(seq: int) -> list[bytes]:

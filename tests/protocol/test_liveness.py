@@ -155,7 +155,7 @@ def test_what_a_killed_trainer_sent_is_delivered_before_it_is_reported_down(
     # A witness on the same publisher: once it has all 200, libzmq has written them to the wire
     # (a kill -9 loses what is still queued in the dead process, which no subscriber can help).
     witness = closing(zmq.Context.instance().socket(zmq.SUB))
-    witness.setsockopt(zmq.SUBSCRIBE, b"metrics.step")
+    witness.setsockopt(zmq.SUBSCRIBE, b"metrics.steps")
     witness.connect(endpoint("metrics"))
     assert gil_holder.stdin is not None and gil_holder.stdout is not None
     gil_holder.stdin.write("burst 200\n")

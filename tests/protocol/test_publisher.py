@@ -49,17 +49,17 @@ def test_history_past_the_last_seq_is_an_empty_final_page(fake: FakeTrainer) -> 
 def test_a_full_queue_drops_the_oldest_step_metrics_first_and_never_events() -> None:
     queue = FeedQueue(max_items=4)
     for topic, step in (
-        ("metrics.step", 1),
+        ("metrics.steps", 1),
         ("event.started", 0),
-        ("metrics.step", 2),
+        ("metrics.steps", 2),
         ("metrics.report", 2),
     ):
         queue.put(topic, {"step": step})
-    queue.put("metrics.step", {"step": 3})  # full: the oldest step (1) goes
+    queue.put("metrics.steps", {"step": 3})  # full: the oldest step (1) goes
     queue.put("event.paused", {"step": 3})  # the oldest step left (2) goes
-    queue.put("metrics.step", {"step": 4})  # the older step (3) goes
+    queue.put("metrics.steps", {"step": 4})  # the older step (3) goes
     queue.put("event.resumed", {"step": 4})  # step 4 goes
-    queue.put("metrics.step", {"step": 5})  # no step queued: this newest one is the least important
+    queue.put("metrics.steps", {"step": 5})  # no step queued: this newest one is the least important
     queue.put("event.stopped", {"step": 5})  # no step at all: the report goes
     queue.put("event.finished", {"step": 5})  # only events: kept, over the bound
     items = [(topic, body["step"]) for topic, body in iter(lambda: queue.get(0), None)]
@@ -76,7 +76,7 @@ def test_a_full_queue_drops_the_oldest_step_metrics_first_and_never_events() -> 
 def test_the_publisher_queue_is_bounded_while_its_thread_cannot_send(endpoint: Callable[[str], str]) -> None:
     publisher = Publisher(endpoint("metrics"), session="s", queue_size=100)  # not started: nobody sends
     for step in range(1000):
-        publisher.publish("metrics.step", {"step": step})
+        publisher.publish("metrics.steps", {"step": step})
     publisher.publish("event.finished", {"event": "finished"})
     assert publisher.dropped == 901
     publisher.close()
@@ -109,7 +109,7 @@ def test_a_dead_publisher_thread_is_reported_to_the_owner(endpoint: Callable[[st
     )
     publisher.start()
     try:
-        publisher.publish("metrics.step", {"step": 1})
+        publisher.publish("metrics.steps", {"step": 1})
         wait_until(lambda: publisher.last_seq == 1, what="the first message sent")
         armed.set()
         assert died.wait(10)

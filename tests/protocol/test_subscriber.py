@@ -38,7 +38,7 @@ def kinds(events: list[FeedEvent], kind: type) -> list[Any]:
 def synced(sub: Subscriber, fake: FakeTrainer) -> list[FeedEvent]:
     """Poll until the subscriber has its snapshot and a first message arrived through the feed."""
     events = poll_until(sub, lambda evs: bool(kinds(evs, Snapshot)), what="a snapshot")
-    fake.publisher.publish("metrics.step", {"probe": True})
+    fake.publisher.publish("metrics.steps", {"probe": True})
     target = fake.publisher.last_seq + 1
     return events + poll_until(sub, delivered_up_to(target), what=f"probe seq {target}")
 
@@ -285,7 +285,7 @@ def test_topics_filter_what_is_delivered_but_not_gap_detection(
     poll_until(sub, lambda evs: bool(kinds(evs, Snapshot)), what="a snapshot")
     drop_on_the_wire(fake, monkeypatch, {3})
     for index in range(6):
-        fake.publisher.publish("event.paused" if index % 2 else "metrics.step", {"i": index})
+        fake.publisher.publish("event.paused" if index % 2 else "metrics.steps", {"i": index})
     events = poll_until(sub, delivered_up_to(6), what="seq 6")
     assert data_seqs(events) == [2, 4, 6]
     assert not kinds(events, Gap)

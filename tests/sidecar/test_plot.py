@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from protocol.steps import METRICS_STEPS, steps_body
 from sidecar.plot import KEEP_PLOTS, PLOT_PREFIX, plot_png, use_log_scale, window_start
 from sidecar.series import MetricSeries
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def one_step(step: int, loss: float) -> dict[str, object]:
+    return steps_body(step, 0, [loss], {"loss": loss})
+
+
 def filled_series() -> MetricSeries:
     series = MetricSeries()
     for step in range(1, 50):
-        series.add("metrics.step", {"step": step, "loss": 2.0 / step})
+        series.add(METRICS_STEPS, one_step(step, 2.0 / step))
         if step % 10 == 0:
             series.add("metrics.report", {"step": step, "loss": 2.0 / step, "accuracy": step / 60})
     series.add("metrics.val", {"step": 40, "loss": 0.1, "accuracy": 0.7})
@@ -29,7 +34,7 @@ def test_each_plot_is_a_new_png_in_the_state_dir_and_old_ones_go(tmp_path: Path)
     state = tmp_path / "many"
     for step in range(KEEP_PLOTS + 3):
         series = MetricSeries()
-        series.add("metrics.step", {"step": step + 1, "loss": 1.0})
+        series.add(METRICS_STEPS, one_step(step + 1, 1.0))
         plot_png(series.snapshot(), state)
     assert len(list(state.glob(f"{PLOT_PREFIX}*.png"))) == KEEP_PLOTS
     assert not list(state.glob("*.part"))
@@ -44,7 +49,7 @@ def test_a_loss_spanning_decades_gets_a_log_axis_and_a_narrow_one_does_not() -> 
 def test_series_keep_validation_test_and_parameter_changes_in_one_window() -> None:
     series = MetricSeries(max_points=10)
     for step in range(1, 101):
-        series.add("metrics.step", {"step": step, "loss": 1.0})
+        series.add(METRICS_STEPS, one_step(step, 1.0))
         if step % 10 == 0:
             series.add("metrics.report", {"step": step, "loss": 1.0, "accuracy": 0.5})
     series.add("metrics.test", {"step": 100, "loss": 0.3, "accuracy": 0.9})
@@ -55,10 +60,21 @@ def test_series_keep_validation_test_and_parameter_changes_in_one_window() -> No
     assert snapshot.changes == [(50, "batch_size 128 → 64")]
 
 
+def test_a_call_of_many_steps_gives_a_point_per_step_and_a_malformed_one_none() -> None:
+    series = MetricSeries()
+    series.add(METRICS_STEPS, steps_body(1, 0, [3.0, 2.0, 1.0], {"loss": 1.0}))
+    series.add("metrics.report", {"step": 3, "loss": 1.0, "accuracy": 0.5})  # step 3 is not doubled
+    series.add(METRICS_STEPS, {**steps_body(4, 0, [0.5, 0.4], {"loss": 0.4}), "first_step": 3})
+    series.add(METRICS_STEPS, {**steps_body(4, 0, [0.5], {"loss": 0.5}), "losses": ["x"]})
+    series.add(METRICS_STEPS, {**steps_body(4, 0, [0.5], {"loss": 0.5}), "losses": None})
+    series.add(METRICS_STEPS, steps_body(4, 0, [0.5, 0.25], {"loss": 0.25}))
+    assert series.snapshot().loss == [(1, 3.0), (2, 2.0), (3, 1.0), (4, 0.5), (5, 0.25)]
+
+
 def test_series_is_bounded_and_ignores_other_topics() -> None:
     series = MetricSeries(max_points=10)
     for step in range(100):
-        series.add("metrics.step", {"step": step, "loss": 1.0})
+        series.add(METRICS_STEPS, one_step(step, 1.0))
     series.add("event.started", {"step": 5})
     snapshot = series.snapshot()
     assert [s for s, _ in snapshot.loss] == list(range(90, 100))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from protocol import Connection, Data, FeedEvent, SessionChanged
+from protocol.steps import METRICS_STEPS, step_losses
 
 T = TypeVar("T")
 POLL_MS = 100
@@ -97,11 +98,13 @@ def kinds(events: Iterable[FeedEvent]) -> list[str]:
 
 
 def steps(messages: Iterable[dict[str, Any]], session: str | None = None) -> list[int]:
-    """The `metrics.step` steps, in the order delivered (one session's only, if given)."""
+    """Every step the `metrics.steps` messages hold, in the order delivered (one session's only,
+    if given)."""
     return [
-        int(m["body"]["step"])
+        step
         for m in messages
-        if m["topic"] == "metrics.step" and (session is None or m["session"] == session)
+        if m["topic"] == METRICS_STEPS and (session is None or m["session"] == session)
+        for step, _ in step_losses(m["body"])
     ]
 
 

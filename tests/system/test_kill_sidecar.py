@@ -128,7 +128,7 @@ def test_training_loses_no_step_while_the_sidecar_is_killed(sidecar_killed: Side
     messages = feed.data_messages(sidecar_killed.events)
     steps = feed.steps(messages)
     assert len(steps) > STEPS_BEFORE_KILL + CHECKPOINT_EVERY_STEPS
-    assert feed.breaks(steps) == [], "metrics.step not contiguous"
+    assert feed.breaks(steps) == [], "metrics.steps not contiguous"
     assert feed.seq_breaks_per_session(messages) == {sidecar_killed.session_before: []}
     assert not [e for e in sidecar_killed.events if isinstance(e, (Gap, SessionChanged))]
     assert sidecar_killed.session_after == sidecar_killed.session_before

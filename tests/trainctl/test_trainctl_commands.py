@@ -78,7 +78,7 @@ def test_history_pages_through_published_messages(cli: Cli, trainer: FakeTrainer
     page = cli("history", "--json", "--since", "2", "--limit", "2").json()
     assert [m["seq"] for m in page["messages"]] == [3, 4]
     assert page["session"] == trainer.session and page["last_seq"] == 5
-    assert "metrics.step" in cli("history", "--with-metrics").out
+    assert "metrics.steps" in cli("history", "--with-metrics").out
 
 
 def test_history_shows_events_and_leaves_metrics_for_with_metrics(cli: Cli, trainer: FakeTrainer) -> None:
@@ -86,9 +86,9 @@ def test_history_shows_events_and_leaves_metrics_for_with_metrics(cli: Cli, trai
     trainer.event("param_changed", old=0.001, new=0.01, applies_at_step=4)
     trainer.advance(2)  # waits until all are numbered, the event among them
     events = cli("history").out
-    assert "metrics.step" not in events and "event.param_changed" in events
+    assert "metrics.steps" not in events and "event.param_changed" in events
     everything = cli("history", "--with-metrics").out
-    assert "metrics.step" in everything and "event.param_changed" in everything
+    assert "metrics.steps" in everything and "event.param_changed" in everything
 
 
 def test_a_refused_request_exits_4_with_code_and_message(cli: Cli, trainer: FakeTrainer) -> None:

@@ -61,7 +61,7 @@ def test_to_jsonable_makes_strict_json_of_non_finite_floats_and_bytes() -> None:
 
 
 def test_event_json_names_the_kind_and_carries_the_message_map() -> None:
-    line = render.event_json(data("metrics.step", {"step": 3, "loss": 0.5}, seq=7))
+    line = render.event_json(data("metrics.steps", {"step": 3, "loss": 0.5}, seq=7))
     assert line["kind"] == "data" and line["seq"] == 7 and line["session"] == "s1"
     assert line["body"] == {"step": 3, "loss": 0.5} and line["catching_up"] is False
     assert render.event_json(Gap(3, 5)) == {"kind": "gap", "first_seq": 3, "last_seq": 5}
@@ -102,7 +102,7 @@ def test_event_json_names_the_kind_and_carries_the_message_map() -> None:
             "val @ step 10: loss 0.25, accuracy 0.9",
         ),
         (data("log", {"level": "warning", "message": "slow"}), "[warning] slow"),
-        (data("metrics.step", {"step": 1}), None),
+        (data("metrics.steps", {"step": 1}), None),
     ],
 )
 def test_event_line(event: object, text: str | None) -> None:
@@ -130,7 +130,7 @@ def test_watch_state_folds_events_into_progress_state_and_events() -> None:
     state = WatchState(endpoint="ipc://x", line_of=render.event_line)
     state.apply(Snapshot({"state": "idle", "step": 0, "total_steps": 100, "session": "s1", "run_id": "r"}))
     state.apply(data("event.started", {"event": "started", "step": 0, "state": "running"}, seq=1))
-    state.apply(data("metrics.step", {"step": 40, "loss": 0.25, "steps_per_s": 10.0, "eta_s": 6.0}, seq=2))
+    state.apply(data("metrics.steps", {"step": 40, "loss": 0.25, "steps_per_s": 10.0, "eta_s": 6.0}, seq=2))
     state.apply(data("metrics.report", {"step": 40, "loss": 0.25, "accuracy": 0.8}, seq=3))
     assert (state.state, state.step, state.loss, state.accuracy, state.eta_s) == (
         "running",

@@ -92,7 +92,7 @@ def test_watch_json_shows_a_snapshot_then_contiguous_data_and_follows_a_restart(
         first.advance(20)
         lines = watcher.until(lambda line: line.get("seq") == 23, "seq 23")
         assert data_seqs(lines, first.session) == list(range(4, 24))
-        assert lines[-1]["topic"] == "metrics.step" and lines[-1]["body"]["step"] == 23
+        assert lines[-1]["topic"] == "metrics.steps" and lines[-1]["body"]["step"] == 23
     finally:
         first.close()
     second = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()

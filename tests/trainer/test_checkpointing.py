@@ -45,10 +45,11 @@ def weights(trainer: Trainer) -> list[np.ndarray]:
     return [v.numpy().copy() for v in trainer.module.model.variables]
 
 
-def test_the_default_cadence_is_a_minute_or_a_thousand_steps() -> None:
+def test_the_default_cadence_is_a_minute_and_a_step_cadence_is_on_request() -> None:
     config = parse_config([], {})
     assert config.checkpoint_every_s == 60.0
-    assert config.checkpoint_every_steps == 1000
+    assert config.checkpoint_every_steps == 0
+    assert parse_config(["--checkpoint-every-steps", "500"], {}).checkpoint_every_steps == 500
 
 
 def test_a_save_is_a_snapshot_so_training_on_during_the_write_changes_nothing(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
     job = Job(workdir, run_dir, ports, [*data_args, *JOB_ARGS])
     feed = job.chief.subscribe()
     try:
-        feed.wait("metrics.step", timeout_s=START_WAIT_S)  # both workers are up: steps need both
+        feed.wait("metrics.steps", timeout_s=START_WAIT_S)  # both workers are up: steps need both
         assert sorted(p.name for p in workdir.glob("*.json")) == ["connection.json"]
         at_step = job.chief.client.set_params({"lr": "0.0005"})["applies_at_step"]["learning_rate"]
         report = feed.wait("metrics.report", lambda b: b["step"] >= at_step + 4)
@@ -149,7 +149,7 @@ def test_two_workers_apply_lr_and_stop_at_the_same_step_and_end_identical(
         job.chief.client.evaluate()  # served while paused, by every worker at the paused step
         assert feed.wait("event.evaluated")["step"] == paused["step"]
         job.chief.client.resume()
-        feed.wait("metrics.step", lambda b: b["step"] > paused["step"])
+        feed.wait("metrics.steps", lambda b: b["step"] > paused["step"])
         stop_at = job.chief.client.stop()["at_step"]
         stopped = feed.wait("event.stopped", timeout_s=EXIT_WAIT_S)
         assert stopped["step"] <= stop_at + 1

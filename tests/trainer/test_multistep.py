@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from protocol.steps import METRICS_STEPS, step_losses
+
 tf = pytest.importorskip("tensorflow")
 
 from tests.trainer.ct_test_modules import TinyModule  # noqa: E402
@@ -120,9 +122,16 @@ def test_every_step_is_published_and_reports_land_on_their_steps(tmp_path: Path)
     recorder = Recorder()
     trainer, _, published = controlled_trainer(tmp_path, TinyModule(synthetic=256), recorder, ds=5)
     assert trainer.fit().outcome == "finished"
-    steps = [body["step"] for topic, body in published if topic == "metrics.step"]
+    batches = [body for topic, body in published if topic == METRICS_STEPS]
+    points = [point for body in batches for point in step_losses(body)]
     reports = [body["step"] for topic, body in published if topic == "metrics.report"]
-    assert steps == list(range(1, 41)) and reports == list(range(5, 41, 5))
+    assert [step for step, _ in points] == list(range(1, 41)) and reports == list(range(5, 41, 5))
+    losses = [logs["loss"] for logs in recorder.logs["on_step_end"]]
+    assert [loss for _, loss in points] == pytest.approx(losses)  # every step's own loss
+    # One message per call, split where a report comes, so the feed stays in step order.
+    assert len(batches) == 5 + 7  # 5 calls, split by the 7 reports that come before a call's end
+    feed_steps = [body["step"] for topic, body in published if topic.startswith("metrics.")]
+    assert feed_steps == sorted(feed_steps)
     assert all("accuracy" in body for topic, body in published if topic == "metrics.report")
     # 256 samples / 32 = 8 steps per epoch: each epoch is one call (the epoch's end is a limit).
     assert recorder.steps("on_boundary") == list(range(8, 41, 8))

@@ -69,7 +69,7 @@ def test_a_live_learning_rate_change_reaches_the_optimizer(shared: TrainerProces
     feed = shared.subscribe()
     try:
         ensure_running(shared)
-        feed.wait("metrics.step")
+        feed.wait("metrics.steps")
         reply = shared.client.set_params({"lr": "0.0005"})
         at_step = reply["applies_at_step"]["learning_rate"]
         assert reply["params"] == {"learning_rate": 0.0005}
@@ -94,7 +94,7 @@ def test_pause_holds_at_a_step_boundary_and_resume_continues(shared: TrainerProc
         assert held["step"] == paused["step"]
         shared.client.resume()
         feed.wait("event.resumed")
-        feed.wait("metrics.step", lambda b: b["step"] > paused["step"])
+        feed.wait("metrics.steps", lambda b: b["step"] > paused["step"])
     finally:
         feed.close()
 
@@ -117,7 +117,7 @@ def test_stop_takes_effect_within_one_step_and_tests(shared: TrainerProcess) -> 
     feed = shared.subscribe()
     try:
         ensure_running(shared)
-        feed.wait("metrics.step")
+        feed.wait("metrics.steps")
         reply = shared.client.stop()
         stopped = feed.wait("event.stopped")
         assert stopped["step"] <= reply["at_step"] + 1
@@ -135,7 +135,7 @@ def test_sigterm_stops_gracefully_with_a_checkpoint_and_exits(shared: TrainerPro
     feed = shared.subscribe()
     try:
         ensure_running(shared)
-        feed.wait("metrics.step")
+        feed.wait("metrics.steps")
         shared.popen.send_signal(signal.SIGTERM)
         stopped = feed.wait("event.stopped")
         assert shared.popen.wait(timeout=60) == 0

@@ -55,11 +55,11 @@ def test_a_run_killed_with_9_carries_on_from_its_checkpoint_after_a_restart_with
     first = TrainerProcess(workdir, run_dir, [*args, "--autostart"])
     feed = first.subscribe()
     try:
-        feed.wait("metrics.step", lambda b: b["step"] >= 2)
+        feed.wait("metrics.steps", lambda b: b["step"] >= 2)
         first.client.set_params({"lr": 0.0007})
         first.client.checkpoint()
         saved = feed.wait("event.checkpoint_saved")
-        feed.wait("metrics.step", lambda b: b["step"] >= saved["step"] + 2)
+        feed.wait("metrics.steps", lambda b: b["step"] >= saved["step"] + 2)
         first.popen.send_signal(signal.SIGKILL)
         first.popen.wait(timeout=30)
     finally:
@@ -74,7 +74,7 @@ def test_a_run_killed_with_9_carries_on_from_its_checkpoint_after_a_restart_with
         assert started["params"]["learning_rate"] == 0.0007
         status = second.wait_status(lambda s: s["state"] == "running")
         assert status["last_checkpoint_step"] >= saved["step"]
-        first_step = feed.wait("metrics.step")
+        first_step = feed.wait("metrics.steps")
         assert first_step["step"] >= saved["step"] + 1
         report = feed.wait("metrics.report")
         assert report["lr"] == pytest.approx(0.0007)

@@ -30,6 +30,7 @@ HOOKS = (
     "on_epoch_start",
     "on_epoch_end",
     "on_step_end",
+    "on_call_end",
     "on_boundary",
     "on_report",
     "on_validation_end",
@@ -58,6 +59,10 @@ class Callback:
 
     def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
         """After every step: loss, finite, steps_per_s, eta_s (a step boundary)."""
+
+    def on_call_end(self, trainer: TrainerView, logs: Logs) -> None:
+        """After the steps of one compiled call went through ``on_step_end`` and before
+        ``on_boundary`` (where control may hold a pause): work batched per call is sent here."""
 
     def on_boundary(self, trainer: TrainerView, logs: Logs) -> None:
         """After the steps of one compiled call, the loop back on the host (``logs`` empty)."""

@@ -1,5 +1,9 @@
 """Publishing metrics and lifecycle events on the metrics feed (``publish`` is a queue put).
 
+The steps of a compiled call go out as one ``metrics.steps`` message (``protocol.steps`` says
+why) at the call's boundary, and before any other message, so the feed stays in step order: a
+report at step 32 of a 64-step call follows the message for steps 1..32.
+
 A metric whose name is one of the body's own keys (``step``, ``event``, ``kind``, ...) never
 replaces that key nor fails the run: it is carried as ``metric_<name>`` (``with_metrics``).
 """
@@ -10,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from protocol.steps import METRICS_STEPS, steps_body
 from trainer.callbacks.base import Callback, Logs
 from trainer.callbacks.view import TrainerView
 
@@ -37,19 +42,36 @@ class PublishMetrics(Callback):
     def __init__(self, publish: Publish, state: Callable[[], str] = lambda: "running") -> None:
         self._publish = publish
         self._state = state
+        self._first_step = self._epoch = 0
+        self._losses: list[float] = []
+        self._last: dict[str, Any] = {}
+
+    def _flush_steps(self) -> None:
+        if self._losses:
+            body = steps_body(self._first_step, self._epoch, self._losses, self._last)
+            self._losses = []
+            self._publish(METRICS_STEPS, body)
 
     def _event(self, trainer: TrainerView, event: str, metrics: Logs | None = None, **extra: Any) -> None:
+        self._flush_steps()
         body = {"event": event, "step": trainer.step, "state": self._state(), **extra}
         self._publish(f"event.{event}", with_metrics(body, metrics or {}))
 
     def _metrics(self, trainer: TrainerView, topic: str, logs: Logs, **extra: Any) -> None:
+        self._flush_steps()
         self._publish(topic, with_metrics({"step": trainer.step, "epoch": trainer.epoch, **extra}, logs))
 
     def on_train_start(self, trainer: TrainerView, logs: Logs) -> None:
         self._event(trainer, "started", params=dict(trainer.params), total_steps=trainer.total_steps())
 
     def on_step_end(self, trainer: TrainerView, logs: Logs) -> None:
-        self._metrics(trainer, "metrics.step", {k: logs[k] for k in STEP_FIELDS if k in logs})
+        if not self._losses:
+            self._first_step, self._epoch = trainer.step, trainer.epoch
+        self._losses.append(logs.get("loss", float("nan")))
+        self._last = {k: logs[k] for k in STEP_FIELDS if k in logs}
+
+    def on_call_end(self, trainer: TrainerView, logs: Logs) -> None:
+        self._flush_steps()
 
     def on_report(self, trainer: TrainerView, logs: Logs) -> None:
         self._metrics(trainer, "metrics.report", logs, total_steps=trainer.total_steps())
