@@ -1,7 +1,8 @@
 """Publishing metrics and lifecycle events on the metrics feed (``publish`` is a queue put).
 
 The steps of a compiled call go out as one ``metrics.steps`` message (``protocol.steps`` says
-why) at the call's boundary, and before any other message, so the feed stays in step order: a
+why) at the call's end (``on_call_end``, before control's ``on_boundary`` may hold a pause),
+and before any other message, so the feed stays in step order: a
 report at step 32 of a 64-step call follows the message for steps 1..32.
 
 A metric whose name is one of the body's own keys (``step``, ``event``, ``kind``, ...) never
