@@ -15,7 +15,7 @@ reads ``step_losses``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 METRICS_STEPS = "metrics.steps"
 
@@ -40,7 +40,7 @@ def step_losses(body: Mapping[str, Any]) -> list[tuple[int, float]]:
     return [(first + index, float(value)) for index, value in enumerate(losses)]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
