@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import keras
 
 from trainer.callbacks.base import Callback as TrainerCallback
 from trainer.callbacks.base import dispatch
-from trainer.callbacks.view import Requests
+from trainer.callbacks.view import Requests, doing
 from trainer.lifecycle import ACTIVITY_STEP
 from trainer.params import DISPLAY_STEP, LEARNING_RATE, PARAM_SPECS, change_record
 
@@ -93,6 +94,9 @@ class FitRun:
 
     def hold(self) -> None:
         self.service_requests()
+
+    def doing(self, activity: str) -> AbstractContextManager[None]:
+        return doing(self, activity)
 
     def persist_params(self) -> None:
         """Nothing to keep: a fit's params are not restored (its checkpoints are weights only)."""

@@ -63,14 +63,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.callbacks.base import Callback, Logs, callback_states, dispatch, load_callback_states
 from trainer.callbacks.history import History, HistoryRecorder
 from trainer.callbacks.progress import ProgressBar
-from trainer.callbacks.view import Requests
+from trainer.callbacks.view import Requests, doing
 from trainer.checkpointing import CheckpointStore, Restored
 from trainer.compiled import CompiledSteps
 from trainer.distribute import scope
@@ -337,16 +337,9 @@ class Trainer:
         """How a run that ends now ends: ``finished`` (budget used up) or ``stopped`` (before)."""
         return "finished" if self.target_reached() else "stopped"
 
-    @contextlib.contextmanager
-    def doing(self, activity: str) -> Iterator[None]:
+    def doing(self, activity: str) -> contextlib.AbstractContextManager[None]:
         """``trainer.activity`` is ``activity`` inside, the previous one after (``on_activity``)."""
-        previous, self.activity = self.activity, activity
-        self.dispatch("on_activity", {})
-        try:
-            yield
-        finally:
-            self.activity = previous
-            self.dispatch("on_activity", {})
+        return doing(self, activity)
 
     def test(self) -> dict[str, float]:
         self.setup()

@@ -15,6 +15,7 @@ tf = pytest.importorskip("tensorflow")
 
 from tests.trainer.ct_test_modules import TinyModule  # noqa: E402
 from tests.trainer.test_loop import Recorder  # noqa: E402
+from trainer.callbacks.base import Callback  # noqa: E402
 from trainer.callbacks.checkpoint import PeriodicCheckpoint  # noqa: E402
 from trainer.callbacks.control import ControlBridge  # noqa: E402
 from trainer.callbacks.nonfinite import NonFiniteLoss, NonFinitePolicy  # noqa: E402
@@ -214,14 +215,53 @@ def test_tensorboard_gets_each_report_at_its_step(tmp_path: Path) -> None:
     trainer, _, _ = controlled_trainer(tmp_path, TinyModule(synthetic=256), board, steps=16, ds=4)
     trainer.fit()
     board.flush()
-    seen: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor))
-                seen.setdefault(value.tag, []).append((event.step, number))
+    seen = tensorboard_scalars(tmp_path)
     assert [step for step, _ in seen["train/loss"]] == [4, 8, 12, 16]
     assert {"train/accuracy", "train/lr", "test/accuracy"} <= set(seen)
     assert "train/eta_s" not in seen
     assert all(lr == pytest.approx(0.001) for _, lr in seen["train/lr"])
+
+
+def test_a_pause_writes_the_tensorboard_records_held_so_far(tmp_path: Path) -> None:
+    """TensorBoard batches its writes (about once a second); a paused run must not keep them back."""
+    from trainer.callbacks.tensorboard import TensorBoard
+
+    seen_while_paused: list[list[int]] = []
+    held = threading.Event()
+
+    class WhilePaused(Callback):
+        """After TensorBoard in the list: reads its files once the run is held at the pause."""
+
+        def on_activity(self, trainer: Any, logs: Any) -> None:
+            if trainer.activity == "idle" and controller.state == "paused":
+                seen_while_paused.append(
+                    [step for step, _ in tensorboard_scalars(tmp_path).get("train/loss", [])]
+                )
+                held.set()
+
+    def resume_once_held() -> None:
+        held.wait(20)  # without the hook the run stays paused: resume it anyway, so the test fails
+        controller.resume({})
+
+    module = HeldModule(hold_at=6, synthetic=256)
+    trainer, controller, published = controlled_trainer(
+        tmp_path, module, TensorBoard(tmp_path), WhilePaused(), steps=10, ds=2
+    )
+    reply = while_held(module, lambda: controller.pause({}))
+    threading.Thread(target=resume_once_held, daemon=True).start()
+    assert trainer.fit().outcome == "finished"
+    assert reply["state"] == "paused" and [body["step"] for t, body in published if t == "event.paused"] == [
+        6
+    ]
+    assert seen_while_paused == [[2, 4, 6]]  # every report up to the pause, on disk while paused
+
+
+def tensorboard_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> (step, value) of every scalar in the run's TensorBoard event files."""
+    seen: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                seen.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return seen

@@ -118,22 +118,21 @@ class ControlBridge(Callback):
     def _hold(self, trainer: TrainerView) -> str:
         upcoming = trainer.step + 1
         self._event(trainer, "paused")
-        self._controller.set_activity(ACTIVITY_IDLE)
-        while True:
-            commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
-            apply_commands(trainer, commands, upcoming)
-            # Every poll, not only after a command: a background save that completed meanwhile is
-            # announced (last_checkpoint_step) while the run stays paused, and the other workers
-            # of a multi-worker job exchange with the chief (``trainer.peers``).
-            trainer.hold()
-            if commands:
-                self._controller.set_activity(ACTIVITY_IDLE)  # a checkpoint or evaluation ended
-            if self._controller.signal_stop and self._controller.state == PAUSED:
-                self._controller.fire(STOP)
-            state = self._controller.state
-            if state != PAUSED:
-                break
-        self._controller.set_activity(trainer.activity)
+        # Idle while held: the heartbeat says so, and callbacks that batch their writes (TensorBoard)
+        # write them now rather than when the run resumes.
+        with trainer.doing(ACTIVITY_IDLE):
+            while True:
+                commands = self._controller.take_commands(upcoming, timeout_s=HOLD_POLL_S)
+                apply_commands(trainer, commands, upcoming)
+                # Every poll, not only after a command: a background save that completed meanwhile
+                # is announced (last_checkpoint_step) while the run stays paused, and the other
+                # workers of a multi-worker job exchange with the chief (``trainer.peers``).
+                trainer.hold()
+                if self._controller.signal_stop and self._controller.state == PAUSED:
+                    self._controller.fire(STOP)
+                state = self._controller.state
+                if state != PAUSED:
+                    break
         # Commands that came in since the last drain apply to the upcoming step too.
         apply_commands(trainer, self._controller.take_commands(upcoming + 1), upcoming)
         if state == RUNNING:

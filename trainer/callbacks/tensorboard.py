@@ -23,6 +23,7 @@ from tensorflow.core.framework import summary_pb2
 
 from trainer.callbacks.base import Callback, Logs
 from trainer.callbacks.view import TrainerView
+from trainer.lifecycle import ACTIVITY_IDLE
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,10 @@ class TensorBoard(Callback):
 
     def on_train_end(self, trainer: TrainerView, logs: Logs) -> None:
         self.flush()
+
+    def on_activity(self, trainer: TrainerView, logs: Logs) -> None:
+        if trainer.activity == ACTIVITY_IDLE:  # held at a boundary (a pause): show what is held now
+            self.flush()
 
     def on_exception(self, trainer: TrainerView, logs: Logs) -> None:
         self.flush()

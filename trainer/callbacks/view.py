@@ -13,7 +13,9 @@ This module imports no TensorFlow (``trainer.callbacks`` stays free of it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -128,6 +130,23 @@ class TrainerView(Protocol):
         """While a callback holds the loop at a boundary (a pause), at every poll: serve what was
         requested meanwhile (and keep the other workers of a multi-worker job holding too)."""
 
+    def doing(self, activity: str) -> AbstractContextManager[None]:
+        """``activity`` is what the loop does inside (``on_activity`` at both ends): a callback
+        that holds the loop says so with ``doing(ACTIVITY_IDLE)``."""
+
     def persist_params(self) -> None:
         """Keep the params in use beside the latest checkpoint (a change made outside a run), so a
         restart restores them without a new checkpoint."""
+
+
+@contextlib.contextmanager
+def doing(run: Any, activity: str) -> Iterator[None]:
+    """``run.activity`` is ``activity`` inside, the previous one after; ``on_activity`` on each change
+    (``Trainer.doing`` and ``FitRun.doing``)."""
+    previous, run.activity = run.activity, activity
+    run.dispatch("on_activity", {})
+    try:
+        yield
+    finally:
+        run.activity = previous
+        run.dispatch("on_activity", {})
