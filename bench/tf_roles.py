@@ -2,9 +2,10 @@
 
 ``fit_cnn``: ``keras.Model.fit`` on the seed's CNN and the trainer's pipeline. ``inproc_cnn``:
 ``trainer.Trainer`` in-process with the callbacks ``trainer.session`` builds, bare or with the control
-plane wired as ``trainer.__main__`` wires it and ``FEED_READERS`` subscribers in another process
-(``read_feed``); it times every step's callback dispatch and counts each kind of thread's CPU time
-in the timed window (``snapshot``), which resolves the control plane's cost below run-to-run noise.
+plane bound as ``python -m trainer`` binds it (``trainer.control_plane``) and ``FEED_READERS``
+subscribers in another process (``read_feed``); it times every step's callback dispatch and counts
+each kind of thread's CPU time in the timed window (``snapshot``), which resolves the control
+plane's cost below run-to-run noise.
 ``time_fit`` and ``train_inproc`` serve ``bench.overhead`` too.
 """
 
@@ -96,40 +97,26 @@ def fit_cnn(data: str, warmup: int, steps: int, fused: bool) -> dict[str, Any]:
     return {**rate(marks, BATCH_SIZE), "jit_compile": bool(model.jit_compile), "gpus_visible": gpus}
 
 
-def _control_plane(workdir: Path) -> tuple[Any, Any, list[Any]]:
-    """Controller + Publisher + ControlServer as ``trainer.__main__.serve`` wires them."""
-    from protocol import ControlServer, Publisher, new_session_id
-    from trainer.control import Controller
-    from trainer.params import PARAM_SPECS, defaults
-
-    session, holder = new_session_id(), {}
-    publisher = Publisher(f"ipc://{workdir}/metrics", session=session,
-                          heartbeat_body=lambda: holder["c"].heartbeat_body())  # fmt: skip
-    controller = Controller(PARAM_SPECS, defaults(PARAM_SPECS), run_id="bench", session=session,
-                            publish=publisher.publish)  # fmt: skip
-    holder["c"], controller.last_seq = controller, lambda: publisher.last_seq
-    handlers = {**controller.handlers(), "history": publisher.history_handler}
-    server = ControlServer(f"ipc://{workdir}/control", handlers, session=session)
-    publisher.start()
-    server.start()
-    return controller, publisher.publish, [server, publisher]
-
-
 def train_inproc(module: Any, work: Path, control: bool, first: Any, last: Any, **kwargs: Any) -> Any:
     """``Trainer.fit`` in this process with ``python -m trainer``'s callbacks between ``first`` and
     ``last`` (lists of clocks); ``control``: the control plane live and read (else none of it).
     Returns (trainer, its callbacks less the clocks, the readers' figures or None)."""
+    from protocol import new_session_id
     from trainer.callbacks.control import ControlBridge
     from trainer.callbacks.publish import PublishMetrics
     from trainer.config import Config
     from trainer.control import Controller, Progress
+    from trainer.control_plane import bind_control_plane
     from trainer.params import PARAM_SPECS, defaults
     from trainer.session import build_callbacks
     from trainer.trainer import Trainer
 
-    config, closers, readers = Config(run_dir=work / "run", quiet=True), [], None
-    if control:
-        controller, publish, closers = _control_plane(work)
+    config, plane, readers = Config(run_dir=work / "run", quiet=True), None, None
+    if control:  # as python -m trainer binds it, less CurveZMQ
+        endpoints, session = (f"ipc://{work}/control", f"ipc://{work}/metrics"), new_session_id()
+        plane = bind_control_plane(*endpoints, PARAM_SPECS, defaults(PARAM_SPECS), run_id="b",
+                                   session=session, curve=None)  # fmt: skip
+        controller, publish = plane.controller, plane.publish
         readers = Child("tf_roles:read_feed", workdir=str(work))
     else:
         publish = lambda topic, body: None  # noqa: E731
@@ -150,8 +137,8 @@ def train_inproc(module: Any, work: Path, control: bool, first: Any, last: Any, 
                 feed = readers.result(60)
             except RuntimeError as exc:
                 feed = {"error": str(exc)}
-        for item in closers:
-            item.close()
+        if plane is not None:
+            plane.close()
     return trainer, callbacks, feed
 
 
@@ -203,7 +190,7 @@ def read_feed(workdir: str) -> dict[str, Any]:
     """FEED_READERS Subscribers on the in-process trainer until stdin closes; what they received."""
     from protocol.connect import Connection
 
-    # The in-process control plane (``_control_plane``) serves without CurveZMQ.
+    # The in-process control plane (``train_inproc``) serves without CurveZMQ.
     connection = Connection(f"ipc://{workdir}/control", f"ipc://{workdir}/metrics", curve=None)
     began_cpu, began = time.process_time(), time.monotonic()
     readers = [FeedReader(connection).start() for _ in range(FEED_READERS)]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +28,6 @@ import keras
 
 from chattrain.fit_run import FitRun
 from protocol import (
-    PROTOCOL_VERSION,
-    ConnectionInfo,
-    ControlServer,
-    Publisher,
     default_connection_file,
     default_endpoints,
     new_session_id,
@@ -41,12 +36,12 @@ from protocol import (
 from trainer.callbacks.control import ControlBridge
 from trainer.callbacks.publish import PublishMetrics
 from trainer.control import Controller, Progress
+from trainer.control_plane import ControlPlane, bind_control_plane
 from trainer.params import DISPLAY_STEP
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUN_DIR = Path("runs/fit")
-HEARTBEAT_INTERVAL_S = 1.0
 
 
 class Remote(keras.callbacks.Callback):  # type: ignore[misc]
@@ -80,7 +75,7 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         self._control, self._metrics = control or default_control, metrics or default_metrics
         self._connection_file = default_connection_file(instance)
         self._insecure = insecure_no_curve
-        self._sockets: tuple[ControlServer, Publisher] | None = None
+        self._plane: ControlPlane | None = None
         self._publish: Callable[[str, dict[str, Any]], None] = lambda topic, body: None  # until bound
         self.run: FitRun | None = None
         self._step_started = 0.0
@@ -147,6 +142,8 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
         if run is None:
             return
         try:
+            if self._plane is not None and self._plane.watch.error is not None:
+                logger.error("chattrain: %s", self._plane.watch.error["message"])  # and the fit stopped
             run.outcome = run.ending()
             run.save_checkpoint()
             test = run.evaluate()
@@ -160,53 +157,27 @@ class Remote(keras.callbacks.Callback):  # type: ignore[misc]
     def _bind(self, run: FitRun) -> Controller:
         # CurveZMQ from the instance's keys, as `python -m trainer`: clients read them from the file.
         curve, client = (None, None) if self._insecure else server_curve(self._connection_file)
-        session = new_session_id()
-        publisher = Publisher(
+        # The user's process is not ours to exit: a dead serving thread stops the fit (exit_after_s).
+        plane = bind_control_plane(
+            self._control,
             self._metrics,
-            session=session,
-            heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
-            heartbeat_body=lambda: controller.heartbeat_body(),
-            curve=curve,
-        )
-        controller = Controller(
             run.specs,
             run.params,
             run_id=run.run_dir.resolve().name,
-            session=session,
-            publish=publisher.publish,
-            heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+            session=new_session_id(),
+            curve=curve,
+            exit_after_s=None,
         )
-        controller.last_seq = lambda: publisher.last_seq
-        handlers = {**controller.handlers(), "history": publisher.history_handler}
-        server = ControlServer(self._control, handlers, session=session, curve=curve)
-        publisher.start()
-        try:
-            server.start()
-        except Exception:
-            publisher.close()
-            raise
-        self._sockets, self._publish = (server, publisher), publisher.publish
-        ConnectionInfo(
-            control=self._control,
-            metrics=self._metrics,
-            run_id=run.run_dir.resolve().name,
-            session=session,
-            protocol_version=PROTOCOL_VERSION,
-            pid=os.getpid(),
-            server_public_key=curve.public_key() if curve else None,
-            client_public_key=client.public if client else None,
-            client_secret_key=client.secret if client else None,
-        ).write(self._connection_file)
+        self._plane, self._publish = plane, plane.publish
+        plane.write_connection_file(self._connection_file, client)
         logger.info("chattrain: control on %s, metrics on %s", self._control, self._metrics)
-        return controller
+        return plane.controller
 
     def close(self) -> None:
         """Close the sockets (fit's end does it); idempotent."""
-        if self._sockets is not None:
-            server, publisher = self._sockets
-            self._sockets = None
-            server.close()
-            publisher.close()
+        if self._plane is not None:
+            plane, self._plane = self._plane, None
+            plane.close()
             self._connection_file.unlink(missing_ok=True)
 
 

@@ -15,18 +15,14 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from protocol import (
-    PROTOCOL_VERSION,
     ConnectionInfo,
-    ControlServer,
     EndpointInUse,
     KeyPair,
-    Publisher,
     ServerCurve,
     check_bind_address,
     default_connection_file,
@@ -37,18 +33,16 @@ from protocol import (
 from trainer.cluster import CHIEF, WorkerRole, worker_role
 from trainer.config import Config, parse_config
 from trainer.control import Controller, Publish
+from trainer.control_plane import bind_control_plane
 from trainer.errors import describe_error
 from trainer.lifecycle import FAIL, FAILED
 from trainer.native_noise import filtered_stderr
-from trainer.pacing import Pacer, paced
 from trainer.params import PARAM_SPECS, defaults
 
 logger = logging.getLogger("trainer")
 
 EXIT_ENDPOINT_IN_USE = 3
 EXIT_USAGE = 2  # final: respawn does not retry it
-EXIT_CONTROL_PLANE_DIED = 4  # not final: respawn starts a process whose control plane works
-CONTROL_PLANE_EXIT_GRACE_S = 60.0
 IDLE_POLL_S = 0.25
 
 
@@ -66,37 +60,6 @@ def install_signal_handlers(controller: Controller) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-
-
-class ControlPlaneWatch:
-    """`on_thread_death` for the server and the publisher: fail loudly, stop, and exit non-zero."""
-
-    def __init__(self, controller: Controller, publish: Publish) -> None:
-        self._controller = controller
-        self._publish = publish
-        self.error: dict[str, str] | None = None
-
-    def __call__(self, name: str, exc: BaseException | None) -> None:
-        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
-        self.error = {
-            "type": "ControlPlaneDied",
-            "message": f"the {name} thread died ({cause:.200}); the trainer restarts",
-            "traceback_tail": "",
-        }
-        step = self._controller.progress().step
-        self._publish("event.failed", {"event": "failed", "step": step, "state": FAILED, "error": self.error})
-        self._controller.signal_stop = True  # stop at the next step boundary, as on SIGTERM
-        # A loop that does not get there in time must not keep an unsteerable process alive.
-        watchdog = threading.Timer(CONTROL_PLANE_EXIT_GRACE_S, os._exit, args=(EXIT_CONTROL_PLANE_DIED,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    def exit_code(self, code: int) -> int:
-        """The process's exit code: `code`, unless a serving thread died (then the run failed)."""
-        if self.error is None:
-            return code
-        self._controller.fire(FAIL, error=self.error)
-        return EXIT_CONTROL_PLANE_DIED
 
 
 class UsageError(Exception):
@@ -118,68 +81,34 @@ def serve(config: Config) -> int:
     except UsageError as exc:
         logger.error("%s", exc)
         return EXIT_USAGE
-    session = new_session_id()
-    run_id = run_id_for(config.run_dir)
-    publisher = Publisher(
-        metrics,
-        session=session,
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        heartbeat_body=lambda: controller.heartbeat_body(),
-        history_size=config.history_size,
-        curve=curve,
-        allow_remote=config.allow_remote,
-        on_thread_death=lambda name, exc: watch(name, exc),
-    )
-    controller = Controller(
-        PARAM_SPECS,
-        defaults(PARAM_SPECS),
-        run_id=run_id,
-        session=session,
-        publish=publisher.publish,
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        max_steps=config.max_steps,
-    )
-    controller.last_seq = lambda: publisher.last_seq
-    watch = ControlPlaneWatch(controller, publisher.publish)
-    handlers = paced({**controller.handlers(), "history": publisher.history_handler}, Pacer())
-    server = ControlServer(
-        control,
-        handlers,
-        session=session,
-        curve=curve,
-        allow_remote=config.allow_remote,
-        on_thread_death=watch,
-    )
     try:
-        publisher.start()
-        server.start()
+        plane = bind_control_plane(
+            control,
+            metrics,
+            PARAM_SPECS,
+            defaults(PARAM_SPECS),
+            run_id=run_id_for(config.run_dir),
+            session=new_session_id(),
+            curve=curve,
+            allow_remote=config.allow_remote,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            history_size=config.history_size,
+            max_steps=config.max_steps,
+        )
     except EndpointInUse as exc:
         logger.error("%s", exc)
-        publisher.close()
         return EXIT_ENDPOINT_IN_USE
     except ValueError as exc:  # a non-loopback address without --allow-remote
         logger.error("%s", exc)
-        server.close()
-        publisher.close()
         return EXIT_USAGE
-    ConnectionInfo(
-        control=control,
-        metrics=metrics,
-        run_id=run_id,
-        session=session,
-        protocol_version=PROTOCOL_VERSION,
-        server_public_key=curve.public_key() if curve else None,
-        pid=os.getpid(),
-        client_public_key=client_keys.public if client_keys else None,
-        client_secret_key=client_keys.secret if client_keys else None,
-    ).write(connection_file)
+    plane.write_connection_file(connection_file, client_keys)
+    controller, session = plane.controller, plane.controller.session
     install_signal_handlers(controller)
     logger.info("serving control on %s, metrics on %s (session %s)", control, metrics, session)
     try:
-        return watch.exit_code(_run_session(config, controller, publisher.publish, role))
+        return plane.watch.exit_code(_run_session(config, controller, plane.publish, role))
     finally:
-        server.close()
-        publisher.close()
+        plane.close()
         _remove_if_ours(connection_file, session)
 
 

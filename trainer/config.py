@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from protocol.options import Option, Parser, add_options, parse_options
+from protocol.publisher import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_HISTORY_SIZE
 
 DEFAULT_RUN_DIR = "runs/default"
-DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
 # A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
 DEFAULT_CHECKPOINT_EVERY_S = 60.0
 # Off: what a kill loses is time, and a step cadence saved a fast model (2,400 steps/s) every
@@ -26,7 +26,6 @@ JIT_CHOICES = ("auto", "on", "off")
 STRATEGIES = ("default", "mirrored", "multiworker")
 # A peer that does not answer a collective within this long fails the run (trainer.distribute).
 DEFAULT_COLLECTIVE_TIMEOUT_S = 120.0
-DEFAULT_HISTORY_SIZE = 10_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

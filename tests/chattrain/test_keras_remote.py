@@ -87,3 +87,46 @@ def test_a_plain_fit_obeys_the_chat(
     history = result["history"]
     assert len(history.history["loss"]) < 10_000  # stopped, not finished
     assert list((tmp_path / "run" / "checkpoints").glob("step-*.weights.h5"))
+
+
+def test_a_dead_control_server_stops_the_fit_and_leaves_the_users_process_running(
+    eps: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The thread-death watch of ``python -m trainer``, less its exit: this process is the user's."""
+    from protocol import ControlClient, TrainerUnavailable
+    from tests.trainer.ct_fault_modules import FAULT_OP, arm_fault
+
+    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(tmp_path / "runtime"))
+    x = np.random.default_rng(0).random((64, 8), dtype=np.float32)
+    y = (x.sum(axis=1) > 4).astype(np.int64)
+    remote = Remote(run_dir=tmp_path / "run", control=eps[0], metrics=eps[1], insecure_no_curve=True,
+                    instance=f"ct-keras-death-{os.getpid()}")  # fmt: skip
+    bound = threading.Event()
+
+    class BreakTheServer(keras.callbacks.Callback):  # type: ignore[misc]
+        """After Remote bound its sockets: the next FAULT_OP request ends the serving thread."""
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            arm_fault(eps[0])
+            bound.set()
+
+    result: dict[str, Any] = {}
+    fitting = threading.Thread(  # a budget far too long: only the stop the watch asks for ends it
+        target=lambda: result.update(history=model.fit(x, y, epochs=10_000, batch_size=16, verbose=0,
+                                                       callbacks=[remote, BreakTheServer()])),
+        name="fit",
+    )  # fmt: skip
+    model = compiled_model()
+    caplog.set_level("ERROR", logger="chattrain.keras")
+    fitting.start()
+    try:
+        assert bound.wait(WAIT_S)
+        with ControlClient(eps[0], timeout_ms=2000, retries=0) as client, pytest.raises(TrainerUnavailable):
+            client.request(FAULT_OP)  # the serving thread dies instead of answering
+        fitting.join(WAIT_S)
+        assert not fitting.is_alive()
+    finally:
+        model.stop_training = True
+        fitting.join(WAIT_S)
+    assert len(result["history"].history["loss"]) < 10_000  # stopped by the watch, not finished
+    assert "the control-server thread died" in caplog.text and "the run stops" in caplog.text

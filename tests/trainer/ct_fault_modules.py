@@ -21,10 +21,17 @@ def _end_the_thread(args: dict[str, Any]) -> dict[str, Any]:
     raise SystemExit("injected fault: a handler called sys.exit()")
 
 
+def arm_fault(endpoint: str | None = None) -> None:
+    """The next FAULT_OP request to this process's control server (the one on ``endpoint``) ends
+    its serving thread."""
+    servers = [item for item in gc.get_objects()
+               if isinstance(item, ControlServer) and endpoint in (None, item.endpoint)]  # fmt: skip
+    if len(servers) != 1:
+        raise RuntimeError(f"expected one control server in the process, found {len(servers)}")
+    servers[0]._handlers[FAULT_OP] = _end_the_thread
+
+
 class ControlServerKiller(TinyModule):
     def setup(self) -> None:
         super().setup()
-        servers = [item for item in gc.get_objects() if isinstance(item, ControlServer)]
-        if len(servers) != 1:
-            raise RuntimeError(f"expected one control server in the process, found {len(servers)}")
-        servers[0]._handlers[FAULT_OP] = _end_the_thread
+        arm_fault()

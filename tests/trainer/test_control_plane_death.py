@@ -9,7 +9,7 @@ import pytest
 from protocol import TrainerUnavailable
 from tests.trainer.ct_fault_modules import FAULT_OP
 from tests.trainer.support import TrainerProcess
-from trainer.__main__ import EXIT_CONTROL_PLANE_DIED
+from trainer.control_plane import EXIT_CONTROL_PLANE_DIED
 
 pytestmark = pytest.mark.slow
 
