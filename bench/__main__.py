@@ -1,7 +1,7 @@
 """``python -m bench [NAME ...]``: run benchmarks and write their figures and tables.
 
 No NAME: the full run (``FULL_RUN``) writes BENCHMARKS.md and bench/results/latest.json. NAMEs (those,
-or flood, protocol, ilink, profile, distribute) run only those and write bench/results/only-<names>.md
+or flood, ilink, distribute) run only those and write bench/results/only-<names>.md
 / .json, printing their tables. ``--quick``: a smoke run (one repetition, the smallest sizes); every
 size has its own flag. A section that fails is reported as failed; the others still run.
 ``--render FILE.json`` prints saved results' markdown; ``--child`` (internal) runs ``bench.harness.Child``.
@@ -45,36 +45,34 @@ class Plan:
     sidecar_messages: int = 20
     quality_max_steps: int = 4 * (60_000 // 128)  # 4 epochs of full batches
     quality_eval_every: int = 100
-    profile_steps: int = 40
-    profile_rounds: int = 5
     distribute_steps: int = 60
 
 
-QUICK = Plan(1, 10, 30, 64, 256, 50, 5.0, 5, 200, 100, 10, 2, 20)
+QUICK = Plan(1, 10, 30, 64, 256, 50, 5.0, 5, 200, 100, 20)
 Runner = Callable[[Plan, str, list[str] | None], dict[str, Any]]
 
 
 def _runners() -> dict[str, Runner]:
-    from bench import control, distribute, overhead, protocol_bench, quality, sidecar_bench, step_profile
+    from bench import control, distribute, feed, overhead, quality, sidecar_bench
     from bench import throughput as tp
 
     return {
-        "throughput": lambda p, d, v: tp.run(d, p.timed_steps, p.warmup_steps, p.repeats, v or tp.VARIANTS),
+        "throughput": lambda p, d, v: tp.run(
+            d, p.timed_steps, p.warmup_steps, p.repeats, v or list(tp.VARIANTS)
+        ),
         "overhead": lambda p, d, v: overhead.run(p.overhead_steps, p.overhead_warmup, p.repeats),
         "control": lambda p, d, v: control.latency(d, p.control_requests, p.repeats),
-        "feed": lambda p, d, v: protocol_bench.feed_section(p.repeats),
+        "feed": lambda p, d, v: feed.run(p.repeats),
         "sidecar": lambda p, d, v: sidecar_bench.run("wechat", d, p.sidecar_messages, p.repeats),
         "quality": lambda p, d, v: quality.run(d, p.quality_max_steps, p.quality_eval_every),
         "flood": lambda p, d, v: control.flood(d, p.flood_window_s, p.repeats),
-        "protocol": lambda p, d, v: protocol_bench.run(p.repeats),
         "ilink": lambda p, d, v: sidecar_bench.run("ilink", d, p.sidecar_messages, p.repeats),
-        "profile": lambda p, d, v: step_profile.run(d, p.profile_steps, p.profile_rounds),
         "distribute": lambda p, d, v: distribute.run(d, p.distribute_steps, p.warmup_steps, p.repeats),
     }
 
 
 FULL_RUN = ("throughput", "overhead", "control", "feed", "sidecar", "quality")
-NAMES = (*FULL_RUN, "flood", "protocol", "ilink", "profile", "distribute")
+NAMES = (*FULL_RUN, "flood", "ilink", "distribute")
 
 
 def run_sections(names: list[str], plan: Plan, data: str, variants: list[str] | None) -> dict[str, Any]:
@@ -109,7 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("names", nargs="*", metavar="NAME", help=" | ".join(NAMES))
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, smallest sizes")
     parser.add_argument("--data", default=os.path.relpath(DEFAULT_DATA, REPO), help="mnist.npz")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="throughput: only these variants")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="throughput: only these variants"
+    )
     for field in dataclasses.fields(Plan):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), metavar="N")
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "KWARGS"), help=argparse.SUPPRESS)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +76,12 @@ def paired(runs: Runs, top: str, bottom: str, key: str) -> dict[str, Any] | None
     return summary(pairs) if pairs else None
 
 
-def compare(runs: Runs, ratios: dict[str, tuple[str, str]], key: str) -> dict[str, Any]:
-    """The rates of ``interleaved`` runs and their named paired ratios (name: (variant, against))."""
+def compare(runs: Runs, ratios: Mapping[str, Sequence[Any]], key: str) -> dict[str, Any]:
+    """The rates of ``interleaved`` runs and their named paired ratios (name: (variant, against, ...))."""
     return {
         "order": list(runs),
         key: {v: summary([r[key] for r in rs]) for v, rs in runs.items() if rs},
-        "ratios": {name: paired(runs, top, bottom, key) for name, (top, bottom) in ratios.items()},
+        "ratios": {name: paired(runs, top, bottom, key) for name, (top, bottom, *_) in ratios.items()},
         "runs": runs,
     }
 

@@ -16,12 +16,17 @@ from typing import Any
 from bench.harness import compare, interleaved, run_child, scratch_dir
 from bench.tf_roles import rate, time_fit, train_inproc
 
-VARIANTS = ("fit_spe1", "fit_spe32", "trainer", "trainer_spe1")
-RATIOS = {  # name: (variant, against)
-    "trainer_vs_fit_spe32": ("trainer", "fit_spe32"),
-    "trainer_vs_fit_spe1": ("trainer", "fit_spe1"),
-    "trainer_spe1_vs_fit_spe1": ("trainer_spe1", "fit_spe1"),
-    "fit_spe32_vs_fit_spe1": ("fit_spe32", "fit_spe1"),
+VARIANTS = {  # name: what it is
+    "fit_spe1": "`keras.Model.fit`, `steps_per_execution=1`",
+    "fit_spe32": "`keras.Model.fit`, `steps_per_execution=32`",
+    "trainer": "`trainer.Trainer`, steps per call auto, control plane live + 2 subscribers",
+    "trainer_spe1": "the same at 1 step per call",
+}
+RATIOS = {  # name: (variant, against, what it compares, the target for its median or None)
+    "trainer_vs_fit_spe32": ("trainer", "fit_spe32", "trainer / fit(spe=32)", "1.0"),
+    "trainer_vs_fit_spe1": ("trainer", "fit_spe1", "trainer / fit(spe=1)", "2.0"),
+    "trainer_spe1_vs_fit_spe1": ("trainer_spe1", "fit_spe1", "trainer at 1 step per call / fit(spe=1)", None),
+    "fit_spe32_vs_fit_spe1": ("fit_spe32", "fit_spe1", "fit(spe=32) / fit(spe=1)", None),
 }
 BATCH = 64
 BATCHES_PER_EPOCH = 512  # a multiple of every K used, so no call is cut short by an epoch's end
@@ -106,7 +111,7 @@ def role(variant: str, warmup: int, steps: int) -> dict[str, Any]:
 def run(steps: int, warmup: int, repeats: int) -> dict[str, Any]:
     """Every variant ``repeats`` times, interleaved; figures as a JSON-able dict."""
     measure = lambda variant: run_child("overhead:role", variant=variant, warmup=warmup, steps=steps)  # noqa: E731
-    runs = interleaved(VARIANTS, repeats, measure, "steps_per_s")
+    runs = interleaved(list(VARIANTS), repeats, measure, "steps_per_s")
     return {"model": "784-32-10 MLP, random data, batch 64, Adam", "warmup_steps": warmup,
             "timed_steps": steps, "repeats": repeats, "command": "python -m bench overhead --repeats 3",
             "load_average_at_end": list(os.getloadavg()), **compare(runs, RATIOS, "steps_per_s")}  # fmt: skip

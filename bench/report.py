@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import overhead, throughput
 from bench.harness import summary
+from bench.tf_roles import CONTROL_PLANE_THREADS
 
 R = dict[str, Any]
 Cell = Callable[[R, R], str | None]  # (the section's results, every section's) -> text; None: no row
@@ -99,20 +101,6 @@ def render(section: Section, every: R) -> list[str]:
     return lines + section.notes(value, every)
 
 
-VARIANT_TEXT = {
-    "fit": "`keras.Model.fit` (same model and pipeline; `keras.optimizers.Adam`)",
-    "fit_fused": "`keras.Model.fit` with the trainer's `FusedAdam` (same Adam math, one-pass kernel)",
-    "trainer": "chattrain trainer process, control server + 2 subscribers polling",
-    "trainer_no_subscriber": "chattrain trainer process, nobody connected",
-    "trainer_idle_sub": "chattrain trainer process + 1 SUB that never reads",
-    "inproc_bare": "`trainer.Trainer` in-process, no control plane, no sockets",
-    "inproc_control": "`trainer.Trainer` in-process + Controller, ControlServer, Publisher, 2 subscribers",
-    "seed_tf1": "the seed's TF1 `feed_dict` loop (`bench/seed_tf1.py`)",
-    "trainer_ckpt_off": "chattrain trainer process, nobody connected, periodic checkpoints off",
-    "trainer_ckpt_every_25": "chattrain trainer process, nobody connected, a checkpoint every 25 steps",
-}
-
-
 def throughput_rows(t: R, _: R) -> list[list[str]]:
     rows = []
     for variant, rate in t["samples_per_s"].items():
@@ -120,7 +108,12 @@ def throughput_rows(t: R, _: R) -> list[list[str]]:
         if variant == "trainer" and ratio:
             target = at_least(ratio, "0.97", "min", "worst ") + "; " + at_least(ratio, "1.0", label="median ")
         rows.append(
-            [VARIANT_TEXT.get(variant, variant), fig(rate, N0), fig(ratio, F3) if ratio else "1", target]
+            [
+                throughput.VARIANTS.get(variant, variant),
+                fig(rate, N0),
+                fig(ratio, F3) if ratio else "1",
+                target,
+            ]
         )
     return rows
 
@@ -134,17 +127,6 @@ def throughput_notes(t: R, _: R) -> list[str]:
     ]
 
 
-COST_ROWS = {
-    "inproc_control_vs_inproc_bare": "in-process Trainer with the control plane, 2 subscribers / without",
-    "trainer_no_subscriber_vs_inproc_bare": "trainer process, nobody connected / in-process, none",
-    "trainer_vs_inproc_bare": "trainer process + 2 polling subscribers / in-process, no control plane",
-    "trainer_vs_trainer_no_subscriber": "trainer process + 2 polling subscribers / nobody connected",
-    "idle_sub_vs_trainer_no_subscriber": "trainer process + SUB that never reads / nobody connected",
-    "ckpt_default_vs_off": "trainer process, checkpoints every 60 s or 1000 steps / none",
-}
-CONTROL_PLANE_THREADS = ("metrics-publisher", "control-server", "zmq-io")
-
-
 def cost(ratio: R | None) -> str:
     if not ratio:
         return "n/a"
@@ -156,8 +138,10 @@ def cost(ratio: R | None) -> str:
 
 
 def cost_rows(t: R, _: R) -> list[list[str]]:
+    ratios = t["ratios"]
     return [
-        [text, fig(t["ratios"].get(key), F3), cost(t["ratios"].get(key))] for key, text in COST_ROWS.items()
+        [text, fig(ratios.get(key), F3), cost(ratios.get(key))]
+        for key, (*_, text) in throughput.RATIOS.items()
     ]
 
 
@@ -170,7 +154,7 @@ def cpu_accounting(t: R) -> list[str]:
     bare_s, steps = median_of([run["step_dispatch_us"] for run in bare], "mean") / 1e6, t["timed_steps"]
     threads, extra = [], []  # CPU seconds of the control-plane threads / of the control callbacks
     for run in runs:
-        threads.append(sum(run["thread_cpu_s"].get(kind, 0.0) for kind in CONTROL_PLANE_THREADS))
+        threads.append(sum(run["thread_cpu_s"].get(kind, 0.0) for kind in (*CONTROL_PLANE_THREADS, "zmq-io")))
         extra.append(max(0.0, run["step_dispatch_us"]["mean"] / 1e6 - bare_s) * steps)
     totals = [sum(run["thread_cpu_s"].values()) for run in runs]
     share = summary([(a + b) / total * 100 for a, b, total in zip(threads, extra, totals, strict=True)])
@@ -200,26 +184,12 @@ def control_plane_notes(t: R, _: R) -> list[str]:
     if t.get("checkpoint_cost"):
         lines.append(
             fill(
-                "- One checkpoint save costs {checkpoint_cost.seconds_per_save:.3f} s, "
-                "{checkpoint_cost.default_cadence_fraction_per_step:.4f} of a step at the default cadence.",
+                "- One checkpoint save costs the loop {checkpoint_cost.seconds_per_save:.3f} s: "
+                "{checkpoint_cost.default_cadence_share:.4f} of a run's time at the default cadence (1/min).",
                 t,
             )
         )
     return [*lines, ""]  # fmt: skip
-
-
-OVERHEAD_TEXT = {
-    "fit_spe1": "`keras.Model.fit`, `steps_per_execution=1`",
-    "fit_spe32": "`keras.Model.fit`, `steps_per_execution=32`",
-    "trainer": "`trainer.Trainer`, steps per call auto, control plane live + 2 subscribers",
-    "trainer_spe1": "the same at 1 step per call",
-}
-OVERHEAD_RATIOS = (  # (ratio, label, target for the median or None)
-    ("trainer_vs_fit_spe32", "trainer / fit(spe=32)", "1.0"),
-    ("trainer_vs_fit_spe1", "trainer / fit(spe=1)", "2.0"),
-    ("trainer_spe1_vs_fit_spe1", "trainer at 1 step per call / fit(spe=1)", None),
-    ("fit_spe32_vs_fit_spe1", "fit(spe=32) / fit(spe=1)", None),
-)
 
 
 def overhead_rows(o: R, _: R) -> list[list[str]]:
@@ -227,14 +197,14 @@ def overhead_rows(o: R, _: R) -> list[list[str]]:
     for variant, rate in o["steps_per_s"].items():
         first = o["runs"][variant][0]
         k = f", K median {first['k_median']}" if "k_median" in first else ""
-        rows.append([OVERHEAD_TEXT[variant], fig(rate, N0), f"jit {first.get('jit_compile')}{k}"])
+        rows.append([overhead.VARIANTS[variant], fig(rate, N0), f"jit {first.get('jit_compile')}{k}"])
     return rows
 
 
 def overhead_ratio_rows(o: R, _: R) -> list[list[str]]:
     return [
         [label, fig(o["ratios"][key], F2), at_least(o["ratios"][key], bound) if bound else ""]
-        for key, label, bound in OVERHEAD_RATIOS
+        for key, (_, _, label, bound) in overhead.RATIOS.items()
     ]
 
 
@@ -327,17 +297,7 @@ FEED_TABLE = figures(
      "{publisher_sent_per_s.nobody_connected:,.0f} msgs/s"),
     ("the same with a SUB that never reads (past its high-water mark)",
      "{publisher_sent_per_s.idle_subscriber:,.0f} msgs/s (ratio {publisher_sent_per_s.ratio:.2f})"),
-    ("`publish()` -> one `Subscriber` in another process, flat out",
-     "{protocol_bench.feed.throughput.ours.delivered_per_s:,.0f} msgs/s delivered "
-     "(raw pyzmq + msgpack: {protocol_bench.feed.throughput.raw.delivered_per_s:,.0f})"),
-    ("publish-to-receive latency, 1000 msgs/s paced",
-     "p50 {protocol_bench.feed.latency_us.ours.p50:,.0f} us, "
-     "p99 {protocol_bench.feed.latency_us.ours.p99:,.0f} us "
-     "(raw p99 {protocol_bench.feed.latency_us.raw.p99:,.0f} us)"),
     ("while training (trainer process, 2 subscribers polling)", while_training),
-    ("control `status` round trip, ipc, idle server",
-     "p50 {protocol_bench.control_rtt_us.ipc.idle.ours.p50:,.0f} us, "
-     "p99 {protocol_bench.control_rtt_us.ipc.idle.ours.p99:,.0f} us"),
 )  # fmt: skip
 QUALITY_TABLE = figures(
     ("test accuracy after the seed's 200,000 samples ({seed_steps} steps)", seed_budget),
@@ -351,13 +311,6 @@ FLOOD_TABLE = figures(
     ("steps/s, {status_clients} `status` + 1 `set_params` clients", "{steps_per_s_flood:,.1f}"),
     ("flood / none, paired", flood_ratio),
     ("requests answered per second during the flood", "{flood_requests_per_s:,.0f}"),
-)
-PROFILE_TABLE = figures(
-    ("trainer step (finite check, every output read)", "{ms_per_step.trainer_step:.2f} ms"),
-    ("plain tf.function step (one read)", "{ms_per_step.plain_step:.2f} ms"),
-    ("trainer speed / plain", "{trainer_speed_vs_plain:.3f}"),
-    ("input pipeline alone", "{pipeline_samples_per_s:,.0f} samples/s"),
-    ("traces of the trainer's step after a 30-step fit", "{train_step_traces_after_fit}"),
 )
 SIDECAR_INTRO = (
     "The real `python -m sidecar --backend {backend}` against the fake server `fakes.{backend}` and an idle "
@@ -403,7 +356,12 @@ SECTIONS = (
         latency_notes,
     ),
     Section(
-        "feed", "Metrics feed", "What `publish()` costs the loop, and what subscribers receive", (FEED_TABLE,)
+        "feed",
+        "Metrics feed and control round trip",
+        "What `publish()` costs the loop, what subscribers receive, and `status` round trips in us (p50 / "
+        "p99; a loaded server's main thread runs a Python loop, holding the GIL, or a numpy matmul), "
+        "against raw pyzmq + msgpack; {repeats} repetition(s)",
+        (FEED_TABLE, PROTOCOL_FEED, (("control", "ours", "raw", "ours/raw p50"), protocol_rows)),
     ),
     Section("sidecar", "Sidecar over web WeChat", SIDECAR_INTRO, (SIDECAR_TABLE,)),
     Section(
@@ -426,20 +384,7 @@ ON_REQUEST = (
         "without and with clients sending requests back to back; target: flood / none >= 0.90",
         (FLOOD_TABLE,),
     ),
-    Section(
-        "protocol",
-        "The protocol against raw pyzmq + msgpack",
-        "`status` round trips in us, p50 / p99, {repeats} repetition(s); a loaded server's main thread "
-        "runs a Python loop (holds the GIL) or a numpy matmul (releases it)",
-        ((("control", "ours", "raw", "ours/raw p50"), protocol_rows), PROTOCOL_FEED),
-    ),
     Section("ilink", "Sidecar over iLink", SIDECAR_INTRO, (SIDECAR_TABLE,)),
-    Section(
-        "profile",
-        "Where a trainer step's time goes",
-        "One fixed batch; the trainer's step and a plain `tf.function` step in alternating blocks",
-        (PROFILE_TABLE,),
-    ),
     Section(
         "distribute",
         "Several devices and workers (tf.distribute)",
@@ -509,9 +454,8 @@ def markdown(results: R) -> str:
         "## Reproduce",
         "",
         "`python -m bench`: the full run (about 17 min at 3 repetitions on 2 CPU cores; on a quiet machine). "
-        "`python -m bench NAME ...` runs only those sections (also `flood`, `protocol`, `ilink`, `profile`, "
-        "`distribute`) into `bench/results/only-NAME.md`; `--quick`, `--repeats N`, `--data PATH`, a flag "
-        "per size (`--help`).",
+        "`python -m bench NAME ...` runs only those sections (also `flood`, `ilink`, `distribute`) into "
+        "`bench/results/only-NAME.md`; `--quick`, `--repeats N`, `--data PATH`, a flag per size (`--help`).",
         "",
     ]
     return "\n".join(lines)

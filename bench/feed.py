@@ -1,11 +1,11 @@
-"""The protocol on loopback against raw pyzmq + msgpack (``protocol``), and the metrics feed (``feed``).
+"""The metrics feed and the control round trip on loopback, each against raw pyzmq + msgpack (``feed``).
 
-``protocol``: ``status`` round trips (ipc and tcp; the serving process idle, or its main thread
-busy in a GIL-holding Python loop or a GIL-releasing numpy loop), the feed's delivered rate flat
-out and publish-to-receive latency paced, ours against a bare REQ/REP and PUB/SUB. Servers and
-subscribers are child processes, so client and server never share a GIL. ``feed``: what one
-``publish()`` costs the training loop, and the publisher's rate with nobody connected against a
-SUB that never reads (past its high-water mark the PUB side must drop, not wait), then ``protocol``.
+What one ``publish()`` costs the training loop; the publisher thread's rate with nobody connected and
+with a SUB that never reads (past its high-water mark the PUB side must drop, not wait); what one
+``Subscriber`` in another process receives flat out, and the publish-to-receive latency paced; and
+``status`` round trips (ipc and tcp; the serving process idle, or its main thread busy in a GIL-holding
+Python loop or a GIL-releasing numpy loop). The baselines are a bare PUB/SUB and REQ/REP with msgpack,
+run in the same section; servers and subscribers are child processes, so the two never share a GIL.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def control_rtt(transport: str, load: str, repeats: int) -> dict[str, Any]:
     for impl, measure in (("ours", _our_rtt), ("raw", _raw_rtt)):
         with scratch_dir("ctb-") as work:
             ep = endpoint(transport, work, "c")
-            child = Child("protocol_bench:serve_control", impl=impl, endpoint=ep, load=load)
+            child = Child("feed:serve_control", impl=impl, endpoint=ep, load=load)
             try:
                 child.wait_ready()
                 runs = [percentiles(measure(ep, RTT_REQUESTS[load]), 1e6) for _ in range(repeats)]
@@ -180,7 +180,7 @@ def _feed_once(impl: str, count: int, pace_s: float) -> dict[str, float]:
             pub.bind(metrics)
             closers, first_seq = [pub], lambda: 0
             send = lambda topic, body: pub.send_multipart([topic.encode(), msgpack.packb({"body": body})])  # noqa: E731
-        child = Child("protocol_bench:receive_feed", impl=impl, metrics=metrics, control=control, count=count)
+        child = Child("feed:receive_feed", impl=impl, metrics=metrics, control=control, count=count)
         try:
             child.wait_ready(nudge=lambda: send("warmup", {}))
             seq, began = first_seq(), time.monotonic()
@@ -218,12 +218,6 @@ def feed(repeats: int) -> dict[str, Any]:
     return {"throughput": throughput, "latency_us": latency}
 
 
-def run(repeats: int = 3) -> dict[str, Any]:
-    """The ``protocol`` section: every figure, as a JSON-able dict."""
-    rtt = {t: {load: control_rtt(t, load, repeats) for load in RTT_REQUESTS} for t in ("ipc", "tcp")}
-    return {"repeats": repeats, "control_rtt_us": rtt, "feed": feed(repeats)}
-
-
 def publish_call_cost() -> dict[str, float]:
     """Microseconds per ``publish()`` call with a one-step ``metrics.steps`` body, each call timed alone."""
     with scratch_dir("ctf-") as work:
@@ -258,8 +252,8 @@ def publisher_rate(idle_subscriber: bool) -> float:
             publisher.close()
 
 
-def feed_section(repeats: int = 3) -> dict[str, Any]:
-    """The ``feed`` section: the publisher's own figures, then ``run``'s."""
+def run(repeats: int = 3) -> dict[str, Any]:
+    """The ``feed`` section: every figure, as a JSON-able dict."""
     calls = [publish_call_cost() for _ in range(repeats)]
     without, with_idle = zip(
         *[(publisher_rate(False), publisher_rate(True)) for _ in range(repeats)], strict=True
@@ -269,5 +263,7 @@ def feed_section(repeats: int = 3) -> dict[str, Any]:
         "publisher_sent_per_s": {"messages": IDLE_MESSAGES, "nobody_connected": summary(without),
                                  "idle_subscriber": summary(with_idle),
                                  "ratio": summary([w / n for w, n in zip(with_idle, without, strict=True)])},
-        "protocol_bench": run(repeats),
+        "feed": feed(repeats),
+        "control_rtt_us": {t: {load: control_rtt(t, load, repeats) for load in RTT_REQUESTS}
+                           for t in ("ipc", "tcp")},
     }  # fmt: skip
