@@ -79,11 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         list(config.allow) or "owner only",
     )
     try:
-        app.run()
+        return app.run()
     except UnsafeDirectory as exc:  # a configuration error: the supervisor must not retry it
         logger.error("%s", exc)
         return EXIT_USAGE
-    return 0
 
 
 if __name__ == "__main__":

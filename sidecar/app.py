@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from protocol import check_private_dir
+from protocol import UnsafeDirectory, check_private_dir
+from protocol.serving import guarded_thread
 from sidecar import render_runs
 from sidecar.access import AccessPolicy
 from sidecar.backend import ChatBackend, IncomingText, Priority
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 FEED_REQUEST_TIMEOUT_MS = 1000
 FEED_REQUEST_RETRIES = 1
+EXIT_FAILED = 4  # not final: the supervisor starts a sidecar whose threads all work
 SCAN_POLL_S = 0.2  # how often combined progress is looked at (and the rescan clock)
 
 
@@ -51,7 +53,9 @@ class Sidecar:
     ) -> None:
         self.config = config
         self.backend = backend
-        self.outbox = Outbox(backend)
+        self.outbox = Outbox(backend, on_death=self._thread_died)
+        # Why the sidecar ends on a failure (a thread died, the backend failed); None: it was asked to.
+        self.failure: str | None = None
         self.access = access or AccessPolicy(config.allow)  # the backend resolves it at login
         self._clock = clock
         self.language = LanguagePreference(config.language)
@@ -71,7 +75,8 @@ class Sidecar:
         where = str(config.runtime_dir) if config.runtime_dir else "--run"
         self.router = Router(self.runs, self.language, where=where)
         self._stopping = threading.Event()
-        self._scanner = threading.Thread(target=self._scan, name="sidecar-runs", daemon=True)
+        scan = guarded_thread("sidecar-runs", self._scan, self._stopping, self._thread_died)
+        self._scanner = threading.Thread(target=scan, name="sidecar-runs", daemon=True)
 
     @property
     def series(self) -> MetricSeries | None:
@@ -87,6 +92,7 @@ class Sidecar:
             client_options=self._client_options,
             feed_options=self._feed_options,
             make_handler=self._feed_handler,
+            on_death=self._thread_died,
         )
 
     def _feed_handler(self, run: Run, request: Request) -> FeedHandler:
@@ -156,16 +162,36 @@ class Sidecar:
             run.start()
         self._scanner.start()
 
-    def run(self) -> None:
-        """Start, then run the backend until it stops; always closes."""
+    def run(self) -> int:
+        """Start, then run the backend until it stops; always closes. The exit code: 0 when it
+        stopped as asked (a signal, the console's end of input), EXIT_FAILED when the backend or a
+        sidecar thread failed (``failure`` says which)."""
         self.start()
         threading.Thread(target=self._log_ready, name="sidecar-ready", daemon=True).start()
         try:
             self.backend.run(self.on_message)
+        except UnsafeDirectory:
+            raise  # a configuration error: exit 2, not a restart
+        except Exception as exc:
+            logger.critical("the chat backend failed", exc_info=True)
+            self.failure = f"the chat backend failed ({type(exc).__name__}: {str(exc)[:200]})"
         finally:
             self.close()
+        if self.failure is None:
+            return 0
+        logger.critical(
+            "%s: exiting %d so that the supervisor restarts the sidecar", self.failure, EXIT_FAILED
+        )
+        return EXIT_FAILED
 
     def stop(self) -> None:
+        self.backend.stop()
+
+    def _thread_died(self, name: str, exc: BaseException | None) -> None:
+        """A sidecar without its outbox, feed or scanner looks alive and says nothing: end it, so
+        that the process exits for a restart (protocol.serving logged the cause)."""
+        if self.failure is None:
+            self.failure = f"the {name} thread died"
         self.backend.stop()
 
     def close(self) -> None:

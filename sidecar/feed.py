@@ -36,6 +36,7 @@ from protocol import (
     TrainerUnavailable,
     Unstalled,
 )
+from protocol.serving import ThreadDeath, guarded_thread
 from sidecar import render
 from sidecar.backend import Priority
 from sidecar.cursor import Cursor, CursorStore
@@ -314,12 +315,14 @@ class FeedThread:
         connection: Connection,
         *,
         client_options: dict[str, Any] | None = None,
+        on_death: ThreadDeath | None = None,
     ) -> None:
         self._make_handler = make_handler
         self._connection = connection  # one factory: the client and the feed get the same keys
         self._client_options = client_options or {}
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sidecar-feed", daemon=True)
+        target = guarded_thread("sidecar-feed", self._run, self._stopping, on_death)
+        self._thread = threading.Thread(target=target, name="sidecar-feed", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -335,8 +338,9 @@ class FeedThread:
             subscriber = self._connection.subscriber(client)
             handler = self._make_handler(client.request)
         except Exception:
-            logger.exception("the trainer feed could not start: no notifications will be sent")
-            return
+            # Not a silent sidecar: the thread's death ends the process, and the supervisor retries.
+            logger.error("the trainer feed could not start: no notifications could be sent")
+            raise
         try:
             while not self._stopping.is_set():
                 self._poll_once(subscriber, handler)

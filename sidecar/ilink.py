@@ -96,18 +96,23 @@ class IlinkBackend(ChatBackend):
         return self._poll_timeout_s
 
     def run(self, on_message: MessageCallback) -> None:
-        worker = threading.Thread(target=self._run, args=(on_message,), name="ilink-receive", daemon=True)
+        failed: list[BaseException] = []
+        worker = threading.Thread(
+            target=self._run, args=(on_message, failed), name="ilink-receive", daemon=True
+        )
         worker.start()
         self._stopping.wait()
         worker.join(STOP_WAIT_S)  # a long poll in flight may outlive this: it is a daemon
         if self._ready.is_set():
             self._notify(started=False)
         self._ready.clear()
+        if failed:  # the sidecar exits for a restart rather than sit there deaf
+            raise RuntimeError(f"the iLink receiver failed: {failed[0]!r:.200}") from failed[0]
 
     def stop(self) -> None:
         self._stopping.set()
 
-    def _run(self, on_message: MessageCallback) -> None:
+    def _run(self, on_message: MessageCallback, failed: list[BaseException]) -> None:
         try:
             while not self._stopping.is_set():
                 if not self._log_in():
@@ -116,8 +121,8 @@ class IlinkBackend(ChatBackend):
                     self._receive(on_message)
                 except SessionExpired:
                     self._session_expired()
-        except Exception:
-            logger.exception("iLink backend failed")
+        except BaseException as exc:  # whatever ended it: run() raises it in the sidecar's main thread
+            failed.append(exc)
         finally:
             self._stopping.set()
 

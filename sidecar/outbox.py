@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.serving import ThreadDeath, guarded_thread
 from sidecar.backend import ChatBackend, Priority
 
 logger = logging.getLogger(__name__)
@@ -42,14 +43,17 @@ class Outgoing:
 class Outbox:
     """Queue texts and images for the backend; `start()` runs the sending thread."""
 
-    def __init__(self, backend: ChatBackend, max_queued: int = MAX_QUEUED) -> None:
+    def __init__(
+        self, backend: ChatBackend, max_queued: int = MAX_QUEUED, on_death: ThreadDeath | None = None
+    ) -> None:
         self._backend = backend
         self._max_queued = max_queued
         self._items: deque[Outgoing] = deque()
         self._unfinished = 0  # queued plus the one being sent
         self._changed = threading.Condition()
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sidecar-outbox", daemon=True)
+        target = guarded_thread("sidecar-outbox", self._run, self._closing, on_death)
+        self._thread = threading.Thread(target=target, name="sidecar-outbox", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

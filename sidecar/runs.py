@@ -24,6 +24,7 @@ from typing import Any
 
 from protocol import Connection
 from protocol.discovery import find_runs, read_run, run_process_gone
+from protocol.serving import ThreadDeath
 from sidecar.commands import COMMANDS, CommandContext
 from sidecar.dispatch import Dispatcher
 from sidecar.feed import FeedHandler, FeedThread
@@ -76,6 +77,7 @@ class Run:
         client_options: dict[str, Any],
         feed_options: dict[str, Any],
         make_handler: Callable[[Run, Request], FeedHandler],
+        on_death: ThreadDeath | None = None,
     ) -> None:
         self.source = source
         self.name = source.name
@@ -91,7 +93,7 @@ class Run:
             self.handler = make_handler(self, request)
             return self.handler
 
-        self.feed = FeedThread(handler_for, source.connection, client_options=feed_options)
+        self.feed = FeedThread(handler_for, source.connection, client_options=feed_options, on_death=on_death)
 
     @property
     def own_changes(self) -> OwnChanges:

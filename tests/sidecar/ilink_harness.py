@@ -28,7 +28,14 @@ class RunningIlink:
         self.qr_output = qr_output
         self.prompts = prompts
         self.prompted_at = prompted_at  # time.monotonic() of each prompt, taken as it was asked
-        self.thread = threading.Thread(target=backend.run, args=(self.inbox,), name="ilink-run")
+        self.error: BaseException | None = None  # what run() raised, if it did
+        self.thread = threading.Thread(target=self._run, name="ilink-run")
+
+    def _run(self) -> None:
+        try:
+            self.backend.run(self.inbox)
+        except BaseException as exc:
+            self.error = exc
 
     def stop(self) -> None:
         self.backend.stop()

@@ -216,3 +216,19 @@ def png_file(tmp_path: Path) -> Path:
     path = tmp_path / "plot.png"
     pyqrcode.create("a plot").png(str(path), scale=4)
     return path
+
+
+def test_an_unexpected_failure_ends_run_with_the_error_so_the_sidecar_exits_for_a_restart(
+    server: FakeIlinkServer, tmp_path: Path
+) -> None:
+    """Not a deaf backend that looks alive: the receiver's error ends ``run()`` with it."""
+    with running_ilink(server, tmp_path) as running:
+        cursor = UpdatesCursor(tmp_path).path  # where the receiver keeps its place: now unwritable
+        cursor.unlink(missing_ok=True)
+        cursor.mkdir()
+        server.push(OWNER, "status")
+        running.thread.join(WAIT_S)
+        assert not running.thread.is_alive()
+    assert isinstance(running.error, RuntimeError)
+    assert isinstance(running.error.__cause__, OSError)
+    assert "iLink receiver failed" in str(running.error)
