@@ -16,13 +16,14 @@ from typing import Any
 
 from bench.harness import (
     BATCH_SIZE,
-    TrainerProcess,
+    CHILD_TIMEOUT_S,
     compare,
     free_port,
     interleaved,
     jsonl,
     report_times,
     scratch_dir,
+    trainer_process,
 )
 
 STRATEGY_ARGS = {
@@ -43,9 +44,9 @@ def run_variant(variant: str, data: str, warmup: int, steps: int) -> dict[str, A
         trainers, logs = [], [work / f"w{index}.log" for index in range(workers)]
         for index in range(workers):
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            trainer = TrainerProcess(work, data, argv, **({"TF_CONFIG": config} if workers > 1 else {}))
+            trainer = trainer_process(work, data, argv, **({"TF_CONFIG": config} if workers > 1 else {}))
             trainers.append(trainer.start(log=logs[index].open("w"), bound=False))
-        codes = [trainer.wait() for trainer in trainers]
+        codes = [trainer.wait(CHILD_TIMEOUT_S) for trainer in trainers]
         texts = [log.read_text() for log in logs]
         if any(codes):
             raise RuntimeError(f"{variant} exited {codes}:\n" + texts[0][-2000:])

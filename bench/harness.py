@@ -20,13 +20,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from fakes.processes import REPO, TrainerProcess, python_env
+from fakes.recorder import FeedRecorder
+from protocol import METRICS_STEPS, Data, FeedEvent, Gap, step_losses
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist.npz"
 RESULTS_DIR = REPO / "bench" / "results"
 BATCH_SIZE = 128
@@ -84,26 +86,6 @@ def compare(runs: Runs, ratios: Mapping[str, Sequence[Any]], key: str) -> dict[s
         "ratios": {name: paired(runs, top, bottom, key) for name, (top, bottom, *_) in ratios.items()},
         "runs": runs,
     }
-
-
-def python_env(**extra: str) -> dict[str, str]:
-    """The environment for children: quiet TensorFlow, the repo importable, no proxy for loopback."""
-    env = {**os.environ, **extra}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["NO_PROXY"] = ",".join(filter(None, ["127.0.0.1,localhost", env.get("NO_PROXY")]))
-    return env
-
-
-def stop(process: subprocess.Popen[Any] | None) -> None:
-    """SIGTERM, then SIGKILL past 30 s; reaped."""
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Child:
@@ -178,110 +160,49 @@ def report_times(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["ts"]) for r in jsonl(run_dir, "report")}
 
 
-class TrainerProcess:
-    """``python -m trainer`` on private ipc endpoints in ``workdir``; ``start()`` waits for the bind."""
-
-    def __init__(self, workdir: Path, data: str, extra: Sequence[str] = (), **env: str) -> None:
-        self.workdir, self.run_dir, self.env = workdir, workdir / "run", python_env(**env)
-        self.control, self.metrics = f"ipc://{workdir}/control", f"ipc://{workdir}/metrics"
-        self.connection_file = workdir / "connection.json"
-        self.argv = [
-            sys.executable, "-m", "trainer", "--task", "mnist_cnn", "--data", data, "--control", self.control,
-            "--metrics", self.metrics, "--connection-file", str(self.connection_file),
-            "--run-dir", str(self.run_dir), "--quiet", "--log-level", "WARNING", *extra,
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def connection(self) -> Any:
-        """Endpoints and CurveZMQ keys as every client gets them (``protocol.connect``)."""
-        from protocol import resolve_connection
-
-        return resolve_connection(
-            control=self.control, metrics=self.metrics, connection_file=self.connection_file
-        )
-
-    def start(self, log: Any = subprocess.DEVNULL, bound: bool = True) -> TrainerProcess:
-        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while bound and not self.connection_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"trainer did not bind (exit {self.process.poll()})")
-            time.sleep(0.02)
-        return self
-
-    def wait(self, timeout_s: float = CHILD_TIMEOUT_S) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout_s)
-
-    def __enter__(self) -> TrainerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop(self.process)
+def trainer_process(workdir: Path, data: str, extra: Sequence[str] = (), **env: str) -> TrainerProcess:
+    """``python -m trainer`` training the seed CNN on ``data``, quiet but for warnings (not started)."""
+    args = ["--task", "mnist_cnn", "--data", data, "--log-level", "WARNING", *extra]
+    return TrainerProcess(workdir, args, env=env)
 
 
-class FeedReader:
-    """A real ``Subscriber`` polling the feed from its own thread (as a sidecar or trainctl does):
-    messages, gaps, publish-to-receive latencies, per-step stamps (``metrics.steps``), ``event.*``
-    bodies."""
+def feed_reader(connection: Any) -> FeedRecorder:
+    """A ``FeedRecorder`` (not started) that follows the feed as a sidecar or trainctl does."""
+    return FeedRecorder(connection, timeout_ms=3000, retries=3)
 
-    def __init__(self, connection: Any) -> None:
-        self.connection, self.data_messages, self.gaps = connection, 0, 0
-        self.latencies_s: list[float] = []
-        self.steps: dict[int, float] = {}  # step -> the ts of the metrics.steps message holding it
-        self.events: dict[str, dict[str, Any]] = {}  # "stopped" -> its body
-        self.changed, self._stop = threading.Condition(), threading.Event()
-        self._thread = threading.Thread(target=self._run, name="feed-reader", daemon=True)
 
-    def _run(self) -> None:
-        from protocol import METRICS_STEPS, Data, Gap, step_losses
+def stamped_steps(events: list[FeedEvent]) -> dict[int, float]:
+    """step -> the ``ts`` of the ``metrics.steps`` message that held it."""
+    return {step: e.message.ts for e in events if isinstance(e, Data) and e.message.topic == METRICS_STEPS
+            for step, _ in step_losses(e.message.body)}  # fmt: skip
 
-        client = self.connection.control_client(timeout_ms=3000, retries=3)
-        subscriber = self.connection.subscriber(client)
-        try:
-            while not self._stop.is_set():
-                for event in subscriber.poll(100):
-                    now, self.gaps = time.time(), self.gaps + isinstance(event, Gap)
-                    if not isinstance(event, Data) or getattr(event, "catching_up", False):
-                        continue
-                    message, topic = event.message, event.message.topic or ""
-                    self.data_messages += 1
-                    self.latencies_s.append(now - message.ts)
-                    with self.changed:
-                        if topic == METRICS_STEPS:
-                            self.steps.update((step, message.ts) for step, _ in step_losses(message.body))
-                        elif topic.startswith("event."):
-                            self.events.setdefault(topic.removeprefix("event."), dict(message.body))
-                        self.changed.notify_all()
-        finally:
-            subscriber.close()
-            client.close()
 
-    def wait_for(self, value: Callable[[], Any], timeout_s: float = START_TIMEOUT_S, what: str = "") -> Any:
-        """``value()`` once it is truthy (evaluated as messages arrive); TimeoutError naming ``what``."""
-        with self.changed:
-            if not (found := self.changed.wait_for(value, timeout_s)) and what:
-                raise TimeoutError(f"no {what} within {timeout_s} s")
-            return found
+def event_body(events: list[FeedEvent], name: str) -> dict[str, Any] | None:
+    """The body of the first ``event.NAME`` message, or None."""
+    for e in events:
+        if isinstance(e, Data) and e.message.topic == f"event.{name}":
+            return dict(e.message.body)
+    return None
 
-    def rate(self, began: float, ended: float) -> float:
-        """Steps per second between the first and last steps stamped inside [began, ended]."""
-        with self.changed:
-            inside = sorted((ts, step) for step, ts in self.steps.items() if began <= ts <= ended)
-        if len(inside) < 2:
-            return 0.0
-        (t0, s0), (t1, s1) = inside[0], inside[-1]
-        return (s1 - s0) / (t1 - t0)
 
-    def start(self) -> FeedReader:
-        self._thread.start()
-        return self
+def step_rate(events: list[FeedEvent], began: float, ended: float) -> float:
+    """Steps per second between the first and last steps stamped inside [began, ended]."""
+    inside = sorted((ts, step) for step, ts in stamped_steps(events).items() if began <= ts <= ended)
+    if len(inside) < 2:
+        return 0.0
+    (t0, s0), (t1, s1) = inside[0], inside[-1]
+    return (s1 - s0) / (t1 - t0)
 
-    def close(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
-    __enter__, __exit__ = start, close
+def feed_figures(readers: Sequence[FeedRecorder]) -> dict[str, Any]:
+    """What ``readers`` received live: data messages each, gaps, publish-to-receive latency."""
+    live = [reader.live_data() for reader in readers]
+    latencies = [at - event.message.ts for data in live for event, at in data]
+    return {
+        "data_messages_per_reader": [len(data) for data in live],
+        "gaps": sum(isinstance(e, Gap) for reader in readers for e in reader.events()),
+        "publish_to_receive_ms": percentiles(latencies, 1e3),
+    }
 
 
 def _version(name: str) -> str:

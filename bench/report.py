@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import overhead, throughput
 from bench.harness import summary
-from bench.tf_roles import CONTROL_PLANE_THREADS
+from bench.tf_roles import CONTROL_PLANE_THREADS, ZMQ_IO
 
 R = dict[str, Any]
 Cell = Callable[[R, R], str | None]  # (the section's results, every section's) -> text; None: no row
@@ -154,7 +154,7 @@ def cpu_accounting(t: R) -> list[str]:
     bare_s, steps = median_of([run["step_dispatch_us"] for run in bare], "mean") / 1e6, t["timed_steps"]
     threads, extra = [], []  # CPU seconds of the control-plane threads / of the control callbacks
     for run in runs:
-        threads.append(sum(run["thread_cpu_s"].get(kind, 0.0) for kind in (*CONTROL_PLANE_THREADS, "zmq-io")))
+        threads.append(sum(run["thread_cpu_s"].get(kind, 0.0) for kind in (*CONTROL_PLANE_THREADS, ZMQ_IO)))
         extra.append(max(0.0, run["step_dispatch_us"]["mean"] / 1e6 - bare_s) * steps)
     totals = [sum(run["thread_cpu_s"].values()) for run in runs]
     share = summary([(a + b) / total * 100 for a, b, total in zip(threads, extra, totals, strict=True)])

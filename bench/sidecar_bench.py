@@ -18,16 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.harness import (
-    REPO,
     START_TIMEOUT_S,
-    TrainerProcess,
     percentiles,
-    python_env,
     rss_kib,
     scratch_dir,
     summaries,
+    trainer_process,
 )
-from bench.harness import stop as stop_process
+from fakes.processes import REPO, TrainerProcess, python_env
+from fakes.processes import stop as stop_process
 
 REPLY_TIMEOUT_S = 20.0
 REPLY_PREFIX = "State:"  # the status reply; unsolicited notices start otherwise
@@ -54,7 +53,7 @@ def wechat(trainer: TrainerProcess) -> Iterator[Chat]:
         def settle() -> None:
             """Until the trainer is loaded and the sidecar has told the chat it is connected."""
             deadline = time.monotonic() + START_TIMEOUT_S
-            with trainer.connection().control_client(timeout_ms=2000) as client:
+            with trainer.connection.control_client(timeout_ms=2000) as client:
                 while client.status()["state"] == "loading" and time.monotonic() < deadline:
                     time.sleep(0.1)
             with contextlib.suppress(AssertionError):
@@ -104,7 +103,7 @@ def start_sidecar(argv: list[str]) -> tuple[subprocess.Popen[str], float]:
 
 
 def run_once(backend: str, data: str, messages: int) -> dict[str, Any]:
-    with scratch_dir("cts-") as work, TrainerProcess(work, data) as trainer:
+    with scratch_dir("cts-") as work, trainer_process(work, data) as trainer:
         trainer.start()
         with {"wechat": wechat, "ilink": ilink}[backend](trainer) as (flags, round_trip, settle, extra):
             sidecar, startup_s = start_sidecar([

@@ -18,11 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BATCH_SIZE, FEED_READERS, Child, FeedReader, percentiles, report_times, scratch_dir
+from bench.harness import (
+    BATCH_SIZE,
+    FEED_READERS,
+    Child,
+    feed_figures,
+    feed_reader,
+    percentiles,
+    report_times,
+    scratch_dir,
+)
 
 Marks = dict[str, tuple[int, float]]  # "start" / "end" -> (optimizer steps done, perf_counter)
 Snapshot = dict[int, tuple[str, float]]  # thread id -> (kind, CPU seconds so far)
 CONTROL_PLANE_THREADS = ("metrics-publisher", "control-server")
+ZMQ_IO = "zmq-io"  # libzmq's own threads
 TASKS = Path("/proc/self/task")
 
 
@@ -39,7 +49,7 @@ def snapshot() -> Snapshot:
         except OSError:
             continue  # the thread ended between the listing and the read
         kind = {"MainThread": "main"}.get(name, name if name in CONTROL_PLANE_THREADS else "other")
-        threads[tid] = ("zmq-io" if zmq_io and kind == "other" else kind, seconds)
+        threads[tid] = (ZMQ_IO if zmq_io and kind == "other" else kind, seconds)
     return threads
 
 
@@ -193,12 +203,9 @@ def read_feed(workdir: str) -> dict[str, Any]:
     # The in-process control plane (``train_inproc``) serves without CurveZMQ.
     connection = Connection(f"ipc://{workdir}/control", f"ipc://{workdir}/metrics", curve=None)
     began_cpu, began = time.process_time(), time.monotonic()
-    readers = [FeedReader(connection).start() for _ in range(FEED_READERS)]
+    readers = [feed_reader(connection).start() for _ in range(FEED_READERS)]
     sys.stdin.read()
     for reader in readers:
-        reader.close()
-    return {
-        "data_messages_per_reader": [reader.data_messages for reader in readers],
-        "gaps": sum(reader.gaps for reader in readers),
-        "cpu_ms_per_s": 1e3 * (time.process_time() - began_cpu) / (time.monotonic() - began),
-    }
+        reader.stop()
+    cpu_ms_per_s = 1e3 * (time.process_time() - began_cpu) / (time.monotonic() - began)
+    return {**feed_figures(readers), "cpu_ms_per_s": cpu_ms_per_s}

@@ -13,19 +13,20 @@ from typing import Any
 
 from bench.harness import (
     BATCH_SIZE,
+    CHILD_TIMEOUT_S,
     FEED_READERS,
-    FeedReader,
     Runs,
-    TrainerProcess,
     compare,
+    feed_figures,
+    feed_reader,
     interleaved,
     jsonl,
     paired,
-    percentiles,
     report_times,
     run_child,
     scratch_dir,
     summary,
+    trainer_process,
 )
 from trainer.config import DEFAULT_CHECKPOINT_EVERY_S
 
@@ -60,26 +61,26 @@ RATIOS = {  # name: (variant, against, what the ratio compares)
 }  # fmt: skip
 
 
-def trainer_process(data: str, warmup: int, steps: int, variant: str) -> dict[str, Any]:
+def process_variant(data: str, warmup: int, steps: int, variant: str) -> dict[str, Any]:
     import zmq
 
     readers, idle_sub, extra = PROCESSES[variant]
     last = warmup + steps
     with scratch_dir("ctb-") as work, zmq.Context() as context:
         argv = ["--autostart", "--exit-when-done", "--max-steps", str(last), *extra]
-        with TrainerProcess(work, data, argv) as trainer, context.socket(zmq.SUB) as idle:
+        with trainer_process(work, data, argv) as trainer, context.socket(zmq.SUB) as idle:
             idle.linger = 0
             trainer.start()
-            feeds = [FeedReader(trainer.connection()).start() for _ in range(readers)]
+            feeds = [feed_reader(trainer.connection).start() for _ in range(readers)]
             if idle_sub:
                 idle.subscribe(b"")
                 idle.connect(trainer.metrics)
             try:
-                if code := trainer.wait():
+                if code := trainer.wait(CHILD_TIMEOUT_S):
                     raise RuntimeError(f"trainer exited {code}")
             finally:
                 for feed in feeds:
-                    feed.close()
+                    feed.stop()
         times = report_times(trainer.run_dir)
         saves = [r["step"] for r in jsonl(trainer.run_dir, "checkpoint") if warmup < r["step"] < last]
     seconds = times[last] - times[warmup]
@@ -87,18 +88,14 @@ def trainer_process(data: str, warmup: int, steps: int, variant: str) -> dict[st
     result: dict[str, Any] = {"samples_per_s": steps * BATCH_SIZE / seconds, "seconds": seconds,
                               "checkpoints_in_window": len(saves)}  # fmt: skip
     if feeds:
-        result["feed"] = {
-            "data_messages_per_reader": [feed.data_messages for feed in feeds],
-            "gaps": sum(feed.gaps for feed in feeds),
-            "publish_to_receive_ms": percentiles([v for feed in feeds for v in feed.latencies_s], 1e3),
-        }
+        result["feed"] = feed_figures(feeds)
     return result
 
 
 def measure(variant: str, data: str, warmup: int, steps: int) -> dict[str, Any]:
     """One run of one variant."""
     if variant in PROCESSES:
-        return trainer_process(data, warmup, steps, variant)
+        return process_variant(data, warmup, steps, variant)
     sizes = {"data": data, "warmup": warmup, "steps": steps}
     if variant == "seed_tf1":
         return run_child("seed_tf1:run", **sizes, batch_size=BATCH_SIZE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from protocol import (
     METRICS_STEPS,
@@ -32,6 +32,7 @@ from protocol import (
 )
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+T = TypeVar("T")
 
 HEARTBEAT_INTERVAL_S = 0.1
 WAIT_TIMEOUT_S = 10.0
@@ -70,13 +71,22 @@ SEED_SPECS = (  # the seed project's four parameters
 )
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_TIMEOUT_S, what: str = "") -> None:
-    """Return once `predicate()` holds; fail the test after `timeout_s`."""
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout_s: float = WAIT_TIMEOUT_S,
+    what: str = "",
+    poll_s: float = WAIT_POLL_S,
+) -> T:
+    """The first truthy `predicate()`, checked until `timeout_s`; AssertionError naming `what`.
+
+    For states only a probe can see (a file, a pid in /proc, a fake's attribute); what arrives as
+    an event is awaited on a condition instead (`fakes.recorder`, the fake servers' `wait_until`)."""
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while not (found := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
-        time.sleep(WAIT_POLL_S)
+        time.sleep(poll_s)
+    return found
 
 
 class CallLog:

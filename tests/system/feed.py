@@ -1,85 +1,13 @@
-"""A library Subscriber attached from the test process, and checks on what it (or `trainctl watch
---json`) saw: contiguous seqs within each session, contiguous steps, the sessions in order.
-
-The recorder's thread owns the Subscriber and its ControlClient (one thread per socket); the test
-thread waits on a condition for what it needs to see, never on a fixed sleep.
-"""
+"""Checks on what a `FeedRecorder` (a library Subscriber attached from the test process) or `trainctl
+watch --json` saw: contiguous seqs within each session, contiguous steps, the sessions in order."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
-from protocol import Connection, Data, FeedEvent, SessionChanged
+from protocol import Data, FeedEvent, SessionChanged
 from protocol.steps import METRICS_STEPS, step_losses
-
-T = TypeVar("T")
-POLL_MS = 100
-STOP_TIMEOUT_S = 10.0
-
-
-class FeedRecorder:
-    """Records every FeedEvent of one Subscriber, in order."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection  # endpoints and keys, as every client gets them
-        self._events: list[FeedEvent] = []
-        self._changed = threading.Condition()
-        self._stopping = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="feed-recorder", daemon=True)
-
-    def start(self) -> FeedRecorder:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(STOP_TIMEOUT_S)
-        assert not self._thread.is_alive(), "the feed recorder did not stop"
-
-    def events(self) -> list[FeedEvent]:
-        with self._changed:
-            return list(self._events)
-
-    def wait_for(self, probe: Callable[[list[FeedEvent]], T | None], timeout_s: float, what: str) -> T:
-        """The first truthy `probe(events)`, re-evaluated on every new event, until `timeout_s`."""
-        found: list[T] = []
-
-        def check() -> bool:
-            if self._failure is not None:
-                raise AssertionError(f"the feed recorder failed: {self._failure!r}")
-            result = probe(self._events)
-            if result:
-                found.append(result)
-            return bool(result)
-
-        with self._changed:
-            if not self._changed.wait_for(check, timeout_s):
-                seen = summary(self._events)
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; {seen}")
-        return found[0]
-
-    def _run(self) -> None:
-        client = self._connection.control_client(timeout_ms=1000, retries=1)
-        subscriber = self._connection.subscriber(client)
-        try:
-            while not self._stopping.is_set():
-                events = subscriber.poll(POLL_MS)
-                if events:
-                    with self._changed:
-                        self._events.extend(events)
-                        self._changed.notify_all()
-        except BaseException as exc:  # surfaced to the waiting test thread
-            with self._changed:
-                self._failure = exc
-                self._changed.notify_all()
-            raise
-        finally:
-            subscriber.close()
-            client.close()
-
 
 # -- what a feed looked like, from FeedEvents or from `trainctl watch --json` lines -----------------
 

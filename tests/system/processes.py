@@ -11,27 +11,9 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
-POLL_S = 0.05
-
-
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """The first truthy `probe()` result, checked until `timeout_s`; AssertionError naming `what`.
-
-    For states only a probe can see (a pid in /proc, a file); events the test receives are awaited
-    on conditions instead (see `feed.FeedRecorder`)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(POLL_S)
+POLL_S = 0.05  # between looks in /proc (a scan of every process's environment)
 
 
 def cmdline(pid: int) -> list[str]:

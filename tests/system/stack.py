@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fakes.trainer import wait_until
 from fakes.wechat import FakeWeChatProcess
 from protocol import Connection, ConnectionInfo, ControlClient, resolve_connection
 from tests.system import processes
@@ -150,7 +151,7 @@ class ProcfileStack:
             pids = [pid for pid in self.sidecar_pids() if pid != other_than]
             return pids[0] if len(pids) == 1 else None
 
-        return processes.wait_for(probe, timeout_s, f"one sidecar process (not {other_than})")
+        return wait_until(probe, timeout_s, f"one sidecar process (not {other_than})", processes.POLL_S)
 
     def endpoints(self) -> tuple[str, str]:
         info = ConnectionInfo.read(self.connection_file)
@@ -172,7 +173,7 @@ class ProcfileStack:
 
     def wait_running(self, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
         """The trainer's status once it is running (TensorFlow loaded, autostarted)."""
-        processes.wait_for(self.trainer_pid, timeout_s, f"a live trainer in {self.connection_file}")
+        wait_until(self.trainer_pid, timeout_s, f"a live trainer in {self.connection_file}", processes.POLL_S)
 
         def probe() -> dict[str, Any] | None:
             try:
@@ -181,7 +182,7 @@ class ProcfileStack:
                 return None
             return status if status["state"] == "running" and status["step"] > 0 else None
 
-        return processes.wait_for(probe, timeout_s, "the trainer running")
+        return wait_until(probe, timeout_s, "the trainer running", processes.POLL_S)
 
     def watch_command(self) -> list[str]:
         return [sys.executable, "-m", "trainctl", "watch", "--json"]

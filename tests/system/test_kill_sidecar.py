@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from fakes.recorder import FeedRecorder
+from fakes.trainer import wait_until
 from protocol import FeedEvent, Gap, SessionChanged
 from tests.system import feed, processes
 from tests.system.stack import CHECKPOINT_EVERY_STEPS, REPLY_TIMEOUT_S, START_TIMEOUT_S, ProcfileStack
@@ -47,7 +49,7 @@ class SidecarKill:
 def sidecar_killed(stack: ProcfileStack) -> SidecarKill:
     stack.wait_owner_text("Sidecar connected", timeout_s=START_TIMEOUT_S)
     session_before = stack.wait_running()["session"]
-    recorder = feed.FeedRecorder(stack.connection()).start()
+    recorder = FeedRecorder(stack.connection()).start()
     try:
         recorder.wait_for(
             lambda events: len(feed.steps(feed.data_messages(events))) >= STEPS_BEFORE_KILL,
@@ -88,13 +90,13 @@ def sidecar_killed(stack: ProcfileStack) -> SidecarKill:
             wechat_after=stack.wechat_state(),
         )
     except AssertionError as error:
-        raise AssertionError(f"{error}\n{stack.describe()}") from error
+        raise AssertionError(f"{error}\n{feed.summary(recorder.events())}\n{stack.describe()}") from error
     finally:
         recorder.stop()
 
 
 def _kill_and_checkpoint_meanwhile(
-    stack: ProcfileStack, recorder: feed.FeedRecorder, sidecar_pid: int
+    stack: ProcfileStack, recorder: FeedRecorder, sidecar_pid: int
 ) -> tuple[int, int]:
     """SIGKILL the sidecar and, before its supervisor may restart it, have the trainer save a
     checkpoint: an event the new sidecar must summarise, not announce. The supervisor is held
@@ -105,7 +107,12 @@ def _kill_and_checkpoint_meanwhile(
     os.kill(supervisor, signal.SIGSTOP)
     try:
         os.kill(sidecar_pid, signal.SIGKILL)
-        processes.wait_for(lambda: not processes.is_alive(sidecar_pid), REPLY_TIMEOUT_S, "the sidecar to die")
+        wait_until(
+            lambda: not processes.is_alive(sidecar_pid),
+            REPLY_TIMEOUT_S,
+            "the sidecar to die",
+            processes.POLL_S,
+        )
         sent_at_kill = stack.sent_count()  # the dead process's last send has landed by now
         client = stack.client()
         try:

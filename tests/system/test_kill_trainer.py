@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from fakes.recorder import FeedRecorder
+from fakes.trainer import wait_until
 from protocol import FeedEvent
 from tests.system import feed, processes
 from tests.system.stack import START_TIMEOUT_S, ProcfileStack
@@ -67,10 +69,11 @@ class WatchProcess:
 
     def wait_attached(self) -> None:
         """Until it has its snapshot and a first data message: only then can it see the kill."""
-        processes.wait_for(
+        wait_until(
             lambda: any(line["kind"] == "data" for line in self.lines()),
             START_TIMEOUT_S,
             "trainctl watch to attach and follow the feed",
+            processes.POLL_S,
         )
 
     def stop(self) -> int:
@@ -95,7 +98,7 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
     stack.wait_owner_text("Sidecar connected", timeout_s=START_TIMEOUT_S)
     stack.wait_running()
     sidecar_before = stack.sidecar_pid()
-    recorder = feed.FeedRecorder(stack.connection()).start()
+    recorder = FeedRecorder(stack.connection()).start()
     watch = WatchProcess(stack)
     try:
         watch.wait_attached()
@@ -106,8 +109,11 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
         # A checkpoint announced after both feed clients follow (an earlier one may predate the watch).
         seen = max(feed.checkpoint_steps(feed.data_messages(recorder.events())), default=0)
         checkpoint_step = _kill_after_a_checkpoint(stack, recorder, old_pid, after=seen)
-        new_pid = processes.wait_for(
-            lambda: (pid := stack.trainer_pid()) != old_pid and pid, START_TIMEOUT_S, "a new trainer"
+        new_pid = wait_until(
+            lambda: (pid := stack.trainer_pid()) != old_pid and pid,
+            START_TIMEOUT_S,
+            "a new trainer",
+            processes.POLL_S,
         )
         status_after = stack.wait_running()  # its first status once it trains again
         recorder.wait_for(
@@ -140,7 +146,7 @@ def trainer_killed(stack: ProcfileStack) -> TrainerKill:
 
 
 def _kill_after_a_checkpoint(
-    stack: ProcfileStack, recorder: feed.FeedRecorder, trainer_pid: int, *, after: int
+    stack: ProcfileStack, recorder: FeedRecorder, trainer_pid: int, *, after: int
 ) -> int:
     """SIGKILL the trainer as soon as a periodic checkpoint past step `after` is announced (the
     next one is CHECKPOINT_EVERY_STEPS steps away); returns that checkpoint's step."""

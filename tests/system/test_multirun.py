@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fakes.trainer import wait_until
 from protocol import ConnectionInfo, resolve_connection
 from tests.system import processes
 from tests.system.stack import ProcfileStack
@@ -58,7 +59,7 @@ class MultiStack(ProcfileStack):
             running = all(s and s["state"] == "running" and s["step"] > 0 for s in statuses.values())
             return statuses if running else None
 
-        return processes.wait_for(probe, timeout_s, "both trainers running")
+        return wait_until(probe, timeout_s, "both trainers running", processes.POLL_S)
 
 
 @pytest.fixture(scope="module")

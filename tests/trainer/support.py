@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from protocol import Connection, ControlClient, Data, RemoteError, TrainerUnavailable, resolve_connection
+from fakes import processes
+from fakes.recorder import FeedRecorder
+from protocol import (
+    Connection,
+    Data,
+    FeedEvent,
+    Message,
+    RemoteError,
+    Snapshot,
+    TrainerUnavailable,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -19,48 +26,19 @@ WAIT_S = 60.0
 TEST_MODULE = "tests.trainer.ct_test_modules:TinyModule"
 
 
-class TrainerProcess:
-    """``python -m trainer`` in a subprocess, with ipc sockets in a private temp directory."""
+class TrainerProcess(processes.TrainerProcess):
+    """``python -m trainer`` started at once (``fakes.processes``), its output in a log file in
+    ``workdir``, with a control client; heartbeats every 0.2 s so that clients notice changes soon."""
+
+    popen: subprocess.Popen[bytes]
 
     def __init__(
         self, workdir: Path, run_dir: Path, args: list[str], env: dict[str, str] | None = None
     ) -> None:
-        self.workdir = workdir
-        self.control = f"ipc://{workdir}/control"
-        self.metrics = f"ipc://{workdir}/metrics"
-        self.run_dir = run_dir
+        super().__init__(workdir, ["--heartbeat-interval", "0.2", *args], run_dir=run_dir, env=env)
         self.log_path = workdir / f"trainer-{time.monotonic_ns()}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "trainer",
-            "--control",
-            self.control,
-            "--metrics",
-            self.metrics,
-            "--connection-file",
-            str(workdir / "connection.json"),
-            "--run-dir",
-            str(run_dir),
-            "--quiet",
-            "--heartbeat-interval",
-            "0.2",
-            *args,
-        ]
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            **(env or {}),
-        }
         self._log = self.log_path.open("w")
-        self.popen = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        # As every client: keys by protocol's connection factory (the instance's, beside the file).
-        self.connection = resolve_connection(
-            control=self.control, metrics=self.metrics, connection_file=workdir / "connection.json"
-        )
+        self.start(self._log, bound=False)
         self.client = self.connection.control_client(timeout_ms=1000, retries=1)
         self.first_state = self._first_reply_state()
 
@@ -76,7 +54,7 @@ class TrainerProcess:
         raise TimeoutError(f"trainer never answered: {self.log_path.read_text()[-4000:]}")
 
     def subscribe(self) -> Feed:
-        return Feed(self.connection, self.connection.control_client(timeout_ms=1000, retries=2))
+        return Feed(self.connection)
 
     def wait_status(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S
@@ -104,19 +82,25 @@ class TrainerProcess:
 
     def close(self) -> None:
         self.client.close()
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=30)
+        self.stop(grace_s=0)  # SIGKILL: no test relies on a clean exit unless it asks for one
         self._log.close()
 
 
 class Feed:
-    """Data messages from the metrics feed, awaited by topic and predicate."""
+    """Data messages from the metrics feed, recorded from their own thread (``FeedRecorder``) and
+    awaited by topic and predicate."""
 
-    def __init__(self, connection: Connection, control: ControlClient) -> None:
-        self.subscriber = connection.subscriber(control)
-        self.control = control
-        self.messages: list[Any] = []
+    def __init__(self, connection: Connection) -> None:
+        self.recorder = FeedRecorder(connection, timeout_ms=1000, retries=2).start()
+
+    @property
+    def messages(self) -> list[Message]:
+        return [e.message for e in self.recorder.events() if isinstance(e, Data)]
+
+    def attached(self) -> None:
+        """Wait for first contact (the Subscriber's snapshot): from here on nothing published is missed."""
+        snapshot = lambda events: any(isinstance(e, Snapshot) for e in events)  # noqa: E731
+        self.recorder.wait_for(snapshot, WAIT_S, "the first snapshot")
 
     def wait(
         self,
@@ -125,27 +109,25 @@ class Feed:
         timeout_s: float = WAIT_S,
         since: int = 0,
     ) -> dict[str, Any]:
-        """The first ``topic`` message (from index ``since`` on) that satisfies ``predicate``."""
-        deadline = time.monotonic() + timeout_s
-        seen = since
-        while time.monotonic() < deadline:
-            for message in self.messages[seen:]:
-                if message.topic == topic and predicate(message.body):
-                    return dict(message.body)
-            seen = len(self.messages)
-            for event in self.subscriber.poll(100):
-                if isinstance(event, Data):
-                    self.messages.append(event.message)
-        topics = [m.topic for m in self.messages[-20:]]
-        failures = [m.body.get("error") for m in self.messages if m.topic == "event.failed"][-2:]
-        raise TimeoutError(f"no {topic} matched within {timeout_s} s; recent: {topics}; failures: {failures}")
+        """The first ``topic`` message (from index ``since`` of ``messages`` on) that satisfies
+        ``predicate``, as it arrives."""
+
+        def probe(events: list[FeedEvent]) -> list[dict[str, Any]]:
+            data = [e.message for e in events if isinstance(e, Data)][since:]
+            return next(([dict(m.body)] for m in data if m.topic == topic and predicate(m.body)), [])
+
+        try:
+            return self.recorder.wait_for(probe, timeout_s, f"a matching {topic}")[0]
+        except AssertionError as error:
+            topics = [m.topic for m in self.messages[-20:]]
+            failures = [m.body.get("error") for m in self.messages if m.topic == "event.failed"][-2:]
+            raise AssertionError(f"{error}; recent: {topics}; failures: {failures}") from error
 
     def bodies(self, topic: str) -> list[dict[str, Any]]:
         return [dict(m.body) for m in self.messages if m.topic == topic]
 
     def close(self) -> None:
-        self.subscriber.close()
-        self.control.close()
+        self.recorder.stop()
 
 
 def expect_remote_error(code: str, call: Callable[[], Any]) -> RemoteError:

@@ -24,7 +24,7 @@ def test_a_dead_control_server_fails_the_run_and_the_process_exits_non_zero(
     feed = process.subscribe()
     try:
         process.wait_status(lambda status: status["state"] == "idle")
-        feed.subscriber.poll(100)  # subscribed and in step before the fault
+        feed.attached()  # in step before the fault
         with pytest.raises(TrainerUnavailable):
             process.request(FAULT_OP)  # the serving thread dies instead of answering
         failed = feed.wait("event.failed")
