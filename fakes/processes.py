@@ -1,5 +1,5 @@
 """The real programs as tests and bench/ start them: ``python -m trainer`` on private sockets, and the
-environment and stop that every child process gets."""
+environment, spawn and stop that every child process gets."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def python_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["NO_PROXY"] = ",".join(filter(None, ["127.0.0.1,localhost", env.get("NO_PROXY")]))
     return env
+
+
+def spawn(program: str, args: Sequence[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m PROGRAM ARGS`` from the repository, no stdin, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", program, *args], cwd=REPO, env=python_env(**env),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def stop(process: subprocess.Popen[Any] | None, grace_s: float = STOP_GRACE_S) -> None:

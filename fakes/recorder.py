@@ -91,4 +91,3 @@ class FeedRecorder:
         finally:
             subscriber.close()
             client.close()
-

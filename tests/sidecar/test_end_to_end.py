@@ -3,11 +3,9 @@ web-WeChat server; commands typed in the fake chat steer the real training run."
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from fakes.processes import spawn, stop
 from fakes.wechat import FakeWeChatServer
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_INTERVAL_S = 3.0
 START_TIMEOUT_S = 90.0  # TensorFlow import and model build on a slow CI machine
 REPLY_TIMEOUT_S = 20.0
@@ -34,7 +32,6 @@ class Stack:
         self.data_args = data_args
         self.control = f"ipc://{workdir}/c"
         self.metrics = f"ipc://{workdir}/m"
-        self.env = {**os.environ, "CHATTRAIN_RUNTIME_DIR": str(workdir)}
         self.trainer: subprocess.Popen[bytes] | None = None
         self.sidecar: subprocess.Popen[bytes] | None = None
 
@@ -74,14 +71,8 @@ class Stack:
     def _spawn(self, program: str, args: list[str]) -> subprocess.Popen[bytes]:
         """`python -m program` on our endpoints, output appended to workdir/<program>.log."""
         endpoints = ["--control", self.control, "--metrics", self.metrics]
-        with open(self.workdir / f"{program}.log", "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", program, *endpoints, *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=REPO_ROOT,
-            )
+        log = self.workdir / f"{program}.log"
+        return spawn(program, [*endpoints, *args], log, CHATTRAIN_RUNTIME_DIR=str(self.workdir))
 
     def kill_trainer(self) -> None:
         assert self.trainer is not None
@@ -90,12 +81,7 @@ class Stack:
 
     def close(self) -> None:
         for process in (self.sidecar, self.trainer):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(REPLY_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(process, REPLY_TIMEOUT_S)
 
     # -- chat -------------------------------------------------------------------------------
     def owner_says(self, text: str) -> None:

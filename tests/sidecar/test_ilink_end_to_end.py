@@ -3,7 +3,6 @@ the fake iLink server and a fake push webhook in this process."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fakes.ilink import OWNER, FakeIlinkServer, FakeWebhook
+from fakes.processes import python_env, spawn, stop
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ class IlinkStack:
     def __init__(self, ilink: FakeIlinkServer, webhook: FakeWebhook, workdir: Path, data_args: list[str]):
         self.ilink, self.webhook, self.workdir, self.data_args = ilink, webhook, workdir, data_args
         self.control, self.metrics = f"ipc://{workdir}/c", f"ipc://{workdir}/m"
-        self.env = {**os.environ, "CHATTRAIN_RUNTIME_DIR": str(workdir), "NO_PROXY": "127.0.0.1"}
+        self.env = python_env(CHATTRAIN_RUNTIME_DIR=str(workdir))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start_trainer(self) -> None:
@@ -54,15 +54,10 @@ class IlinkStack:
 
     def _spawn(self, program: str, args: list[str]) -> None:
         endpoints = ["--control", self.control, "--metrics", self.metrics]
-        with open(self.workdir / f"{program}.log", "ab") as log:
-            self.processes[program] = subprocess.Popen(
-                [sys.executable, "-m", program, *endpoints, *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=REPO_ROOT,
-            )
+        log = self.workdir / f"{program}.log"
+        self.processes[program] = spawn(
+            program, [*endpoints, *args], log, CHATTRAIN_RUNTIME_DIR=str(self.workdir)
+        )
 
     def kill_sidecar(self) -> None:
         process = self.processes.pop("sidecar")
@@ -75,12 +70,7 @@ class IlinkStack:
 
     def close(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(REPLY_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(process, REPLY_TIMEOUT_S)
 
     def log(self, program: str) -> str:
         return (self.workdir / f"{program}.log").read_text(errors="replace")

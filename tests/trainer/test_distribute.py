@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from fakes.processes import spawn, stop
 from tests.trainer.support import REPO_ROOT, TrainerProcess
 
 pytestmark = pytest.mark.slow
@@ -47,28 +48,14 @@ class Worker:
 
     def __init__(self, workdir: Path, run_dir: Path, args: list[str], tf_config: str) -> None:
         self.log_path = workdir / f"worker-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("w")
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_CONFIG": tf_config,
-        }
-        command = [sys.executable, "-m", "trainer", "--run-dir", str(run_dir), "--quiet", *args]
-        self.popen = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        args = ["--run-dir", str(run_dir), "--quiet", *args]
+        self.popen = spawn("trainer", args, self.log_path, TF_CONFIG=tf_config)
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
         return self.log_path.read_text()
 
     def close(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=30)
-        self._log.close()
+        stop(self.popen, grace_s=0)
 
 
 class Job:
