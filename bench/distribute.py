@@ -18,13 +18,13 @@ from bench.harness import (
     BATCH_SIZE,
     CHILD_TIMEOUT_S,
     compare,
-    free_port,
     interleaved,
     jsonl,
     report_times,
     scratch_dir,
     trainer_process,
 )
+from fakes.processes import free_ports
 
 STRATEGY_ARGS = {
     "one_device": [],
@@ -36,7 +36,7 @@ DIGEST = re.compile(r"final weights digest ([0-9a-f]{64}) at step (\d+)")
 
 def run_variant(variant: str, data: str, warmup: int, steps: int) -> dict[str, Any]:
     last, workers = warmup + steps, 2 if variant == "workers_2" else 1
-    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(workers)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
     argv = ["--autostart", "--exit-when-done", "--max-steps", str(last), "--param", f"bs={BATCH_SIZE}",
             "--param", "ds=10", "--checkpoint-every-s", "0", "--checkpoint-every-steps", "0",
             "--log-level", "INFO", *STRATEGY_ARGS[variant]]  # fmt: skip

@@ -18,7 +18,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from bench.harness import READY, Child, free_port, percentiles, scratch_dir, summaries, summary
+from bench.harness import READY, Child, percentiles, scratch_dir, summaries, summary
+from fakes.processes import free_ports
 from protocol import ControlClient, ControlServer, Data, Publisher, Subscriber, new_session_id
 
 RTT_REQUESTS = {"idle": 2000, "python_load": 300, "numpy_load": 300}
@@ -129,7 +130,7 @@ def _timed(call: Callable[[int], Any], requests: int) -> list[float]:
 
 
 def endpoint(transport: str, directory: Any, name: str) -> str:
-    return f"ipc://{directory}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_port()}"
+    return f"ipc://{directory}/{name}" if transport == "ipc" else f"tcp://127.0.0.1:{free_ports()[0]}"
 
 
 def control_rtt(transport: str, load: str, repeats: int) -> dict[str, Any]:

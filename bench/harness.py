@@ -15,7 +15,6 @@ import os
 import platform
 import select
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -138,12 +137,6 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def jsonl(run_dir: Path, kind: str) -> list[dict[str, Any]]:

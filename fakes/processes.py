@@ -1,9 +1,11 @@
 """The real programs as tests and bench/ start them: ``python -m trainer`` on private sockets, and the
-environment, spawn and stop that every child process gets."""
+environment, spawn and stop that every child process gets, and free ports to give them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +27,15 @@ def python_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["NO_PROXY"] = ",".join(filter(None, ["127.0.0.1,localhost", env.get("NO_PROXY")]))
     return env
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """``count`` loopback TCP ports that were free a moment ago (held together while picked, so distinct)."""
+    with contextlib.ExitStack() as holding:
+        holders = [holding.enter_context(socket.socket()) for _ in range(count)]
+        for holder in holders:
+            holder.bind(("127.0.0.1", 0))
+        return [int(holder.getsockname()[1]) for holder in holders]
 
 
 def spawn(program: str, args: Sequence[str], log: Path, **env: str) -> subprocess.Popen[bytes]:

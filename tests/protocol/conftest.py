@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from fakes.processes import free_ports
 from protocol import ControlClient, ControlServer, Subscriber
 from tests.protocol.support import FakeTrainer
 
@@ -92,9 +92,4 @@ def subscriber(endpoint: Callable[[str], str], closing: Callable[[Any], Any]) ->
 def free_tcp_endpoint() -> Callable[[], str]:
     """A tcp://127.0.0.1 endpoint on a port that was free a moment ago."""
 
-    def pick() -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-    return pick
+    return lambda: f"tcp://127.0.0.1:{free_ports()[0]}"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from fakes.processes import free_ports
 from fakes.wechat import FakeWeChatServer
 from sidecar.access import AccessPolicy
 from sidecar.backend import IncomingText, SendError
@@ -314,13 +315,9 @@ def test_outage_that_stops_itchats_receive_loop_is_followed_by_a_hot_reload(
 def test_an_unreachable_wechat_is_one_line_per_attempt_with_the_next_retry_time(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import socket
-
     from sidecar.wechat import WeChatBackend
 
-    with socket.socket() as probe:  # a port nobody listens on: connection refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_ports()[0]  # a port nobody listens on: connection refused
     backend = WeChatBackend(
         tmp_path, base_url=f"http://127.0.0.1:{port}", qr_stream=io.StringIO(), relogin_delays_s=(0.01, 0.02)
     )

@@ -7,18 +7,13 @@ import socket
 import pytest
 import requests
 
+from fakes.processes import free_ports
 from sidecar.wechat_util import login_failure
-
-
-def closed_port() -> int:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        return int(holder.getsockname()[1])
 
 
 def test_an_unreachable_server_is_named_with_the_cause() -> None:
     with pytest.raises(requests.RequestException) as caught:
-        requests.get(f"http://127.0.0.1:{closed_port()}/jslogin", timeout=5)
+        requests.get(f"http://127.0.0.1:{free_ports()[0]}/jslogin", timeout=5)
     assert login_failure(caught.value) == "cannot reach WeChat (127.0.0.1: connection refused)"
 
 

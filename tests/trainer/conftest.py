@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.processes import free_ports
+
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
@@ -21,15 +23,5 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture
 def free_tcp_endpoints() -> tuple[str, str]:
     """Two loopback tcp endpoints on ports that were free a moment ago."""
-    import socket
-
-    ports = []
-    holders = []
-    for _ in range(2):
-        holder = socket.socket()
-        holder.bind(("127.0.0.1", 0))
-        holders.append(holder)
-        ports.append(holder.getsockname()[1])
-    for holder in holders:
-        holder.close()
-    return f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[1]}"
+    control, metrics = free_ports(2)
+    return f"tcp://127.0.0.1:{control}", f"tcp://127.0.0.1:{metrics}"
