@@ -24,14 +24,13 @@ from bench.harness import (
     event_body,
     feed_reader,
     percentiles,
-    scratch_dir,
     stamped_steps,
     step_rate,
     summaries,
     summary,
     trainer_process,
 )
-from fakes.processes import TrainerProcess
+from fakes.processes import TrainerProcess, scratch_dir
 from fakes.recorder import FeedRecorder
 
 WARMUP_STEP = 20

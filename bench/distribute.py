@@ -21,10 +21,9 @@ from bench.harness import (
     interleaved,
     jsonl,
     report_times,
-    scratch_dir,
     trainer_process,
 )
-from fakes.processes import free_ports
+from fakes.processes import free_ports, scratch_dir
 
 STRATEGY_ARGS = {
     "one_device": [],

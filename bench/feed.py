@@ -18,8 +18,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from bench.harness import READY, Child, percentiles, scratch_dir, summaries, summary
-from fakes.processes import free_ports
+from bench.harness import READY, Child, percentiles, summaries, summary
+from fakes.processes import free_ports, scratch_dir
 from protocol import ControlClient, ControlServer, Data, Publisher, Subscriber, new_session_id
 
 RTT_REQUESTS = {"idle": 2000, "python_load": 300, "numpy_load": 300}

@@ -14,13 +14,11 @@ import logging
 import os
 import platform
 import select
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +125,6 @@ class Child:
 def run_child(target: str, timeout_s: float = CHILD_TIMEOUT_S, **kwargs: Any) -> dict[str, Any]:
     """Run ``target`` to completion in a child process; its result."""
     return Child(target, stderr=subprocess.PIPE, **kwargs).result(timeout_s)
-
-
-@contextlib.contextmanager
-def scratch_dir(prefix: str) -> Iterator[Path]:
-    """A private temp dir under /tmp (short paths: ipc endpoints have a ~100 byte limit)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def jsonl(run_dir: Path, kind: str) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ import os
 import time
 from typing import Any
 
-from bench.harness import compare, interleaved, run_child, scratch_dir
+from bench.harness import compare, interleaved, run_child
 from bench.tf_roles import rate, time_fit, train_inproc
+from fakes.processes import scratch_dir
 
 VARIANTS = {  # name: what it is
     "fit_spe1": "`keras.Model.fit`, `steps_per_execution=1`",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.harness import BATCH_SIZE, run_child, scratch_dir
+from bench.harness import BATCH_SIZE, run_child
+from fakes.processes import scratch_dir
 
 SEED_STEPS = 200_000 // BATCH_SIZE  # 1562
 TARGETS = (0.98, 0.99)

@@ -21,11 +21,10 @@ from bench.harness import (
     START_TIMEOUT_S,
     percentiles,
     rss_kib,
-    scratch_dir,
     summaries,
     trainer_process,
 )
-from fakes.processes import REPO, TrainerProcess, python_env
+from fakes.processes import REPO, TrainerProcess, python_env, scratch_dir
 from fakes.processes import stop as stop_process
 
 REPLY_TIMEOUT_S = 20.0

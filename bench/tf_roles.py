@@ -26,8 +26,8 @@ from bench.harness import (
     feed_reader,
     percentiles,
     report_times,
-    scratch_dir,
 )
+from fakes.processes import scratch_dir
 
 Marks = dict[str, tuple[int, float]]  # "start" / "end" -> (optimizer steps done, perf_counter)
 Snapshot = dict[int, tuple[str, float]]  # thread id -> (kind, CPU seconds so far)

@@ -24,10 +24,10 @@ from bench.harness import (
     paired,
     report_times,
     run_child,
-    scratch_dir,
     summary,
     trainer_process,
 )
+from fakes.processes import scratch_dir
 from trainer.config import DEFAULT_CHECKPOINT_EVERY_S
 
 VARIANTS = {  # name: what it is (its row in BENCHMARKS.md)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from fakes.processes import free_ports
+from fakes.processes import free_ports, scratch_dir
 from protocol import ControlClient, ControlServer, Subscriber
 from tests.protocol.support import FakeTrainer
 
@@ -22,10 +20,8 @@ class Closeable(Protocol):
 @pytest.fixture
 def ipc_dir() -> Iterator[Path]:
     """A short, private (0700) directory under /tmp: ipc paths must stay under ~100 characters."""
-    path = Path(tempfile.mkdtemp(prefix="ct-", dir="/tmp"))
-    path.chmod(0o700)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("ct-") as path:
+        yield path
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fakes.processes import scratch_dir
 from fakes.wechat import FakeWeChatServer
 from sidecar.backend import IncomingText
 
@@ -24,10 +23,9 @@ READY_TIMEOUT_S = 10.0
 @pytest.fixture(autouse=True)
 def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Default endpoints and instance keys in a private directory, not the user's shared one."""
-    path = Path(tempfile.mkdtemp(prefix="cts-", dir="/tmp"))
-    monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(path))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("cts-") as path:
+        monkeypatch.setenv("CHATTRAIN_RUNTIME_DIR", str(path))
+        yield path
 
 
 @pytest.fixture

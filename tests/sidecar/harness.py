@@ -4,14 +4,13 @@ ipc endpoints, and a running Sidecar. The fake trainer is shared with trainctl: 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fakes.processes import scratch_dir
 from sidecar.app import Sidecar
 from sidecar.backend import MemoryBackend, Priority, SentMessage
 from sidecar.config import Config
@@ -65,11 +64,8 @@ class WaitingBackend(MemoryBackend):
 @contextmanager
 def endpoints() -> Iterator[tuple[str, str]]:
     """Short ipc endpoints in a fresh private directory (ipc paths have a ~100 byte limit)."""
-    directory = tempfile.mkdtemp(prefix="ct-")
-    try:
+    with scratch_dir("ct-") as directory:
         yield f"ipc://{directory}/c", f"ipc://{directory}/m"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def make_config(control: str, metrics: str, state_dir: Path, **overrides: Any) -> Config:

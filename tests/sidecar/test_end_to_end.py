@@ -3,17 +3,15 @@ web-WeChat server; commands typed in the fake chat steer the real training run."
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from fakes.processes import spawn, stop
+from fakes.processes import scratch_dir, spawn, stop
 from fakes.wechat import FakeWeChatServer
 
 pytestmark = pytest.mark.slow
@@ -112,13 +110,12 @@ class Stack:
 
 @pytest.fixture
 def stack(fake_wechat: FakeWeChatServer, data_args: list[str]) -> Iterator[Stack]:
-    workdir = Path(tempfile.mkdtemp(prefix="ct-e2e-"))
-    running = Stack(fake_wechat, workdir, data_args)
-    try:
-        yield running
-    finally:
-        running.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with scratch_dir("ct-e2e-") as workdir:
+        running = Stack(fake_wechat, workdir, data_args)
+        try:
+            yield running
+        finally:
+            running.close()
 
 
 def test_seed_commands_in_the_chat_start_reparameterise_and_stop_training(stack: Stack) -> None:

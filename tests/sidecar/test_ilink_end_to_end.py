@@ -3,18 +3,16 @@ the fake iLink server and a fake push webhook in this process."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fakes.ilink import OWNER, FakeIlinkServer, FakeWebhook
-from fakes.processes import python_env, spawn, stop
+from fakes.processes import python_env, scratch_dir, spawn, stop
 
 pytestmark = pytest.mark.slow
 
@@ -86,14 +84,12 @@ class IlinkStack:
 
 @pytest.fixture
 def stack(data_args: list[str]) -> Iterator[IlinkStack]:
-    workdir = Path(tempfile.mkdtemp(prefix="ct-il-"))
-    with FakeIlinkServer() as ilink, FakeWebhook() as webhook:
+    with scratch_dir("ct-il-") as workdir, FakeIlinkServer() as ilink, FakeWebhook() as webhook:
         running = IlinkStack(ilink, webhook, workdir, data_args)
         try:
             yield running
         finally:
             running.close()
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_seed_commands_a_plot_and_a_sidecar_killed_mid_run_over_ilink(stack: IlinkStack) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fakes.processes import scratch_dir
 from fakes.trainer import FakeTrainer
 from protocol import ConnectionInfo, KeyPair, ServerCurve, server_curve
 from trainctl.__main__ import main
@@ -31,10 +30,8 @@ class CliResult:
 @pytest.fixture
 def ipc_dir() -> Iterator[Path]:
     """A short, private directory under /tmp: ipc paths must stay under ~100 characters."""
-    path = Path(tempfile.mkdtemp(prefix="tc-", dir="/tmp"))
-    path.chmod(0o700)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("tc-") as path:
+        yield path
 
 
 @pytest.fixture(autouse=True)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fakes.processes import free_ports
+from fakes.processes import free_ports, scratch_dir
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     """A short private directory (ipc paths must stay under ~100 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="ct-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("ct-") as path:
+        yield path
 
 
 @pytest.fixture

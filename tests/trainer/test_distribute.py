@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fakes.processes import spawn, stop
+from fakes.processes import scratch_dir, spawn, stop
 from tests.trainer.support import REPO_ROOT, TrainerProcess
 
 pytestmark = pytest.mark.slow
@@ -88,9 +86,8 @@ def ports(free_tcp_endpoints: tuple[str, str]) -> list[int]:
 
 @pytest.fixture
 def job_dirs() -> Iterator[tuple[Path, Path]]:
-    workdir = Path(tempfile.mkdtemp(prefix="ct-"))
-    yield workdir, workdir / "run"
-    shutil.rmtree(workdir, ignore_errors=True)
+    with scratch_dir("ct-") as workdir:
+        yield workdir, workdir / "run"
 
 
 def run_to_end(run_dir: Path, args: list[str]) -> tuple[dict[str, Any], str]:

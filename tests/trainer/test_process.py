@@ -6,14 +6,13 @@ it in the state it needs.
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fakes.processes import scratch_dir
 from protocol import ErrorCode
 from tests.trainer.support import TrainerProcess, expect_remote_error
 
@@ -24,12 +23,10 @@ LONG_RUN = ["--param", "bs=32", "--param", "ti=10000000", "--param", "ds=5"]
 
 @pytest.fixture(scope="module")
 def shared(data_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainerProcess]:
-    workdir = Path(tempfile.mkdtemp(prefix="ct-"))
-    run_dir = tmp_path_factory.mktemp("run")
-    process = TrainerProcess(workdir, run_dir, [*data_args, *LONG_RUN])
-    yield process
-    process.close()
-    shutil.rmtree(workdir, ignore_errors=True)
+    with scratch_dir("ct-") as workdir:
+        process = TrainerProcess(workdir, tmp_path_factory.mktemp("run"), [*data_args, *LONG_RUN])
+        yield process
+        process.close()
 
 
 def ensure_running(process: TrainerProcess) -> None:
