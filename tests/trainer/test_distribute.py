@@ -69,10 +69,15 @@ class Job:
             raise
 
     def wait_exit(self) -> tuple[int | None, int | None]:
+        """Both exit codes, each None if that process is still running after ``EXIT_WAIT_S`` in all."""
         deadline = time.monotonic() + EXIT_WAIT_S
-        while time.monotonic() < deadline and None in (self.chief.popen.poll(), self.worker.popen.poll()):
-            time.sleep(0.2)
-        return self.chief.popen.poll(), self.worker.popen.poll()
+        codes: list[int | None] = []
+        for popen in (self.chief.popen, self.worker.popen):
+            try:
+                codes.append(popen.wait(max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                codes.append(None)
+        return codes[0], codes[1]
 
     def close(self) -> None:
         self.worker.close()
