@@ -60,7 +60,10 @@ def spawn(program: str, args: Sequence[str], log: Path, **env: str) -> subproces
 def stop(process: subprocess.Popen[Any] | None, grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM, then SIGKILL past ``grace_s`` (at once for 0); reaped."""
     if process is not None and process.poll() is None:
-        process.terminate() if grace_s else process.kill()
+        if grace_s:
+            process.terminate()
+        else:
+            process.kill()
         try:
             process.wait(grace_s or None)
         except subprocess.TimeoutExpired:

@@ -112,9 +112,17 @@ class Feed:
         """The first ``topic`` message (from index ``since`` of ``messages`` on) that satisfies
         ``predicate``, as it arrives."""
 
+        looked = {"events": 0, "data": 0}  # each event is looked at once, however long the wait
+
         def probe(events: list[FeedEvent]) -> list[dict[str, Any]]:
-            data = [e.message for e in events if isinstance(e, Data)][since:]
-            return next(([dict(m.body)] for m in data if m.topic == topic and predicate(m.body)), [])
+            for event in events[looked["events"] :]:
+                looked["events"] += 1
+                if isinstance(event, Data):
+                    looked["data"] += 1
+                    message = event.message
+                    if looked["data"] > since and message.topic == topic and predicate(message.body):
+                        return [dict(message.body)]
+            return []
 
         try:
             return self.recorder.wait_for(probe, timeout_s, f"a matching {topic}")[0]
