@@ -102,6 +102,11 @@ class ParamSpec:
         except ValueError:
             raise ValueError(received) from None
         if not math.isfinite(number):
+            # "1e400", or an integer of thousands of digits, is a finite number out of range.
+            bound = self.maximum if number > 0 else self.minimum
+            if math.isinf(number) and bound is not None and any(c.isdigit() for c in str(value)):
+                side = "<=" if number > 0 else ">="
+                raise ValueError(f"{self.name} must be {side} {bound}, received {value!r:.60}")
             raise ValueError(f"{self.name} must be finite, received {value!r:.60}")
         if self.type == "float":
             return number

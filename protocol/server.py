@@ -161,19 +161,25 @@ class ControlServer:
             if cached is not None:
                 text = f"request id {rid!r} was used for op {cached_op!r:.40}; a new request needs a new id"
                 return self._error(rid, op, ErrorCode.BAD_REQUEST, text)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            # Not kept: nothing ran, and a corrected retry under the same id must run.
+            return refusal
+        assert rid is not None and op is not None  # _refusal refuses a request without them
         try:
-            frames_out = self._answer_new(request)
+            frames_out = self._run(request, self._handlers[op])
         except ProtocolError as exc:  # the reply cannot be encoded: too big, or odd details
             logger.error("reply to %.40r cannot be encoded: %s", op, exc)
             text = f"the reply could not be encoded: {exc}"
             frames_out = self._error(rid, None, ErrorCode.INTERNAL, text)
-        # Only replies of ops that ran and change state are kept: `history` pages are the big
-        # replies and only read; refusals before a handler ran cost nothing to compute again.
-        if rid is not None and op in self._handlers and op not in UNCACHED_OPS:
+        # Only replies of ops that change state are kept: `history` pages are the big replies
+        # and only read.
+        if op not in UNCACHED_OPS:
             self._replies.put(rid, op, frames_out)
         return frames_out
 
-    def _answer_new(self, request: msg.Message) -> list[bytes]:
+    def _refusal(self, request: msg.Message) -> list[bytes] | None:
+        """The error reply for a request no handler may run (its envelope, its deadline, its op)."""
         rid, op = request.id, request.op
         if request.v not in msg.SUPPORTED_VERSIONS:
             supported = list(msg.SUPPORTED_VERSIONS)
@@ -187,10 +193,13 @@ class ControlServer:
             return self._error(rid, op, ErrorCode.BAD_REQUEST, text)
         if time.time() > request.expires:
             return self._error(rid, op, ErrorCode.EXPIRED, "request arrived after its deadline")
-        handler = self._handlers.get(op)
-        if handler is None:
+        if op not in self._handlers:
             ops = sorted(self._handlers)
             return self._error(rid, op, ErrorCode.UNKNOWN_OP, f"unknown op {op!r:.40}", {"ops": ops})
+        return None
+
+    def _run(self, request: msg.Message, handler: Handler) -> list[bytes]:
+        rid, op = request.id, request.op
         try:
             result = handler(request.body)
             if not isinstance(result, dict):

@@ -35,7 +35,7 @@ from trainer.config import Config, parse_config
 from trainer.control import Controller, Publish
 from trainer.control_plane import bind_control_plane
 from trainer.errors import describe_error
-from trainer.lifecycle import FAIL, FAILED
+from trainer.lifecycle import FAILED
 from trainer.native_noise import filtered_stderr
 from trainer.params import PARAM_SPECS, defaults
 
@@ -94,6 +94,7 @@ def serve(config: Config) -> int:
             heartbeat_interval_s=config.heartbeat_interval_s,
             history_size=config.history_size,
             max_steps=config.max_steps,
+            starts_when_loaded=config.strategy == "multiworker",
         )
     except EndpointInUse as exc:
         logger.error("%s", exc)
@@ -158,7 +159,7 @@ def _run_session(config: Config, controller: Controller, publish: Publish, role:
     except Exception as exc:  # a broken install fails the run; the sockets say why
         logger.exception("cannot load the TensorFlow side")
         error = describe_error(exc)
-        controller.fire(FAIL, error=error)
+        controller.setup_failed(error)  # start is refused with the reason: it could only fail again
         publish("event.failed", {"event": "failed", "step": 0, "state": FAILED, "error": error})
         while not (controller.signal_stop or config.exit_when_done):
             controller.take_commands(1, timeout_s=IDLE_POLL_S)

@@ -31,6 +31,11 @@ class PendingCommands:
     def set_params(self, values: Mapping[str, Any]) -> None:
         self._params = {**self._params, **values}  # the latest value per parameter
 
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The parameter values recorded and not taken yet."""
+        return dict(self._params)
+
     def schedule(self, kind: str) -> None:
         self._work[kind] = True
 

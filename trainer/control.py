@@ -94,7 +94,10 @@ class Controller:
         publish: Publish,
         heartbeat_interval_s: float = 1.0,
         max_steps: int | None = None,
+        starts_when_loaded: bool = False,
     ) -> None:
+        """``starts_when_loaded``: the run starts once loaded whatever is asked meanwhile (a
+        multi-worker job: its other workers start without asking), so a stop waits until then."""
         self._cond = threading.Condition()  # an RLock inside: state listeners may read the state
         # Called (under the lock, in whichever thread changed it) after every state change: the
         # run's intent is recorded the moment a pause or stop is accepted, not at a later step.
@@ -105,7 +108,10 @@ class Controller:
         self._progress = Progress()
         self._pending = PendingCommands()
         self._apply_step = 1  # the first step that sees a command recorded now
-        self._start_queued = False
+        # What the owner asked for while loading (START or STOP): it wins over --autostart and
+        # the run's recorded intent once loaded (a stop then means "do not start it").
+        self._on_load: str | None = None
+        self._starts_when_loaded = starts_when_loaded
         self._error: dict[str, Any] | None = None
         self._setup_error: dict[str, Any] | None = None  # the trainer could not be built at all
         self._started_at: float | None = None
@@ -160,7 +166,9 @@ class Controller:
 
     def start(self, args: dict[str, Any]) -> dict[str, Any]:
         updates = args.get("params")
-        values = validate_updates(self._specs, updates) if updates else {}
+        # Absent, null or {}: no params. Any other value is checked, so a 0 or "" is refused, not ignored.
+        no_params = updates is None or (isinstance(updates, Mapping) and not updates)
+        values = {} if no_params else validate_updates(self._specs, updates)
         with self._cond:
             if self._state in (RUNNING, PAUSED) and not values:
                 return {"state": self._state, "step": self._progress.step, "already": True}
@@ -168,13 +176,13 @@ class Controller:
                 hint = "; change params with set_params" if values else ""
                 raise RequestError(ErrorCode.INVALID_STATE, f"cannot start while {self._state}{hint}")
             if self._setup_error is not None:
-                raise RequestError(ErrorCode.INVALID_STATE, _setup_refusal(self._setup_error))
+                raise RequestError(ErrorCode.INVALID_STATE, _setup_refusal(self._setup_error, "start"))
             if self._state != LOADING:
                 self._check_budget_locked({**self._params, **values})
             if values:
                 self._record_params_locked(values)
             if self._state == LOADING:
-                self._start_queued = True
+                self._on_load = START
             else:
                 self._error = None
                 self._fire_locked(START)
@@ -186,8 +194,13 @@ class Controller:
             if self._state in (RUNNING, PAUSED):
                 self._fire_locked(STOP)
                 return {"state": self._state, "at_step": at_step, "already": False}
-            if self._state == LOADING and self._start_queued:
-                self._start_queued = False
+            if self._state == LOADING and self._starts_when_loaded:
+                text = "a multi-worker job starts once loaded (its workers do not wait): stop it then"
+                raise RequestError(ErrorCode.NOT_READY, text)
+            if self._state == LOADING and self._on_load != STOP:
+                # Whatever would start it once loaded (a queued start, --autostart, the intent of a
+                # run that was running when its process died) does not: it stays idle.
+                self._on_load = STOP
                 return {"state": self._state, "at_step": at_step, "already": False}
             return {"state": self._state, "at_step": at_step, "already": True}
 
@@ -258,14 +271,18 @@ class Controller:
         paused: bool = False,
     ) -> None:
         """TensorFlow and the module are ready: leave ``loading`` (for ``running`` if asked to, or
-        straight for ``paused`` when ``paused``: a restarted run its owner had paused)."""
+        straight for ``paused`` when ``paused``: a restarted run its owner had paused). A start or
+        a stop sent while loading wins over ``autostart``; a stop that kept it from starting
+        leaves the run ``stopped``, which records the owner's stop as the run's intent."""
         with self._cond:
             self._specs = tuple(specs)
-            self._params = {**dict(params), **{k: v for k, v in self._params.items() if k not in params}}
+            # The restored values, then those set while loading (pending: the loop applies them).
+            kept = {k: v for k, v in self._params.items() if k not in params}
+            self._params = {**kept, **dict(params), **self._pending.params}
             self._progress = progress
             self._apply_step = progress.step + 1
-            go = autostart or self._start_queued
-            self._start_queued = False
+            on_load, self._on_load = self._on_load, None
+            go = on_load == START or (autostart and on_load != STOP)
             self._set_activity_locked(ACTIVITY_IDLE)
             if self._state != LOADING:
                 return  # rebuilt for a start after a failed build: the start already happened
@@ -273,7 +290,9 @@ class Controller:
             if refusal is not None:
                 logger.warning("not starting: %s", refusal)
                 self._publish("log", {"level": "warning", "message": f"not starting: {refusal}"})
-            if not go or refusal is not None:
+            if on_load == STOP and autostart:
+                self._fire_locked(STOP)
+            elif not go or refusal is not None:
                 self._fire_locked(LOADED)
             else:
                 self._fire_locked(LOADED_PAUSED if paused else START)
@@ -336,6 +355,8 @@ class Controller:
         with self._cond:
             if self._state == LOADING:
                 raise RequestError(ErrorCode.NOT_READY, f"cannot {kind} while loading")
+            if self._setup_error is not None:  # no model to save or to evaluate
+                raise RequestError(ErrorCode.INVALID_STATE, _setup_refusal(self._setup_error, kind))
             if kind == "checkpoint" and self._state == FAILED:
                 raise RequestError(ErrorCode.INVALID_STATE, NOT_CHECKPOINTED_WHEN_FAILED)
             self._pending.schedule(kind)
@@ -405,6 +426,6 @@ class Controller:
         return state
 
 
-def _setup_refusal(error: dict[str, Any]) -> str:
+def _setup_refusal(error: dict[str, Any], op: str) -> str:
     cause = f"{error.get('type', 'Error')}: {error.get('message', '')}"
-    return f"cannot start: the trainer could not be set up ({cause:.300}); fix that and restart the trainer"
+    return f"cannot {op}: the trainer could not be set up ({cause:.300}); fix that and restart the trainer"

@@ -114,6 +114,7 @@ def bind_control_plane(
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
     history_size: int = DEFAULT_HISTORY_SIZE,
     max_steps: int | None = None,
+    starts_when_loaded: bool = False,
     exit_after_s: float | None = CONTROL_PLANE_EXIT_GRACE_S,
 ) -> ControlPlane:
     """Build the control plane and start serving; what a failed bind (``EndpointInUse``, a refused
@@ -136,6 +137,7 @@ def bind_control_plane(
         publish=publisher.publish,
         heartbeat_interval_s=heartbeat_interval_s,
         max_steps=max_steps,
+        starts_when_loaded=starts_when_loaded,
     )
     controller.last_seq = lambda: publisher.last_seq
     watch = ControlPlaneWatch(controller, publisher.publish, exit_after_s)

@@ -7,6 +7,7 @@ No TensorFlow here.
     (state, event) -> state
     loading  --loaded-->  idle
     loading  --start-->  running      (once loaded: --autostart, or a start queued while loading)
+    loading  --stop-->  stopped       (once loaded: a stop sent while loading kept it from starting)
     idle | stopped | finished | failed  --start-->  running
     running  --pause-->  paused  --resume-->  running
     running | paused  --stop-->  stopping
@@ -44,6 +45,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (LOADING, LOADED): IDLE,
     (LOADING, START): RUNNING,
     (LOADING, LOADED_PAUSED): PAUSED,
+    (LOADING, STOP): STOPPED,
     **{(state, START): RUNNING for state in STARTABLE_STATES},
     (RUNNING, PAUSE): PAUSED,
     (PAUSED, RESUME): RUNNING,

@@ -181,6 +181,8 @@ class Session:
         try:
             if self._restore_before_run:
                 self._restore_keeping_params(trainer)
+            # What came with the start (or just before it) applies before the budget is judged.
+            apply_commands(trainer, self.controller.take_commands(trainer.step + 1), trainer.step + 1)
             if trainer.target_reached():  # the controller refuses such a start; a user module may not
                 logger.warning("nothing to run: the budget is used up at step %d", trainer.step)
                 self.controller.fire(FINISH)

@@ -53,6 +53,7 @@ LR = ParamSpec("learning_rate", "float", 0.001, aliases=("lr",), minimum=1e-6, m
 STEPS = ParamSpec("max_steps", "int", 1000, aliases=("steps",), minimum=1)
 AUGMENT = ParamSpec("augment", "bool", False)
 NOTE = ParamSpec("note", "str", "")
+ITERS = ParamSpec("training_iters", "int", 1000, minimum=1, maximum=10**12)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,10 @@ def test_coerce_accepts(spec: ParamSpec, received: Any, expected: Any) -> None:
         (STEPS, "2.5", "whole number"),
         (STEPS, 2.5, "whole number"),
         (STEPS, "0", ">= 1"),
-        (STEPS, "1e400", "finite"),
+        (STEPS, "1e400", "finite"),  # no maximum: an overflow is all there is to say
+        (LR, "1e400", "<= 1.0"),  # finite text out of range, not "must be finite"
+        (LR, "-1e400", ">= 1e-06"),
+        (ITERS, "1" * 5000, "<= 1000000000000"),  # beyond int()'s 4300 digits
         (STEPS, False, "whole number"),
         (AUGMENT, "maybe", "true or false"),
         (AUGMENT, 2, "true or false"),

@@ -245,6 +245,24 @@ def test_a_request_without_expires_is_refused_and_not_run(
     assert stop.count == 0
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [{"expires": ...}, {"v": 2}, {"type": "reply"}, {"expires": 1.0}],
+    ids=["no expires", "version", "type", "expired"],
+)
+def test_a_refusal_before_the_handler_is_not_cached_so_a_corrected_retry_runs(
+    control: str, serve: Callable[..., ControlServer], wrong: dict[str, Any]
+) -> None:
+    stop = CallLog()
+    serve(control, {"stop": stop})
+    refused = raw_exchange(control, _raw_request(id="same-id", op="stop", **wrong))
+    assert refused.error is not None and stop.count == 0
+    retried = raw_exchange(control, _raw_request(id="same-id", op="stop"))
+    assert retried.ok and retried.id == "same-id" and stop.count == 1
+    assert raw_exchange(control, _raw_request(id="same-id", op="stop")) == retried  # now it is kept
+    assert stop.count == 1
+
+
 def test_the_library_always_sends_expires() -> None:
     assert msg.request("status").expires is not None
 

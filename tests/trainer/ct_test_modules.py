@@ -2,12 +2,15 @@
 
 Importable by the trainer process as ``--module tests.trainer.ct_test_modules:TinyModule`` (run
 from the repository root). ``CT_FAIL_AT_CALL`` / ``CT_NAN_AT_CALLS`` (comma-separated) set the cues
-for processes; in-process tests pass them as arguments.
+for processes; in-process tests pass them as arguments. ``CT_SETUP_WAITS_FOR=PATH`` holds ``setup``
+(so the trainer stays ``loading``) until that file exists.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -17,6 +20,15 @@ from trainer.data import MnistArrays, eval_dataset, load_mnist, synthetic_mnist,
 from trainer.module import Module, StepOutputs, sparse_accuracy
 
 SYNTHETIC_SAMPLES = 256
+GATE_TIMEOUT_S = 120.0
+
+
+def _wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + GATE_TIMEOUT_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
 
 
 class TinyModule(Module):
@@ -38,6 +50,8 @@ class TinyModule(Module):
         self.data: MnistArrays | None = None
 
     def setup(self) -> None:
+        if gate := os.environ.get("CT_SETUP_WAITS_FOR"):  # held in `loading` until the test says
+            _wait_for_file(Path(gate))
         if self._source and not self._synthetic:
             self.data = load_mnist(self._source, self._limit)
         else:

@@ -101,6 +101,62 @@ def test_while_loading_start_is_queued_and_checkpoint_is_not_ready() -> None:
     assert [body["state"] for topic, body in published if topic == "event.state"] == ["running"]
 
 
+def test_a_stop_while_loading_wins_over_autostart_and_the_last_word_counts() -> None:
+    controller, published = make_controller("loading")
+    assert controller.stop({}) == {"state": "loading", "at_step": 0, "already": False}
+    assert controller.stop({})["already"] is True
+    controller.loaded(PARAM_SPECS, defaults(PARAM_SPECS), Progress(), autostart=True)
+    assert [b["state"] for t, b in published if t == "event.state"] == ["stopped"]  # never running
+    controller, _ = make_controller("loading")
+    controller.stop({})
+    controller.start({})  # then the owner changed their mind
+    controller.loaded(PARAM_SPECS, defaults(PARAM_SPECS), Progress(), autostart=False)
+    assert controller.state == "running"
+    controller, _ = make_controller("loading")
+    controller.stop({})  # nothing would have started it: no run was stopped
+    controller.loaded(PARAM_SPECS, defaults(PARAM_SPECS), Progress(), autostart=False)
+    assert controller.state == "idle"
+
+
+def test_a_job_that_starts_once_loaded_refuses_a_stop_until_then() -> None:
+    controller = Controller(
+        PARAM_SPECS, defaults(PARAM_SPECS), run_id="r", session="s", publish=lambda t, b: None,
+        starts_when_loaded=True,
+    )  # fmt: skip
+    assert "multi-worker" in refused(ErrorCode.NOT_READY, controller.stop, {}).message
+    controller.loaded(PARAM_SPECS, defaults(PARAM_SPECS), Progress(), autostart=True)
+    assert controller.stop({})["state"] == "stopping"
+
+
+def test_values_set_while_loading_win_over_the_restored_ones_for_the_budget_and_status() -> None:
+    controller, published = make_controller("loading")
+    restored = {**defaults(PARAM_SPECS), "training_iters": 320, "batch_size": 32}
+    controller.start({"params": {"ti": 640}})  # what the "budget used up" refusal asks for
+    controller.loaded(PARAM_SPECS, restored, Progress(step=10, samples_seen=320), autostart=False)
+    assert controller.state == "running"
+    assert controller.status({})["params"]["training_iters"] == 640
+    assert not [b for t, b in published if t == "log"]
+    [command] = controller.take_commands(11)
+    assert command.params == {"training_iters": 640}  # still for the loop to apply
+
+
+@pytest.mark.parametrize("wrong", [0, False, "", [], "x", 1])
+def test_start_refuses_params_that_are_not_a_map_even_falsy_ones(wrong: Any) -> None:
+    controller, _ = make_controller("idle")
+    refused(ErrorCode.INVALID_PARAMS, controller.start, {"params": wrong})
+    assert controller.state == "idle" and controller.take_commands(8) == []
+    assert controller.start({"params": {}})["state"] == "running"
+
+
+def test_after_a_failed_setup_checkpoint_and_evaluate_are_refused_with_the_reason() -> None:
+    controller, _ = make_controller("loading")
+    controller.setup_failed({"type": "FileNotFoundError", "message": "no MNIST file at x.npz"})
+    for op in (controller.start, controller.checkpoint, controller.evaluate):
+        message = refused(ErrorCode.INVALID_STATE, op, {}).message
+        assert "could not be set up (FileNotFoundError: no MNIST file at x.npz)" in message
+    assert controller.state == "failed" and controller.take_commands(1) == []
+
+
 def test_heartbeat_body_reports_how_long_since_the_loop_checked_in() -> None:
     controller, _ = make_controller("idle")
     controller.take_commands(8)
