@@ -44,6 +44,7 @@ class FitRun:
         self.next_epoch_step: int | None = None
         self.last_checkpoint_step: int | None = None
         self.last_checkpoint_path: str | None = None
+        self.checkpoint_error: dict[str, Any] | None = None  # a failed save raises here instead
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
         self.outcome: str | None = None

@@ -16,6 +16,7 @@ from protocol.endpoints import (
     default_connection_file,
     default_endpoints,
     default_runtime_dir,
+    hold_lock,
 )
 from protocol.errors import (
     EndpointInUse,
@@ -71,6 +72,7 @@ EVENTS = (
     "started",
     "param_changed",
     "checkpoint_saved",
+    "checkpoint_failed",
     "paused",
     "resumed",
     "stopped",
@@ -135,6 +137,7 @@ __all__ = [
     "check_bind_address",
     "check_private_dir",
     "coerce_params",
+    "hold_lock",
     "default_connection_file",
     "default_endpoints",
     "default_runtime_dir",

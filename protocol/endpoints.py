@@ -163,18 +163,23 @@ class BoundEndpoint:
 
 def _take_ipc_lock(socket_path: Path) -> IO[str]:
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock_path = socket_path.with_name(socket_path.name + ".lock")
-    handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the socket's lifetime)
+    busy = f"ipc://{socket_path} is already served by process {{holder}}; stop it or choose another "
+    busy += "--instance / endpoint"
+    return hold_lock(socket_path.with_name(socket_path.name + ".lock"), busy)
+
+
+def hold_lock(lock_path: Path, busy: str) -> IO[str]:
+    """An exclusive flock on ``lock_path`` (this pid written in it), held while the returned file
+    is open; the kernel drops it when the process dies, kill -9 included. Another live holder:
+    ``EndpointInUse(busy.format(holder=its pid))``. OSError when the file cannot be opened."""
+    handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the holder's lifetime)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise EndpointInUse(
-            f"ipc://{socket_path} is already served by process {holder}; stop it or choose "
-            "another --instance / endpoint"
-        ) from None
+        raise EndpointInUse(busy.format(holder=holder)) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from protocol import (
     ConnectionInfo,
@@ -27,6 +28,7 @@ from protocol import (
     check_bind_address,
     default_connection_file,
     default_endpoints,
+    hold_lock,
     new_session_id,
     server_curve,
 )
@@ -44,6 +46,7 @@ logger = logging.getLogger("trainer")
 EXIT_ENDPOINT_IN_USE = 3
 EXIT_USAGE = 2  # final: respawn does not retry it
 IDLE_POLL_S = 0.25
+RUN_DIR_LOCK = "trainer.lock"
 
 
 def run_id_for(run_dir: Path) -> str:
@@ -74,6 +77,21 @@ def serve(config: Config) -> int:
         return EXIT_USAGE
     if config.strategy == "multiworker":  # a job runs once launched and ends with its run
         config = dataclasses.replace(config, autostart=True, exit_when_done=True)
+    try:
+        # Held for the process's life: two trainers on one run dir would write, prune and
+        # restore each other's checkpoints (a second `--instance` without its own --run-dir).
+        run_lock = hold_run_dir(role.log_dir(config.run_dir))
+    except UsageError as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    except EndpointInUse as exc:
+        logger.error("%s", exc)
+        return EXIT_ENDPOINT_IN_USE
+    with run_lock:
+        return serve_holding_run_dir(config, role)
+
+
+def serve_holding_run_dir(config: Config, role: WorkerRole) -> int:
     if not role.is_chief:
         return serve_worker(config, role)
     try:
@@ -111,6 +129,17 @@ def serve(config: Config) -> int:
     finally:
         plane.close()
         _remove_if_ours(connection_file, session)
+
+
+def hold_run_dir(run_dir: Path) -> IO[str]:
+    """The run directory, made if need be and locked for this process (``hold_lock``); UsageError
+    when it is not a directory this process can write."""
+    busy = f"run dir {run_dir} is in use by trainer process {{holder}}; stop it or give this one --run-dir"
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        return hold_lock(Path(run_dir) / RUN_DIR_LOCK, busy)
+    except OSError as exc:
+        raise UsageError(f"run dir {run_dir} is not a directory this trainer can write: {exc}") from None
 
 
 def _setup(config: Config) -> tuple[str, str, Path, ServerCurve | None, KeyPair | None]:

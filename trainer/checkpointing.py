@@ -11,12 +11,17 @@ while one is in flight first waits for it: at most one is in flight. The manager
 checkpoint as the latest only after its files are complete, so a kill -9 mid-write leaves the
 previous checkpoint the latest and a ``ckpt-N_temp`` directory behind, which the next
 ``CheckpointStore`` removes. ``take_completed`` hands back the saves whose files are complete, so
-that what is announced as saved is on disk. The writer thread is not a daemon: the interpreter
-waits for a write in flight before it exits.
+that what is announced as saved is on disk, and ``take_failed`` the ones that failed (a full
+disk), so that those are announced as failed and their step can be saved again. The writer
+thread is not a daemon: the interpreter waits for a write in flight before it exits.
 
 Params acknowledged between checkpoints while no run is in progress (idle, failed) are kept in
 ``pending_params.json`` beside the checkpoints (``save_params``): restoring the checkpoint they
-were set on top of applies them, so a restart keeps them without writing a whole checkpoint.
+were set on top of applies them, so a restart keeps them without writing a whole checkpoint; set
+before the first checkpoint (the seed's ``lr 0.01`` before ``开始``), ``fresh_params`` has them.
+
+``restore`` falls back to the previous checkpoint when the latest cannot be read (a torn file
+after a crash), naming what it skipped; one that does not fit the model is an error, not skipped.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ MISMATCH_DETAIL_CHARS = 600
 
 class CheckpointMismatch(ValueError):
     """A checkpoint that does not fit the model built now (names the checkpoint and the misfit)."""
+
+
+class CheckpointUnreadable(OSError):
+    """A checkpoint whose files cannot be read (names the checkpoint and the error)."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,14 @@ class CheckpointStore:
         )
         self._lock = threading.Lock()
         self._completed: list[tuple[int, str]] = []  # appended by the writer thread
+        self._failed: list[tuple[int, str]] = []  # (step, why): appended by the writer thread
         self._writer: threading.Thread | None = None
-        self._queued_step: int | None = None
+        self._saved_step: int | None = None  # the step whose files are on disk, latest
+
+    @property
+    def saved_step(self) -> int | None:
+        """The latest step whose files are on disk (saved or restored here), after ``sync``."""
+        return self._saved_step
 
     @property
     def latest_path(self) -> str | None:
@@ -173,12 +188,13 @@ class CheckpointStore:
         """Snapshot now and write in the background; returns the path the files will have.
         ``callbacks``: the callbacks' states by key, JSON-encodable (``callback_states``).
 
-        Waits for the save in flight first. A second save at the same step is a no-op: rewriting
-        ``ckpt-N`` in place could leave a torn latest checkpoint."""
+        Waits for the save in flight first. A second save of a step on disk is a no-op:
+        rewriting ``ckpt-N`` in place could leave a torn latest checkpoint; one whose write
+        failed is written again."""
         path = str(self.directory / f"ckpt-{step}")  # the manager's naming
-        if step == self._queued_step:
-            return path
         self.sync()
+        if step == self._saved_step:
+            return path
         self._step.assign(step)
         self._epoch.assign(epoch)
         self._samples.assign(samples_seen)
@@ -188,18 +204,21 @@ class CheckpointStore:
         # Not a daemon: the interpreter waits for a write in flight before it exits.
         self._writer = threading.Thread(target=self._write, args=(step,), name="checkpoint-writer")
         self._writer.start()
-        self._queued_step = step
-        (self.directory / PENDING_PARAMS_FILE).unlink(missing_ok=True)  # the checkpoint has them
         return path
 
     def _write(self, step: int) -> None:
         try:
             path = self._manager.save(checkpoint_number=step)
-        except Exception:  # a full disk: this save is lost, the previous one stays the latest
+        except Exception as exc:  # a full disk: this save is lost, the previous one stays the latest
             logger.exception("checkpoint of step %d failed", step)
+            with self._lock:
+                self._failed.append((step, f"{type(exc).__name__}: {exc}"[:MISMATCH_DETAIL_CHARS]))
             return
         with self._lock:
             self._completed.append((step, str(path)))
+            self._saved_step = step
+        # Only now: the params it holds were pending until its files were complete.
+        (self.directory / PENDING_PARAMS_FILE).unlink(missing_ok=True)
         logger.info("checkpoint saved at step %d: %s", step, path)
 
     def sync(self) -> None:
@@ -213,13 +232,22 @@ class CheckpointStore:
             done, self._completed = self._completed, []
         return done
 
+    def take_failed(self) -> list[tuple[int, str]]:
+        """``(step, why)`` of the saves that failed since the last call, oldest first."""
+        with self._lock:
+            failed, self._failed = self._failed, []
+        return failed
+
     def save_params(self, params: Mapping[str, Any]) -> None:
-        """Keep ``params`` (acknowledged after the latest checkpoint) for the next restore of it."""
+        """Keep ``params`` (acknowledged after the latest checkpoint, or before the first) for the
+        next restore of it (``fresh_params`` when there is none)."""
         latest = self.latest_path
-        if latest is None:
-            return
-        record = {"checkpoint": Path(latest).name, "params": dict(params)}
+        record = {"checkpoint": Path(latest).name if latest else None, "params": dict(params)}
         write_json_atomic(self.directory / PENDING_PARAMS_FILE, record)
+
+    def fresh_params(self) -> dict[str, Any]:
+        """The params acknowledged before this run dir had any checkpoint."""
+        return self._pending_params(self.directory, None)
 
     def restore(self, path: str | None = None) -> Restored | None:
         """Restore ``path`` (default: the latest); None when there is none.
@@ -228,11 +256,21 @@ class CheckpointStore:
         checkpoint must find its variable: a misfit raises ``CheckpointMismatch``, never a partial
         restore that trains on."""
         self.sync()
-        if path is None and self._restore_dir is not None:
-            path = tf.train.latest_checkpoint(str(self._restore_dir))
-        path = path or self.latest_path
-        if path is None:
-            return None
+        if path is not None:
+            return self._restore_one(path)
+        directory = self._restore_dir or self.directory
+        state = tf.train.get_checkpoint_state(str(directory))
+        candidates = list(state.all_model_checkpoint_paths) if state is not None else []
+        for index, candidate in enumerate(reversed(candidates)):
+            try:
+                return self._restore_one(candidate)
+            except CheckpointUnreadable as exc:
+                if index == len(candidates) - 1:
+                    raise
+                logger.error("%s; trying the one before it", exc)
+        return None
+
+    def _restore_one(self, path: str) -> Restored:
         has_callbacks = _holds(path, CALLBACKS_KEY)
         self._callbacks.assign("{}")  # what an older checkpoint (without them) means
         checkpoint = self._checkpoint if has_callbacks else self._legacy_checkpoint
@@ -241,21 +279,25 @@ class CheckpointStore:
         except (AssertionError, ValueError) as exc:
             detail = " ".join(str(exc).split())[:MISMATCH_DETAIL_CHARS]
             raise CheckpointMismatch(f"checkpoint {path} does not match this model: {detail}") from exc
+        except (tf.errors.OpError, OSError, IndexError) as exc:  # a torn or missing file
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:MISMATCH_DETAIL_CHARS]
+            raise CheckpointUnreadable(f"checkpoint {path} cannot be read: {detail}") from exc
         params = json.loads(self._params.numpy().decode("utf-8"))
         restored = Restored(
             path=path,
             step=int(self._step.numpy()),
             epoch=int(self._epoch.numpy()),
             samples_seen=int(self._samples.numpy()),
-            params={**params, **self._pending_params(path)},
+            params={**params, **self._pending_params(Path(path).parent, Path(path).name)},
             callbacks=json.loads(self._callbacks.numpy().decode("utf-8")),
         )
-        self._queued_step = restored.step
+        self._saved_step = restored.step
         logger.info("restored step %d from %s", restored.step, path)
         return restored
 
-    def _pending_params(self, path: str) -> dict[str, Any]:
-        file = Path(path).parent / PENDING_PARAMS_FILE  # beside the checkpoint restored
+    def _pending_params(self, directory: Path, checkpoint: str | None) -> dict[str, Any]:
+        """The pending params beside ``directory``'s checkpoints, if set on top of ``checkpoint``."""
+        file = directory / PENDING_PARAMS_FILE
         try:
             record = json.loads(file.read_text())
         except FileNotFoundError:
@@ -263,7 +305,7 @@ class CheckpointStore:
         except (OSError, ValueError) as exc:
             logger.warning("ignoring %s: %s", file, exc)
             return {}
-        if not isinstance(record, dict) or record.get("checkpoint") != Path(path).name:
+        if not isinstance(record, dict) or record.get("checkpoint") != checkpoint:
             return {}
         params = record.get("params")
         return dict(params) if isinstance(params, dict) else {}

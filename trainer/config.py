@@ -14,6 +14,7 @@ from typing import Any
 
 from protocol.options import Option, Parser, add_options, parse_options
 from protocol.publisher import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_HISTORY_SIZE
+from trainer.tasks import TASKS
 
 DEFAULT_RUN_DIR = "runs/default"
 # A kill -9 loses at most about a minute (saves are asynchronous: see trainer.checkpointing).
@@ -66,6 +67,14 @@ class Config:
 AUTO = "auto"  # what --steps-per-execution auto resolves to before Config turns it into None
 
 
+def module_path(raw: str) -> str:
+    """``--module``: its shape checked here, so a typo exits 2 at once (imported once loading)."""
+    path, sep, attr = raw.partition(":")
+    if not (sep and attr.isidentifier() and all(part.isidentifier() for part in path.split("."))):
+        raise ValueError("must look like pkg.mod:Class")
+    return raw
+
+
 def steps_per_execution(raw: str) -> int | str:
     """``auto`` or a positive count (``Config`` holds auto as None)."""
     if raw.strip().lower() == AUTO:
@@ -82,8 +91,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--connection-file", "CONNECTION", "where to write the connection file (0600)", type=Path),
     Option("--instance", "INSTANCE", "instance name for default endpoints"),
     Option("--run-dir", "RUN_DIR", f"checkpoints and logs (default {DEFAULT_RUN_DIR})", type=Path),
-    Option("--task", "TASK", "built-in task (mnist_cnn)"),
-    Option("--module", "MODULE", "user Module as pkg.mod:Class"),
+    Option("--task", "TASK", "built-in task", choices=tuple(sorted(TASKS))),
+    Option("--module", "MODULE", "user Module as pkg.mod:Class", type=module_path),
     Option("--data", "DATA", "path of mnist.npz (default: keras.datasets)"),
     Option(
         "--param", "PARAMS", "initial param (repeatable)", repeat=True, metavar="NAME=VALUE", dest="params"

@@ -240,6 +240,12 @@ class Controller:
     def specs(self) -> tuple[ParamSpec, ...]:
         return self._specs
 
+    @property
+    def setup_error(self) -> dict[str, Any] | None:
+        """Why the trainer could not be set up (``setup_failed``), or None."""
+        with self._cond:
+            return self._setup_error
+
     def params(self) -> dict[str, Any]:
         with self._cond:
             return dict(self._params)

@@ -7,7 +7,9 @@
 - ``paused``: paused by the owner; after a restart the run is loaded and paused again.
 - ``stopped``: stopped by the owner; after a restart it waits for ``start``, even with
   ``--autostart``.
-- ``finished`` / ``failed``: the run ended by itself; a restart waits for ``start`` too.
+- ``finished`` / ``failed``: the run ended by itself; a restart waits for ``start`` too. A
+  process that could not even be set up (a data file missing for a moment, a torn checkpoint)
+  ran nothing of the run and records nothing: once fixed, a restart does what the owner wanted.
 
 A stop asked for by a signal (SIGTERM from the supervisor or honcho, Ctrl-C) is not the owner's:
 it leaves the intent as it was, so a run stopped that way carries on at the next start. Without
@@ -110,6 +112,8 @@ class IntentRecorder:
         whichever thread made it); the hooks below only repeat it."""
         if self._controller.signal_stop:  # the supervisor's stop, not the owner's
             return
+        if self._controller.setup_error is not None:
+            return  # a build that failed (data missing, a torn checkpoint) ran nothing: keep the owner's
         intent = INTENT_OF_STATE.get(self._controller.state)
         if intent is None or intent == self._written:
             return

@@ -28,7 +28,8 @@ Hook order (pseudocode)::
                 peers.sync                        # multi-worker: every worker takes the chief's
                                                   # requests of this boundary (trainer.peers)
                 service_requests():               # each at most once per boundary
-                    on_checkpoint for each save whose files are now complete
+                    on_checkpoint for each save whose files are now complete,
+                    on_checkpoint_failed for each that failed (trainer.checkpoint_error)
                     request_checkpoint() -> snapshot (with every callback's state_dict),
                                             written in the background
                     request_evaluation() -> validate -> on_validation_end
@@ -178,6 +179,7 @@ class Trainer:
         self.next_epoch_step: int | None = None
         self.last_checkpoint_step: int | None = None
         self.last_checkpoint_path: str | None = None
+        self.checkpoint_error: dict[str, Any] | None = None
         self.param_changes: list[dict[str, Any]] = []
         self.error_info: dict[str, Any] | None = None
         self.activity = ACTIVITY_IDLE
@@ -371,16 +373,21 @@ class Trainer:
             return path
         with self.doing(ACTIVITY_CHECKPOINTING):
             self.store.sync()
-        if not self._announce_checkpoints():  # this step was saved before: say so again
+        if not self._announce_checkpoints() and self.store.saved_step == self.step:
             self.last_checkpoint_step, self.last_checkpoint_path = self.step, path
-            self.dispatch("on_checkpoint", {})
+            self.dispatch("on_checkpoint", {})  # on disk before: said again, for who asked now
         return path
 
     def _announce_checkpoints(self) -> bool:
-        done = self.store.take_completed()
+        """``on_checkpoint`` for each save now complete, ``on_checkpoint_failed`` for each that
+        failed (``last_checkpoint_step`` stays the last good one); whether there was any."""
+        done, failed = self.store.take_completed(), self.store.take_failed()
         for self.last_checkpoint_step, self.last_checkpoint_path in done:
             self.dispatch("on_checkpoint", {})
-        return bool(done)
+        for step, why in failed:
+            self.checkpoint_error = {"step": step, "error": why}
+            self.dispatch("on_checkpoint_failed", {})
+        return bool(done or failed)
 
     def restore(self) -> Restored | None:
         """Load the latest checkpoint: weights, optimizer, counters and params, then hand each
@@ -393,6 +400,10 @@ class Trainer:
     def _restore(self) -> Restored | None:
         restored = self.store.restore()
         if restored is None:
+            fresh = self.store.fresh_params()  # acknowledged before the first checkpoint
+            known = {s.name for s in self.specs}
+            if changed := {k: v for k, v in fresh.items() if k in known and self.params.get(k) != v}:
+                self.set_params(changed, at_step=self.step + 1, reason="restored")
             return None
         self.step, self.epoch = restored.step, restored.epoch
         self.samples_seen = restored.samples_seen

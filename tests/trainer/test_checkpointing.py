@@ -13,8 +13,15 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from tests.trainer.ct_test_modules import TinyModule  # noqa: E402
+from trainer.callbacks.base import Callback  # noqa: E402
 from trainer.callbacks.checkpoint import PeriodicCheckpoint  # noqa: E402
-from trainer.checkpointing import PENDING_PARAMS_FILE, CheckpointMismatch, CheckpointStore  # noqa: E402
+from trainer.callbacks.publish import PublishMetrics  # noqa: E402
+from trainer.checkpointing import (  # noqa: E402
+    PENDING_PARAMS_FILE,
+    CheckpointMismatch,
+    CheckpointStore,
+    CheckpointUnreadable,
+)
 from trainer.config import parse_config  # noqa: E402
 from trainer.trainer import Trainer  # noqa: E402
 
@@ -157,3 +164,60 @@ def test_a_later_checkpoint_holds_the_params_and_retires_the_pending_file(tmp_pa
     assert not (tmp_path / "checkpoints" / PENDING_PARAMS_FILE).exists()
     again = make_trainer(tmp_path, TinyModule(synthetic=128))
     assert again.restore() is not None and again.step == 6 and again.params["learning_rate"] == 0.0077
+
+
+def test_a_save_that_fails_is_announced_as_failed_and_its_step_is_saved_again(tmp_path: Path) -> None:
+    heard: list[tuple[Any, ...]] = []
+    published: list[tuple[str, dict[str, Any]]] = []
+
+    class Heard(Callback):
+        def on_checkpoint(self, trainer: Trainer, logs: Any) -> None:
+            heard.append(("saved", trainer.last_checkpoint_step))
+
+        def on_checkpoint_failed(self, trainer: Trainer, logs: Any) -> None:
+            heard.append(("failed", dict(trainer.checkpoint_error or {}), trainer.last_checkpoint_step))
+
+    publish = PublishMetrics(lambda topic, body: published.append((topic, body)), state=lambda: "idle")
+    trainer = make_trainer(tmp_path, TinyModule(synthetic=128), Heard(), publish)
+    trainer.setup()  # the store is made: what stands in the way now is no stale temp it removes
+    blocker = tmp_path / "checkpoints" / "ckpt-0_temp"  # where TensorFlow writes ckpt-0 (a full disk)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    trainer.save_checkpoint()
+    [(kind, failure, last_good)] = heard
+    assert kind == "failed" and failure["step"] == 0 and last_good is None and failure["error"]
+    assert trainer.last_checkpoint_step is None and trainer.store.latest_path is None
+    [(topic, body)] = [(t, b) for t, b in published if t.startswith("event.")]
+    assert topic == "event.checkpoint_failed" and body["step"] == 0
+    assert body["error"] == failure["error"] and body["last_checkpoint_step"] is None
+    blocker.unlink()
+    trainer.save_checkpoint()  # the same step again: written this time, not taken as done
+    assert heard[-1] == ("saved", 0)
+    assert Path(f"{trainer.last_checkpoint_path}.index").exists()
+
+
+def test_a_torn_latest_checkpoint_falls_back_to_the_one_before_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_trainer(tmp_path, TinyModule(synthetic=256), PeriodicCheckpoint(every_steps=2), steps=6).fit()
+    checkpoints = tmp_path / "checkpoints"
+    for data in checkpoints.glob("ckpt-6.data-*"):  # a crash before the files reached the disk
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    again = make_trainer(tmp_path, TinyModule(synthetic=256), steps=6)
+    with caplog.at_level(logging.ERROR, logger="trainer.checkpointing"):
+        restored = again.restore()
+    assert restored is not None and restored.step == 4 and again.step == 4
+    assert f"checkpoint {checkpoints / 'ckpt-6'} cannot be read" in caplog.text
+    for data in checkpoints.glob("ckpt-*.data-*"):
+        data.write_bytes(b"")
+    with pytest.raises(CheckpointUnreadable, match="ckpt-2 cannot be read"):
+        make_trainer(tmp_path, TinyModule(synthetic=256), steps=6).restore()
+
+
+def test_params_set_before_the_first_checkpoint_survive_a_restart(tmp_path: Path) -> None:
+    first = make_trainer(tmp_path, TinyModule(synthetic=128), PeriodicCheckpoint())
+    first.set_params({"learning_rate": 0.0077})  # the seed's `lr 0.01`, then a crash before 开始
+    second = make_trainer(tmp_path, TinyModule(synthetic=128), PeriodicCheckpoint())
+    assert second.restore() is None
+    assert second.params["learning_rate"] == 0.0077
+    assert second.learning_rate() == pytest.approx(0.0077)

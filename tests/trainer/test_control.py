@@ -177,6 +177,19 @@ def test_every_option_has_an_environment_variable_and_flags_win() -> None:
     assert parse_config(["--param", "ti=10"], environ).params == ("ti=10",)
 
 
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(["--task", "nosuch"], {}), ([], {"CHATTRAIN_TASK": "nosuch"}), (["--module", "nocolon"], {}),
+     (["--module", "pkg.mod:"], {}), (["--module", "1pkg:Cls"], {})],
+)  # fmt: skip
+def test_an_unknown_task_or_a_malformed_module_is_a_usage_error_before_loading(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_config(argv, env)
+    assert info.value.code == 2
+
+
 def test_a_bad_initial_param_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         parse_config(["--param", "lr=fast"], {})

@@ -69,3 +69,15 @@ def test_a_signal_stop_is_not_the_owners_and_leaves_running(tmp_path: Path) -> N
     controller.stop({})  # what the loop does on SIGTERM
     recorder.observe()
     assert read_intent(tmp_path) == "running"
+
+
+def test_a_setup_that_failed_ran_nothing_and_keeps_the_owners_intent(tmp_path: Path) -> None:
+    write_intent(tmp_path, "running")  # the run was training when its process died
+    controller = Controller(
+        PARAM_SPECS, defaults(PARAM_SPECS), run_id="r", session="s", publish=lambda topic, body: None
+    )
+    recorder = IntentRecorder(controller, tmp_path)
+    controller.on_state_change = recorder.observe
+    controller.setup_failed({"type": "FileNotFoundError", "message": "no MNIST file at x.npz"})
+    assert controller.state == "failed"
+    assert read_intent(tmp_path) == "running"  # once the file is back, a restart carries on

@@ -36,6 +36,7 @@ HOOKS = (
     "on_validation_end",
     "on_test_end",
     "on_checkpoint",
+    "on_checkpoint_failed",
     "on_params_changed",
     "on_activity",
     "on_exception",
@@ -78,6 +79,10 @@ class Callback:
 
     def on_checkpoint(self, trainer: TrainerView, logs: Logs) -> None:
         """After a checkpoint was written (``trainer.last_checkpoint_path``)."""
+
+    def on_checkpoint_failed(self, trainer: TrainerView, logs: Logs) -> None:
+        """A checkpoint could not be written (``trainer.checkpoint_error``: its step and why);
+        ``trainer.last_checkpoint_step`` is still the last good one."""
 
     def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         """After params changed; details in ``trainer.param_changes``."""

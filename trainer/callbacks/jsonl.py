@@ -71,6 +71,10 @@ class JsonlLog(Callback):
         fields = {"path": trainer.last_checkpoint_path}
         self.write(trainer, "checkpoint", fields, step=trainer.last_checkpoint_step)
 
+    def on_checkpoint_failed(self, trainer: TrainerView, logs: Logs) -> None:
+        failure = trainer.checkpoint_error or {}
+        self.write(trainer, "checkpoint_failed", {"error": failure.get("error")}, step=failure.get("step"))
+
     def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         for change in trainer.param_changes:
             self.write(trainer, "param_changed", change)

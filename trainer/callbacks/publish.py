@@ -89,6 +89,16 @@ class PublishMetrics(Callback):
         step = trainer.last_checkpoint_step
         self._event(trainer, "checkpoint_saved", path=trainer.last_checkpoint_path, step=step)
 
+    def on_checkpoint_failed(self, trainer: TrainerView, logs: Logs) -> None:
+        failure = trainer.checkpoint_error or {}
+        self._event(
+            trainer,
+            "checkpoint_failed",
+            step=failure.get("step"),
+            error=failure.get("error"),
+            last_checkpoint_step=trainer.last_checkpoint_step,  # what a crash now falls back to
+        )
+
     def on_params_changed(self, trainer: TrainerView, logs: Logs) -> None:
         for change in trainer.param_changes:
             if change["reason"] != "restored":  # a restart restoring its own values is no change

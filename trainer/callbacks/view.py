@@ -74,6 +74,10 @@ class TrainerView(Protocol):
     def last_checkpoint_path(self) -> str | None: ...
 
     @property
+    def checkpoint_error(self) -> Mapping[str, Any] | None:
+        """In ``on_checkpoint_failed``: the step whose save failed and why."""
+
+    @property
     def next_epoch_step(self) -> int | None:
         """The first step of the next epoch, when the epoch's length is known."""
 
