@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ from protocol.params import split_assignment
 from trainctl import exit_codes
 from trainctl.commands import run_command
 from trainctl.config import add_connection_options
+from trainctl.watch import DOWN_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="end after this long")  # fmt: skip
     watch.add_argument("--until-state", default=None, metavar="STATE[,STATE...]",
                        help="end on reaching one of these states (exit 6 if --for ends first)")  # fmt: skip
+    watch.add_argument("--down-timeout", dest="down_timeout_s", type=float, default=DOWN_TIMEOUT_S,
+                       metavar="SECONDS", help="with --until-state: exit 3 once the trainer has been down "
+                       "this long (default %(default)g; shorter restarts are ridden out)")  # fmt: skip
     watch.add_argument("--all", action="store_true",
                        help="follow every run on this machine in one view")  # fmt: skip
     return parser
@@ -73,8 +78,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.command = "eval"
     if args.command == "set" and len(args.pairs) % 2:
         parser.error(f"set takes NAME VALUE pairs, received an odd number of words: {' '.join(args.pairs)}")
-    if args.command == "watch" and args.for_s is not None and args.for_s < 0:
-        parser.error(f"--for must be >= 0, received {args.for_s}")
+    if args.command == "watch":
+        # nan would end the loop at once and inf overflows the poll timeout (a traceback).
+        for flag, value in (("--for", args.for_s), ("--down-timeout", args.down_timeout_s)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                parser.error(f"{flag} must be a finite number >= 0, received {value}")
     return args
 
 

@@ -128,17 +128,10 @@ def run_command(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _fail(args, err, exit_codes.USAGE, "usage", str(exc))
     except OSError as exc:  # a refused runtime directory
         return _fail(args, err, exit_codes.USAGE, "usage", str(exc))
-    if args.command == "watch":
-        options = _watch_options(args)
-        code = run_watch(config, options, out)
-        if code == exit_codes.UNAVAILABLE:
-            err.print(
-                f"trainctl: trainer unavailable: nothing from {config.metrics} ({config.source})",
-                soft_wrap=True,
-            )
-        return code
-    request, show = COMMANDS[args.command]
     try:
+        if args.command == "watch":  # it prints as it goes; unavailable is said as for the rest
+            return run_watch(config, _watch_options(args), out)
+        request, show = COMMANDS[args.command]
         with config.client() as client:
             result = request(client, args)
     except TrainerUnavailable as exc:
@@ -159,7 +152,9 @@ def run_command(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _watch_options(args: argparse.Namespace) -> WatchOptions:
     states = frozenset(filter(None, (args.until_state or "").split(",")))
-    return WatchOptions(json=args.json, for_s=args.for_s, until_states=states)
+    return WatchOptions(
+        json=args.json, for_s=args.for_s, until_states=states, down_timeout_s=args.down_timeout_s
+    )
 
 
 def _all_runs(args: argparse.Namespace, out: Console) -> int:

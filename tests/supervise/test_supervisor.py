@@ -126,6 +126,36 @@ def test_the_command_follows_the_double_dash() -> None:
     assert config.max_backoff_s == 5.0 and config.name == "python"
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--initial-backoff", "nan"],  # was: restarts in a hot loop
+        ["--initial-backoff", "inf"],  # was: an OverflowError traceback at the first wait
+        ["--initial-backoff", "0"],  # never doubles: the same hot loop
+        ["--max-backoff", "nan"],  # was: no cap at all
+        ["--max-backoff", "1e400"],  # CHATTRAIN_RESPAWN_MAX_BACKOFF reaches this flag verbatim
+        ["--stable-after", "nan"],
+        ["--stop-timeout", "inf"],
+        ["--stop-timeout=-1"],
+        ["--no-restart-on", "256"],
+    ],
+)
+def test_a_value_out_of_range_is_one_line_and_exit_2_before_anything_runs(
+    option: list[str], child: list[str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        # A child that exits cleanly: had the value been taken, this would end at once with 0.
+        [*RESPAWN, *option, "--", *child, "job", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and option[0].split("=")[0] in lines[0], result.stderr
+    assert runs(tmp_path, "job") == []
+
+
 def test_a_child_that_crashes_twice_is_restarted_twice_and_a_clean_exit_ends_it(
     child: list[str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:

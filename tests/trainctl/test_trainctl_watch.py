@@ -158,3 +158,76 @@ def test_watch_for_people_draws_progress_and_events(
     result = cli("watch", "--for", "0.5")
     assert result.code == exit_codes.OK
     assert "idle" in result.out and "step 2/1000" in result.out and "attached" in result.out
+
+
+def run_watch_to_its_end(endpoints: tuple[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """trainctl in a child process, so that a watch that never ends fails the test instead of hanging it."""
+    command = [sys.executable, "-m", "trainctl", "--control", endpoints[0], "--metrics", endpoints[1]]
+    return subprocess.run([*command, *argv], capture_output=True, text=True, timeout=LINE_TIMEOUT_S)
+
+
+def test_the_scripts_watch_exits_3_with_the_error_document_when_it_cannot_attach(
+    endpoints: tuple[str, str],
+) -> None:
+    # The README's script form, no --for, nothing at the endpoints: it used to wait for ever, silent.
+    until = ("--json", "watch", "--until-state", "stopped,finished,failed")
+    result = run_watch_to_its_end(endpoints, "--timeout-ms", "300", "--retries", "1", *until)
+    assert result.returncode == exit_codes.UNAVAILABLE
+    document = json.loads(result.stdout.splitlines()[-1])
+    assert document["ok"] is False and document["exit_code"] == exit_codes.UNAVAILABLE
+    assert document["error"]["code"] == "unavailable" and "cannot attach" in document["error"]["message"]
+    [line] = result.stderr.splitlines()
+    assert "cannot attach" in line and endpoints[0] in line
+
+
+def test_the_live_view_exits_3_too_when_it_cannot_attach(endpoints: tuple[str, str]) -> None:
+    result = run_watch_to_its_end(endpoints, "--timeout-ms", "300", "--retries", "0", "watch")
+    assert result.returncode == exit_codes.UNAVAILABLE
+    assert "cannot attach" in result.stderr
+
+
+def test_a_script_waiting_for_a_state_gives_up_once_the_trainer_stays_down(
+    watch: Callable[..., WatchProcess], endpoints: tuple[str, str], trainer_curve: tuple[ServerCurve, KeyPair]
+) -> None:
+    trainer = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
+    try:
+        watcher = watch("--until-state", "finished", "--down-timeout", "1")
+        watcher.until(lambda line: line["kind"] == "snapshot", "the snapshot")
+    finally:
+        trainer.close()
+    lines = watcher.until(lambda line: "ok" in line, "the error document")
+    assert "down" in [line.get("kind") for line in lines]  # said first, then given up on
+    assert lines[-1]["exit_code"] == exit_codes.UNAVAILABLE and "down for" in lines[-1]["error"]["message"]
+    assert watcher.process.wait(timeout=LINE_TIMEOUT_S) == exit_codes.UNAVAILABLE
+
+
+def test_a_script_waiting_for_a_state_rides_out_a_restart_shorter_than_the_down_timeout(
+    watch: Callable[..., WatchProcess],
+    endpoints: tuple[str, str],
+    trainer_curve: tuple[ServerCurve, KeyPair],
+    cli: Callable[..., CliResult],
+) -> None:
+    first = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
+    try:
+        watcher = watch("--until-state", "running", "--down-timeout", "600")
+        watcher.until(lambda line: line["kind"] == "snapshot", "the snapshot")
+    finally:
+        first.close()
+    watcher.until(lambda line: line["kind"] == "down", "trainer down")
+    second = FakeTrainer(*endpoints, curve=trainer_curve[0]).start()
+    try:
+        watcher.until(lambda line: line["kind"] in ("back", "session_changed"), "trainer back")
+        assert cli("start").code == exit_codes.OK
+        assert watcher.process.wait(timeout=LINE_TIMEOUT_S) == exit_codes.OK
+    finally:
+        second.close()
+
+
+@pytest.mark.parametrize("option", ["--for", "--down-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_duration_that_is_not_a_finite_number_is_a_usage_error(
+    option: str, value: str, cli: Callable[..., CliResult]
+) -> None:
+    result = cli("watch", option, value)
+    assert result.code == exit_codes.USAGE and len(result.err.splitlines()) == 1
+    assert f"{option} must be a finite number" in result.err
