@@ -16,6 +16,10 @@ from protocol.errors import ProtocolError
 # The socket-level limit (zmq MAXMSGSIZE): a bigger frame disconnects that peer, nothing else.
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_DEPTH = 32
+# The integers the contract carries: msgpack stops at 64 bits, and a signed reader (most languages'
+# int64) misreads an unsigned value above INT_MAX, so a parameter's ints stay within these.
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
 _SCALARS = (str, int, float, bool, bytes, type(None))
 
 

@@ -7,12 +7,15 @@ import math
 EN_UNITS = ("h", "m", "s")
 
 
-def format_duration(seconds: float | None, units: tuple[str, str, str] = EN_UNITS, missing: str = "?") -> str:
-    """3725 -> '1h02m', 65 -> '1m05s', 42 -> '42s'; `missing` when unknown, negative or not finite.
+def format_duration(seconds: object, units: tuple[str, str, str] = EN_UNITS, missing: str = "?") -> str:
+    """3725 -> '1h02m', 65 -> '1m05s', 42 -> '42s'; `missing` when unknown, not a number, negative or
+    not finite (an ETA from a feed body may be anything: the line around it still goes out).
 
     `units` are the hour, minute and second marks (the sidecar passes Chinese ones).
     """
-    if seconds is None or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return missing
+    if not math.isfinite(seconds) or seconds < 0:
         return missing
     total = int(round(seconds))
     hours, rest = divmod(total, 3600)

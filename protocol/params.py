@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.codec import INT_MAX, INT_MIN
 from protocol.errors import ErrorCode, RequestError
 
 PARAM_TYPES = ("float", "int", "bool", "str")
@@ -69,11 +70,21 @@ class ParamSpec:
         """Return `value` as this parameter's type, or raise ValueError naming the param and value."""
         converted = self._convert(value)
         if isinstance(converted, (int, float)) and not isinstance(converted, bool):
-            if self.minimum is not None and converted < self.minimum:
-                raise ValueError(f"{self.name} must be >= {self.minimum}, received {value!r:.60}")
-            if self.maximum is not None and converted > self.maximum:
-                raise ValueError(f"{self.name} must be <= {self.maximum}, received {value!r:.60}")
+            low, high = self._bounds()
+            if low is not None and converted < low:
+                raise ValueError(f"{self.name} must be >= {low}, received {value!r:.60}")
+            if high is not None and converted > high:
+                raise ValueError(f"{self.name} must be <= {high}, received {value!r:.60}")
         return converted
+
+    def _bounds(self) -> tuple[float | None, float | None]:
+        """The declared range; an int's is also what the wire can carry, so that a value beyond
+        64 bits is refused as out of range here rather than failing later, when it is encoded."""
+        if self.type != "int":
+            return self.minimum, self.maximum
+        low = INT_MIN if self.minimum is None else max(self.minimum, INT_MIN)
+        high = INT_MAX if self.maximum is None else min(self.maximum, INT_MAX)
+        return low, high
 
     def _convert(self, value: Any) -> Any:
         received = f"{self.name} must be {self._article()}, received {value!r:.60}"
@@ -99,11 +110,14 @@ class ParamSpec:
                 pass  # "1e3" and "7.0" still count, through float below
         try:
             number = float(value)
+        except OverflowError:  # an int beyond a float's range: out of range, as "1e400" is
+            number = math.inf if value > 0 else -math.inf
         except ValueError:
             raise ValueError(received) from None
         if not math.isfinite(number):
             # "1e400", or an integer of thousands of digits, is a finite number out of range.
-            bound = self.maximum if number > 0 else self.minimum
+            low, high = self._bounds()
+            bound = high if number > 0 else low
             if math.isinf(number) and bound is not None and any(c.isdigit() for c in str(value)):
                 side = "<=" if number > 0 else ">="
                 raise ValueError(f"{self.name} must be {side} {bound}, received {value!r:.60}")

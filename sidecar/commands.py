@@ -186,8 +186,13 @@ def validated(context: CommandContext, args: tuple[str, ...]) -> dict[str, Any]:
         raise context.error("bad_pairs", error=error) from error
     specs = context.link.specs()
     changes: dict[str, Any] = {}
-    for name, text in pairs.items():
+    given_as: dict[str, str] = {}
+    for name, text in pairs:
         spec = _resolve(context, specs, name)
+        if spec.name in given_as:  # 'lr 0.01 learning_rate 0.5': which one was meant is not ours to guess
+            first, second = render.quote(given_as[spec.name]), render.quote(name)
+            raise context.error("given_twice", name=spec.name, first=first, second=second)
+        given_as[spec.name] = name
         try:
             changes[spec.name] = spec.coerce(text)
         except ValueError as error:

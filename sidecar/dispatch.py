@@ -1,7 +1,8 @@
 """Text in, reply out: parse with the grammar, run the command, turn failures into replies.
 
 Every command gets a reply: its result; `CommandError` verbatim; 'trainer unavailable' when
-the control client gave up (bounded by its timeout and retries); the trainer's refusal; or,
+the control client gave up (bounded by its timeout and retries); the trainer's refusal; 'could
+not send that' for a request the wire cannot carry (nothing changed); or,
 for anything unexpected, a generic 'internal error' while the traceback goes to the log.
 Chatter gets None (no reply). The reply's language follows the command's first word (i18n.py).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from protocol import RemoteError, TrainerUnavailable
+from protocol import ProtocolError, RemoteError, TrainerUnavailable
 from sidecar import render
 from sidecar.commands import CommandContext, CommandError, CommandSpec, Reply
 from sidecar.grammar import Command, Unknown, Vocabulary, parse, split_words
@@ -80,6 +81,11 @@ class Dispatcher:
             return Reply(
                 tr(lang, "refused", code=error.code, message=error.message[: render.MAX_ERROR_CHARS])
             )
+        except ProtocolError as error:
+            # The client raises it only for a request it could not encode (a reply it cannot
+            # decode counts as no reply), so nothing was sent: the owner's values, not a bug.
+            logger.info("command %s not sent: %s", parsed.name, error)
+            return Reply(tr(lang, "not_sent", error=str(error)[: render.MAX_ERROR_CHARS]))
         except Exception:
             logger.exception("command %s %r failed", parsed.name, parsed.args)
             return Reply(tr(lang, "internal"))

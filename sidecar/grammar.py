@@ -22,6 +22,7 @@ The rule that separates commands from chatter (documented in the README too):
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,7 +35,8 @@ CHINESE_MATCH_CUTOFF = 0.5
 MAX_SUGGESTIONS = 3
 SET_COMMAND = "set"
 
-# Full-width forms a Chinese input method produces.
+# Full-width forms a Chinese input method produces that mean something else here: "：" and "，"
+# separate a name from its value and one pair from the next. NFKC (see `normalise`) does the rest.
 _TRANSLATION = str.maketrans({"＝": "=", "，": " ", ",": " ", "\u3000": " ", "：": "=", "／": "/"})
 
 
@@ -73,8 +75,13 @@ Parsed = Command | Unknown | None
 
 
 def normalise(text: str) -> str:
-    """Full-width punctuation to ASCII, surrounding space stripped."""
-    return text.translate(_TRANSLATION).strip()
+    """What an input method types read as ASCII, surrounding space stripped.
+
+    The table first (so that "：" becomes "=", while an ASCII ":" stays as typed), then NFKC:
+    full-width letters, digits and punctuation (``ｓｔｏｐ``, ``0．01``, ``？``, ``＠exp2``) become
+    their ASCII forms; Chinese characters are left as they are.
+    """
+    return unicodedata.normalize("NFKC", text.translate(_TRANSLATION)).strip()
 
 
 def split_words(text: str) -> list[str]:
@@ -130,21 +137,22 @@ def _chinese_matches(head: str, words: list[str]) -> list[str]:
 def _is_settings(words: list[str], vocabulary: Vocabulary) -> bool:
     """Bare ``lr 0.01 bs 64``: pairs whose names are all parameters (or close, i.e. typos)."""
     try:
-        names = parse_assignments(words)
+        pairs = parse_assignments(words)
     except ValueError:
         return False
     known = sorted(vocabulary.params)
     return all(
         name in vocabulary.params or difflib.get_close_matches(name, known, n=1, cutoff=CLOSE_MATCH_CUTOFF)
-        for name in names
+        for name, _ in pairs
     )
 
 
-def parse_assignments(words: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``['lr', '0.01', 'bs=64']`` -> ``{'lr': '0.01', 'bs': '64'}``; ValueError if malformed.
+def parse_assignments(words: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """``['lr', '0.01', 'bs=64']`` -> ``[('lr', '0.01'), ('bs', '64')]``; ValueError if malformed.
 
     Accepts ``name value``, ``name=value`` and ``name = value``; names are lower-cased, values
-    are kept as typed (the trainer's ParamSpec coerces them).
+    are kept as typed (the trainer's ParamSpec coerces them). Pairs, not a map: a name given
+    twice must reach the validator, which refuses it, rather than quietly keep its last value.
     """
     tokens: list[str] = []
     for word in words:
@@ -153,7 +161,7 @@ def parse_assignments(words: list[str] | tuple[str, ...]) -> dict[str, str]:
             tokens.extend(part for part in (name, "=", value) if part)
         else:
             tokens.append(word)
-    pairs: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     index = 0
     while index < len(tokens):
         name = tokens[index]
@@ -162,7 +170,7 @@ def parse_assignments(words: list[str] | tuple[str, ...]) -> dict[str, str]:
             index += 1
         if name == "=" or index >= len(tokens) or tokens[index] == "=":
             raise ValueError(f"expected 'name value' pairs, got {' '.join(words)[:40]!r}")
-        pairs[name.lower()] = tokens[index]
+        pairs.append((name.lower(), tokens[index]))
         index += 1
     if not pairs:
         raise ValueError("expected at least one 'name value' pair")

@@ -58,7 +58,7 @@ class LanguagePreference:
             return self._last
 
 
-def duration(seconds: float | None, lang: str = EN) -> str:
+def duration(seconds: object, lang: str = EN) -> str:
     """3725 -> '1h02m' (zh '1小时02分'), 65 -> '1m05s' ('1分05秒'), None/NaN -> '?'."""
     return format_duration(seconds, ("小时", "分", "秒") if lang == ZH else EN_UNITS)
 
@@ -249,6 +249,14 @@ MESSAGES = MappingProxyType(
             EN: "Invalid value: {error}{hint}. Nothing changed.",
             ZH: "取值无效：{error}{hint}。未做任何修改。",
         },
+        "given_twice": {
+            EN: "{name} is given twice (as {first} and {second}): give each parameter once. Nothing changed.",
+            ZH: "{name} 给了两次（{first} 和 {second}）：每个参数只能给一次。未做任何修改。",
+        },
+        "not_sent": {
+            EN: "Could not send that to the trainer ({error}). Nothing changed.",
+            ZH: "无法发给训练程序（{error}）。未做任何修改。",
+        },
         "allowed": {EN: " (allowed: {type} {range})", ZH: "（允许：{type} {range}）"},
         "a_type": {EN: " (a {type})", ZH: "（应为 {type}）"},
         "unknown_param": {
@@ -284,6 +292,12 @@ MESSAGES = MappingProxyType(
         "runs_none": {
             EN: "No runs found yet (connection files in {where}).",
             ZH: "还没有发现训练任务（在 {where} 中查找连接文件）。",
+        },
+        "one_or_all": {
+            EN: "That names {name} and also another run or all of them: say one. For {name} alone: "
+            "@{name} {command}; for every run, leave out @{name}. Nothing was changed.",
+            ZH: "这条消息既指定了 {name}，又指定了其他任务或全部，请只指定一个。"
+            "只发给 {name}：@{name} {command}；发给全部任务：去掉 @{name}。未做任何修改。",
         },
         "which_run": {
             EN: "Several runs: say which one, e.g. @{name} {command}, or choose one with: use {name}. "

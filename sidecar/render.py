@@ -56,9 +56,25 @@ def quote(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     return repr(shown)
 
 
-def duration(seconds: float | None, lang: str = EN) -> str:
+def duration(seconds: object, lang: str = EN) -> str:
     """3725 -> '1h02m', 65 -> '1m05s', None/NaN -> '?' (Chinese units for zh)."""
     return i18n.duration(seconds, lang)
+
+
+def as_map(field: Any) -> Mapping[str, Any]:
+    """A field that should be a map, or an empty one: a body of another trainer (or a newer
+    protocol) may hold anything there, and the message around it must still go out."""
+    return field if isinstance(field, Mapping) else {}
+
+
+def _maps(field: Any) -> list[Mapping[str, Any]]:
+    """The maps in a field that should be a list of them (describe's params)."""
+    return [item for item in field if isinstance(item, Mapping)] if isinstance(field, (list, tuple)) else []
+
+
+def _aliases(spec: Body) -> list[str]:
+    aliases = spec.get("aliases")
+    return [str(alias) for alias in aliases] if isinstance(aliases, (list, tuple)) else []
 
 
 def value(v: Any) -> str:
@@ -173,12 +189,12 @@ def param_changes(bodies: Sequence[Body], lang: str = EN) -> str:
 def status(result: Body, lang: str = EN) -> str:
     """A status result -> a few lines."""
     total = result.get("total_steps")
-    state, total_text = state_name(result["state"], lang), f"/{total}" if total else ""
-    head = tr(lang, "state_line", state=state, step=result["step"], total=total_text)
+    state, total_text = state_name(result.get("state", "?"), lang), f"/{total}" if total else ""
+    head = tr(lang, "state_line", state=state, step=result.get("step", "?"), total=total_text)
     if result.get("epoch") is not None:
         head += tr(lang, "epoch", epoch=result["epoch"])
     lines = [head]
-    metrics = result.get("metrics") or {}
+    metrics = as_map(result.get("metrics"))
     shown = {k: v for k, v in metrics.items() if k not in NOT_METRICS}
     if shown:
         sep = "，" if lang == ZH else ", "
@@ -186,7 +202,7 @@ def status(result: Body, lang: str = EN) -> str:
     if result.get("state") == "running":
         speed, eta = _number(result, "steps_per_s", ".1f"), duration(result.get("eta_s"), lang)
         lines.append(tr(lang, "speed", speed=speed, eta=eta))
-    params = result.get("params") or {}
+    params = as_map(result.get("params"))
     if params:
         shown_params = ", ".join(f"{k}={value(v)}" for k, v in sorted(params.items()))
         lines.append(tr(lang, "params_line", params=shown_params))
@@ -201,11 +217,11 @@ def params(described: Iterable[Body], with_values: bool = True, lang: str = EN) 
     """describe's params (spec dicts with 'value') -> one line each, with range and aliases;
     without values for help text, which comes from a cached describe."""
     lines = [tr(lang, "params_head")]
-    for spec in described:
-        aliases = "/".join(spec.get("aliases") or ())
+    for spec in _maps(described):
+        aliases = "/".join(_aliases(spec))
         lines.append(
             tr(
-                lang, "param_row", name=param_name(spec["name"], lang),
+                lang, "param_row", name=param_name(str(spec.get("name", "?")), lang),
                 aliases=f" ({aliases})" if aliases else "",
                 current=f" = {value(spec.get('value', spec.get('default')))}" if with_values else "",
                 type=spec.get("type", "?"), range=allowed_range(spec), applies=applies(spec, lang),
@@ -217,14 +233,14 @@ def params(described: Iterable[Body], with_values: bool = True, lang: str = EN) 
 
 def param_help(spec: Body, lang: str = EN) -> str:
     """`help lr`: what the parameter is, its value and range, when a change takes effect."""
-    aliases = "/".join(spec.get("aliases") or ())
+    name, aliases = str(spec.get("name", "?")), "/".join(_aliases(spec))
     example_value = spec.get("value", spec.get("default"))
     return tr(
-        lang, "param_help", name=param_name(spec["name"], lang),
+        lang, "param_help", name=param_name(name, lang),
         aliases=f" ({aliases})" if aliases else "", help=spec.get("help") or "",
         value=value(example_value), type=spec.get("type", "?"), range=allowed_range(spec),
         applies=applies(spec, lang),
-        example=f"{(spec.get('aliases') or [spec['name']])[0]} {value(example_value)}",
+        example=f"{(_aliases(spec) or [name])[0]} {value(example_value)}",
     )  # fmt: skip
 
 
@@ -243,9 +259,9 @@ def allowed_range(spec: Body) -> str:
 
 def params_set(result: Body, old: Mapping[str, Any] | None = None, lang: str = EN) -> str:
     """A set_params result -> 'OK: learning_rate = 0.01 (was 0.001), from step 120 (the next one)'."""
-    at, how, old = result.get("applies_at_step") or {}, result.get("applies") or {}, old or {}
+    at, how, old = as_map(result.get("applies_at_step")), as_map(result.get("applies")), old or {}
     parts = []
-    for name, new in result["params"].items():
+    for name, new in as_map(result.get("params")).items():
         when = i18n.APPLIES_AT.get(str(how.get(name, "")), i18n.APPLIES_AT[""])[lang]
         if name in at and at[name] is None:  # still loading: it does not know at which step yet
             when = i18n.APPLIES_AT["loading"][lang]

@@ -14,10 +14,13 @@ from sidecar.i18n import EN, STATES, ZH, duration, label
 MAX_ERROR_CHARS = 300
 
 
-def error_text(error: Mapping[str, Any] | None) -> str:
-    """A protocol error dict -> 'Type: message', capped."""
+def error_text(error: Any) -> str:
+    """A protocol error dict -> 'Type: message', capped; anything else (a trainer that sends the
+    reason as a string, or a list) as its text, so the alert that carries it still goes out."""
     if not error:
         return "unknown error"
+    if not isinstance(error, Mapping):
+        return str(error)[:MAX_ERROR_CHARS]
     text = f"{error.get('type', 'Error')}: {error.get('message', '')}".strip()
     return text[:MAX_ERROR_CHARS]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.i18n import EN, tr
-from sidecar.render import duration, metric, state_name
+from sidecar.render import as_map, duration, metric, state_name
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def row(run: RunRow, lang: str = EN) -> str:
         step = tr(lang, "run_step", step=run.last_step) if run.last_step is not None else ""
         return tr(lang, "run_row_short", name=run.name, mark=mark, state=state, step=step)
     total = status.get("total_steps")
-    metrics = status.get("metrics") or {}
+    metrics = as_map(status.get("metrics"))
     eta = duration(status.get("eta_s"), lang) if status.get("state") == "running" else "-"
     return tr(
         lang, "run_row", name=run.name, mark=mark, state=state_name(status.get("state", "?"), lang),

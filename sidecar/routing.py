@@ -79,16 +79,23 @@ class Router:
 
     def _addressed(self, name: str, rest: str, may_run: MayRun) -> Reply | None:
         run = self._runs.get(name)
+        bare = _one_address(rest)
+        if run is not None and (run.dispatcher.parse(rest) is not None or not self._is_command(bare)):
+            return self._named(run, run.dispatcher.handle(rest, may_run))
+        if not self._is_command(bare):
+            return None  # '@Alice see you': a mention of a person, chatter
+        lang = self._language.for_command(bare.split()[0])
         if run is None:
-            runs = self._runs.all()
-            is_command = any(isinstance(r.dispatcher.parse(rest), Command) for r in runs) or (
-                not runs and rest.split()[:1] and rest.split()[0].lower() in COMMAND_WORDS
-            )
-            if not is_command:
-                return None  # '@Alice see you': a mention of a person, chatter
-            lang = self._language.for_command(rest.split()[0])
             return Reply(tr(lang, "no_such_run", name=quote(name), runs=self.runs_text(lang)))
-        return self._named(run, run.dispatcher.handle(rest, may_run)) if rest.strip() else None
+        # '@exp2 stop all', '@exp2 @exp1 stop': one run or more? Refused, never guessed.
+        return Reply(tr(lang, "one_or_all", name=run.name, command=bare[:MAX_EXAMPLE_CHARS]))
+
+    def _is_command(self, text: str) -> bool:
+        """Whether `text` is a command for some run (with no run found: starts with a command word)."""
+        runs = self._runs.all()
+        if not runs:
+            return bool(text.split()) and text.split()[0].lower() in COMMAND_WORDS
+        return any(isinstance(run.dispatcher.parse(text), Command) for run in runs)
 
     def _use(self, words: list[str], sender: str) -> Reply:
         lang = self._language.for_command(words[0])
@@ -161,3 +168,14 @@ class Router:
         except (TrainerUnavailable, RemoteError):
             return RunRow(run.name, last_step=last_step, chosen=chosen)
         return RunRow(run.name, status=status, chosen=chosen)
+
+
+def _one_address(rest: str) -> str:
+    """What follows an @name without a second address ('@exp1 stop') or a trailing all/全部
+    ('stop all'): the command itself, when `rest` names more runs than the one."""
+    words = rest.split()
+    if len(words) > 1 and words[-1].lower() in ALL_WORDS:
+        return " ".join(words[:-1])
+    if len(words) > 1 and words[0].startswith("@"):
+        return " ".join(words[1:])
+    return rest

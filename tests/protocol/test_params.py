@@ -69,6 +69,7 @@ ITERS = ParamSpec("training_iters", "int", 1000, minimum=1, maximum=10**12)
         (STEPS, 7.0, 7),
         (STEPS, str(2**62 + 1), 2**62 + 1),
         (STEPS, 2**62 + 1, 2**62 + 1),
+        (STEPS, 2**63 - 1, 2**63 - 1),  # the widest the wire carries
         (AUGMENT, "true", True),
         (AUGMENT, "Yes", True),
         (AUGMENT, "ON", True),
@@ -104,7 +105,12 @@ def test_coerce_accepts(spec: ParamSpec, received: Any, expected: Any) -> None:
         (STEPS, "2.5", "whole number"),
         (STEPS, 2.5, "whole number"),
         (STEPS, "0", ">= 1"),
-        (STEPS, "1e400", "finite"),  # no maximum: an overflow is all there is to say
+        # No maximum declared: an int's is still what the wire carries (msgpack, signed 64 bits).
+        (STEPS, "1e400", "<= 9223372036854775807"),
+        (STEPS, "9" * 23, "<= 9223372036854775807"),
+        (STEPS, 2**63, "<= 9223372036854775807"),
+        (ParamSpec("offset", "int", 0), -(2**63) - 1, ">= -9223372036854775808"),
+        (LR, 10**400, "<= 1.0"),  # an int too big for a float is out of range, not an OverflowError
         (LR, "1e400", "<= 1.0"),  # finite text out of range, not "must be finite"
         (LR, "-1e400", ">= 1e-06"),
         (ITERS, "1" * 5000, "<= 1000000000000"),  # beyond int()'s 4300 digits

@@ -91,12 +91,16 @@ def test_chatter_is_not_a_command(text: str) -> None:
 
 
 def test_assignments_accept_every_spelling() -> None:
-    assert parse_assignments(["lr", "0.01", "bs=64", "ds", "=", "20", "ti=", "5"]) == {
-        "lr": "0.01",
-        "bs": "64",
-        "ds": "20",
-        "ti": "5",
-    }
+    assert parse_assignments(["lr", "0.01", "bs=64", "ds", "=", "20", "ti=", "5"]) == [
+        ("lr", "0.01"),
+        ("bs", "64"),
+        ("ds", "20"),
+        ("ti", "5"),
+    ]
+
+
+def test_a_name_given_twice_is_kept_for_the_validator_to_refuse() -> None:
+    assert parse_assignments(["lr", "0.01", "LR=0.5"]) == [("lr", "0.01"), ("lr", "0.5")]
 
 
 @pytest.mark.parametrize("words", [[], ["lr"], ["lr", "="], ["=", "3"], ["lr", "1", "bs"]])
@@ -137,3 +141,21 @@ def test_replies_follow_the_language_of_the_command_word() -> None:
     assert pinned.for_command("开始") == "en" and pinned.current() == "en"
     with pytest.raises(ValueError, match="'fr'"):
         LanguagePreference("fr")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("？", Command("help")),
+        ("ｓｔｏｐ", Command("stop")),
+        ("ＳＴＡＴＵＳ", Command("status")),
+        ("／ｓｔａｔｕｓ", Command("status")),
+        ("lr 0．01", Command("set", ("lr", "0.01"))),
+        ("ｌｒ＝０．０１", Command("set", ("lr=0.01",))),
+        ("lr：0.01，bs：64", Command("set", ("lr=0.01", "bs=64"))),
+        ("帮助　ｌｒ", Command("help", ("lr",))),
+        ("停止", Command("stop")),
+    ],
+)
+def test_full_width_input_reads_as_ascii(text: str, expected: Command) -> None:
+    assert parse(text, VOCABULARY) == expected

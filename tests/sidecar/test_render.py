@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from sidecar import render
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sidecar import render, render_runs
+from sidecar.i18n import EN, ZH
+from sidecar.render_runs import RunRow
 
 REPORT = {
     "step": 1280,
@@ -206,3 +215,64 @@ def test_alerts_have_chinese_variants_and_keep_their_english_text() -> None:
     assert chinese.startswith("⚠️ 训练程序已退出（停在第 120 步）") and "第 100 步" in chinese
     back = render.trainer_back({"state": "running", "step": 100}, restarted=True, old_step=120, lang="zh")
     assert back == "✅ 训练程序已重启（新进程），从第 100 步继续；最近检查点之后的 20 步（101–120）正在重做。"
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [("CUDA out of memory", "CUDA out of memory"), (["x"], "['x']"), (42, "42"), (None, "unknown error")],
+)
+def test_a_failure_whose_error_is_not_a_map_is_still_told(error: object, shown: str) -> None:
+    body = {"event": "failed", "step": 7, "error": error}
+    assert render.event(body) == f"❌ Training failed at step 7: {shown}"
+    assert render.events_summary([body]) == f"failed ({shown})"
+    if error is not None:  # with none, 'back' says the reason follows
+        assert render.trainer_back({"state": "failed", "error": error}, restarted=True).endswith(shown)
+
+
+# Bodies of another trainer (or a newer protocol) may hold anything anywhere: PROTOCOL.md says a
+# client never crashes on what it does not know, so each renderer still says what it can.
+WRONG_TYPES = (None, "x", ["a", 1], {"k": [1]}, 42, -1.5, True, math.nan, b"\xff")
+EVENT = {"event": "failed", "step": 3, "error": {"type": "T", "message": "m"}, "path": "/a/ckpt-3",
+         "test_accuracy": 0.9, "test_loss": 0.1, "accuracy": 0.5, "loss": 0.2, "name": "lr", "old": 1,
+         "new": 2, "applies_at_step": 4}  # fmt: skip
+SPEC = {"name": "lr", "aliases": ["l"], "type": "float", "minimum": 0, "maximum": 1, "applies": "now",
+        "help": "h", "value": 1, "default": 1}  # fmt: skip
+SET_RESULT = {"params": {"lr": 0.1}, "applies_at_step": {"lr": 3}, "applies": {"lr": "now"}}
+RENDERERS: tuple[tuple[dict[str, Any], Callable[[dict[str, Any], str], object]], ...] = (
+    *(
+        (
+            {**EVENT, "event": name},
+            lambda b, lang: (
+                render.event(b, last_progress=b, lang=lang), render.param_changes([b, b], lang),
+                render.events_summary([b], lang), render.history([b], lang),
+            ),
+        )
+        for name in ("failed", "finished", "stopped", "checkpoint_saved", "param_changed", "evaluated", "odd")
+    ),
+    (REPORT, lambda b, lang: render.progress(b, lang)),
+    (
+        STATUS,
+        lambda b, lang: (
+            render.connected(b, lang), render.catch_up(b, [EVENT], lang=lang), render.action("stop", b, lang),
+            render.trainer_back(b, restarted=True, old_step=5, lang=lang),
+            render.trainer_back({**b, "state": "failed"}, restarted=True, lang=lang),
+            render.trainer_back(b, restarted=False, lang=lang), render_runs.row(RunRow("x", status=b), lang),
+        ),
+    ),
+    (
+        SPEC,
+        lambda b, lang: (
+            render.params([b], lang=lang), render.params(b, lang=lang), render.param_help(b, lang=lang),
+        ),
+    ),
+    (SET_RESULT, lambda b, lang: render.params_set(b, {"lr": 1}, lang=lang)),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("base", "renders"), RENDERERS)
+def test_every_renderer_tolerates_any_field_of_any_type(
+    base: dict[str, Any], renders: Callable[[dict[str, Any], str], object]
+) -> None:
+    bodies = [{}, *({**base, key: wrong} for key in base for wrong in WRONG_TYPES)]
+    for body, lang in itertools.product(bodies, (EN, ZH)):
+        renders(body, lang)  # no exception is the whole point: each returns its text

@@ -204,3 +204,25 @@ def test_each_run_keeps_its_own_cursor(
     sessions = {name: json.loads(path.read_text())["session"] for name, path in paths.items()}
     assert sessions == {name: trainer.session for name, trainer in trainers.items()}
     assert not (state / "cursor.json").exists()  # that one is the primary run's, and there is none
+
+
+@pytest.mark.parametrize(
+    "text", ["@exp2 stop all", "@exp2 停止 全部", "@exp2 @exp1 stop", "@exp2 lr 0.01 all"]
+)
+def test_one_run_and_more_in_one_message_is_refused_with_a_reply(
+    chat: WaitingBackend, trainers: dict[str, FakeTrainer], text: str
+) -> None:
+    reply = ask(chat, text)
+    assert "exp2" in reply and ("Nothing was changed" in reply or "未做任何修改" in reply), reply
+    assert [t.state for t in trainers.values()] == ["running", "running"]
+    assert [t.params["learning_rate"] for t in trainers.values()] == [0.001, 0.001]
+    assert not any(op in t.requests for t in trainers.values() for op in ("stop", "set_params"))
+
+
+def test_an_addressed_command_is_answered_however_it_is_typed(
+    chat: WaitingBackend, trainers: dict[str, FakeTrainer]
+) -> None:
+    assert ask(chat, "@exp3 stop all").startswith("No run named 'exp3'.")
+    assert ask(chat, "＠exp2 ｓｔｏｐ").startswith("[exp2] Stopping")
+    assert ask(chat, "@exp1 help all").startswith("[exp1] ")  # 'help all' is one command for exp1
+    assert (trainers["exp1"].state, trainers["exp2"].state) == ("running", "stopped")

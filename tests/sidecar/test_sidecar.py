@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from fakes.trainer import SEED_SPECS, FakeTrainer
-from protocol import ClientCurve, KeyPair, ParamSpec, ServerCurve
+from protocol import ClientCurve, ControlClient, KeyPair, ParamSpec, ServerCurve
+from protocol.codec import MAX_MESSAGE_BYTES
 from sidecar.access import Contact
-from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT
+from sidecar.commands import COMMANDS, CommandContext, CommandSpec, Reply
+from sidecar.dispatch import INTERNAL_ERROR_TEXT, NOT_ALLOWED_TEXT, UNAVAILABLE_TEXT, Dispatcher
+from sidecar.link import Catalog, TrainerLink
+from sidecar.series import MetricSeries
 from tests.sidecar.harness import endpoints, make_config, running_sidecar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -196,12 +200,31 @@ def test_events_and_throttled_progress_reach_the_owner(sidecar, trainer: FakeTra
     assert chat.count("Iter ") == 1  # 20 reports inside one 60 s interval: one message
 
 
-def test_a_handler_exception_is_answered_and_the_bot_carries_on(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_status_is_told_as_far_as_it_goes(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
     _, chat = sidecar
     trainer.broken_status = True
-    assert ask(chat, "status") == INTERNAL_ERROR_TEXT
+    assert ask(chat, "status") == "State: ?, step ?"
     trainer.broken_status = False
-    assert ask(chat, "status").startswith("State:")
+    assert ask(chat, "status").startswith("State: idle")
+
+
+def test_a_handler_exception_is_answered_and_the_bot_carries_on(
+    trainer: FakeTrainer, eps, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    def broken(context: CommandContext, args: tuple[str, ...]) -> str:
+        raise RuntimeError("a bug")
+
+    link = TrainerLink(ControlClient(eps[0]), Catalog())
+    try:
+        context = CommandContext(link, MetricSeries(), tmp_path)
+        dispatcher = Dispatcher(
+            (CommandSpec("boom", (), "raises", "boom", 0, None, broken), *COMMANDS), context
+        )
+        assert dispatcher.handle("boom") == Reply(INTERNAL_ERROR_TEXT)
+        reply = dispatcher.handle("status")
+        assert reply is not None and reply.text.startswith("State: idle")
+    finally:
+        link.close()
 
 
 def test_a_new_parameter_in_describe_needs_no_sidecar_change(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -306,3 +329,67 @@ def test_with_curve_both_the_commands_and_the_feed_get_through(eps, tmp_path: Pa
             assert ask(chat, "status").startswith("State: idle")
     finally:
         trainer.close()
+
+
+def test_an_int_beyond_64_bits_is_refused_as_out_of_range(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    # The fake declares no maximum: the bound is what the wire carries (a signed 64-bit int).
+    for text in ("ti 99999999999999999999999", "ds=1e30", "start ti=1" + "0" * 5000):
+        reply = ask(chat, text)
+        assert reply.startswith("Invalid value: "), reply
+        assert "9223372036854775" in reply and reply.endswith("Nothing changed."), reply
+    assert trainer.params["training_iters"] == 200000 and trainer.params["display_step"] == 10
+    assert trainer.state == "idle"
+    assert "set_params" not in trainer.requests and "start" not in trainer.requests
+
+
+def test_a_request_the_wire_cannot_carry_is_refused_not_an_internal_error(eps, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTrainer(*eps, specs=(*SEED_SPECS, ParamSpec("note", "str", "", help="a note"))).start()
+    try:
+        with running_sidecar(make_config(*eps, tmp_path)) as (_, chat):
+            chat.wait_text("Sidecar connected")
+            reply = ask(chat, "set note " + "x" * (MAX_MESSAGE_BYTES + 1))
+            assert reply.startswith("Could not send that to the trainer (encoded message is "), reply
+            assert reply.endswith("Nothing changed.") and INTERNAL_ERROR_TEXT not in reply
+            assert fake.params["note"] == "" and "set_params" not in fake.requests
+            assert ask(chat, "set note hello").startswith("OK: note = hello")
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lr 0.01 lr 0.5",
+        "lr 0.01 learning_rate 0.5",
+        "set lr=0.01 bs=64 LR=0.5",
+        "start lr=0.01 learning_rate=0.2",
+    ],
+)
+def test_a_param_given_twice_is_refused(sidecar, trainer: FakeTrainer, text: str) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    reply = ask(chat, text)
+    assert reply.startswith("learning_rate is given twice (as 'lr' and "), reply
+    assert reply.endswith("Nothing changed.")
+    assert trainer.params["learning_rate"] == 0.001 and trainer.params["batch_size"] == 128
+    assert trainer.state == "idle"
+    assert "set_params" not in trainer.requests and "start" not in trainer.requests
+
+
+def test_what_a_chinese_input_method_types_reads_as_ascii(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    help_text = ask(chat, "?")
+    assert ask(chat, "？") == help_text
+    assert ask(chat, "lr 0．01").startswith("OK: learning_rate = 0.01 (was 0.001)")
+    assert ask(chat, "ＬＲ＝０．０２").startswith("OK: learning_rate = 0.02 (was 0.01)")
+    assert ask(chat, "ｓｔａｒｔ").startswith("Starting")
+    assert ask(chat, "ｓｔｏｐ").startswith("Stopping")
+    assert trainer.state == "stopped"
+    assert ask(chat, "状态").startswith("状态")  # Chinese command words are left as they are
+
+
+def test_a_failure_whose_error_is_not_a_map_still_alerts(sidecar, trainer: FakeTrainer) -> None:  # type: ignore[no-untyped-def]
+    _, chat = sidecar
+    for error, shown in (("CUDA out of memory", "CUDA out of memory"), (["x"], "['x']"), (42, "42")):
+        trainer.event("failed", error=error)
+        chat.wait_text(f"❌ Training failed at step 0: {shown}")
