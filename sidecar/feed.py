@@ -54,6 +54,7 @@ CURSOR_SAVE_INTERVAL_S = 2.0
 BACKFILL_SEQ = 5000
 POLL_TIMEOUT_MS = 200
 TERMINAL_EVENTS = frozenset({"finished", "failed", "stopped"})
+ALERT_EVENTS = frozenset({"checkpoint_failed"})  # not the end of a run, but work a crash would lose
 # A restarted trainer that is still loading after this long gets a 'back, still loading' note.
 BACK_LOADING_NOTE_S = 60.0
 Notify = Callable[[str, Priority], None]
@@ -241,6 +242,10 @@ class FeedHandler:
         if name in TERMINAL_EVENTS:
             # The final state always gets through: pending progress rides on this message.
             text = render.event(body, last_progress=self._progress.take(), lang=self._lang())
+            if text:
+                self._notify(text, Priority.ALERT)
+        elif name in ALERT_EVENTS:  # never held back by the flood guard
+            text = render.event(body, lang=self._lang())
             if text:
                 self._notify(text, Priority.ALERT)
         else:

@@ -91,6 +91,7 @@ EVENTS = MappingProxyType(
         "started": {ZH: "开始训练"},
         "param_changed": {EN: "parameter changed", ZH: "参数修改"},
         "checkpoint_saved": {ZH: "保存检查点"},
+        "checkpoint_failed": {EN: "checkpoint failed", ZH: "检查点保存失败"},
         "paused": {ZH: "暂停"},
         "resumed": {ZH: "继续"},
         "stopped": {ZH: "停止"},
@@ -180,6 +181,18 @@ MESSAGES = MappingProxyType(
         "ended": {
             EN: "{head} at step {step}: test accuracy {accuracy}, test loss {loss}",
             ZH: "{head}（第 {step} 步）：测试准确率 {accuracy}，测试损失 {loss}",
+        },
+        "checkpoint_failed": {
+            EN: "⚠️ Checkpoint of step {step} NOT saved ({error}); training goes on. {fallback}",
+            ZH: "⚠️ 第 {step} 步的检查点未能保存（{error}）；训练继续。{fallback}",
+        },
+        "checkpoint_last": {
+            EN: "A crash now would resume from step {step}.",
+            ZH: "此时若崩溃，将从第 {step} 步恢复。",
+        },
+        "checkpoint_none": {
+            EN: "No checkpoint is saved yet: a crash now would start over.",
+            ZH: "尚无已保存的检查点：此时若崩溃，将从头开始。",
         },
         "failed": {
             EN: "❌ Training failed at step {step}: {error}",

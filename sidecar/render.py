@@ -145,6 +145,12 @@ def event(body: Body, last_progress: Body | None = None, lang: str = EN) -> str 
     if name == "checkpoint_saved":
         where = os.path.basename(str(body.get("path", ""))) or "?"
         return tr(lang, "checkpoint_saved", step=step, where=where)
+    if name == "checkpoint_failed":  # what a crash now loses is counted from the last good one
+        last = body.get("last_checkpoint_step")
+        fallback = (
+            tr(lang, "checkpoint_last", step=last) if isinstance(last, int) else tr(lang, "checkpoint_none")
+        )
+        return tr(lang, "checkpoint_failed", step=step, error=_error(body.get("error")), fallback=fallback)
     if name in ("finished", "stopped"):  # both end with the full test set evaluated
         heads = {"finished": ("🏁 Training finished", "🏁 训练完成"), "stopped": ("⏹ Stopped", "⏹ 已停止")}
         head = heads[name][lang == ZH]

@@ -130,6 +130,13 @@ def data_line(topic: str, body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _error_text(error: Any) -> str:
+    """A protocol error map as 'Type: message'; anything else as its text (a line must still print)."""
+    if isinstance(error, Mapping):
+        return f"{error.get('type', 'error')}: {error.get('message', '')}"
+    return str(error) if error else "error"
+
+
 def _trainer_event_line(name: str, body: Mapping[str, Any]) -> str:
     step = f" at step {format_value(body.get('step'))}" if body.get("step") is not None else ""
     if name == "param_changed":
@@ -139,11 +146,13 @@ def _trainer_event_line(name: str, body: Mapping[str, Any]) -> str:
         )
     if name == "checkpoint_saved":
         return f"checkpoint saved{step}: {body.get('path', '')}"
+    if name == "checkpoint_failed":
+        last = format_value(body.get("last_checkpoint_step"))
+        return f"CHECKPOINT FAILED{step}: {_error_text(body.get('error'))} (last good: step {last})"
     if name == "finished":
         return f"finished{step}: test accuracy {format_value(body.get('test_accuracy'))}"
     if name == "failed":
-        error = body.get("error") or {}
-        return f"FAILED{step}: {error.get('type', 'error')}: {error.get('message', '')}"
+        return f"FAILED{step}: {_error_text(body.get('error'))}"
     if name == "state":
         return f"state {body.get('state', '?')}{step}"
     return f"{name}{step}"

@@ -182,6 +182,21 @@ def test_terminal_events_are_never_dropped_by_the_flood_guard(feed: Harness) -> 
     assert feed.sent[-1] == "❌ Training failed at step 11: ValueError: nan loss"
 
 
+def test_a_failed_checkpoint_is_an_alert_saying_what_a_crash_would_lose(feed: Harness) -> None:
+    for step in range(EVENT_BURST):  # the flood guard is spent: an alert still goes out
+        feed.data("event.checkpoint_saved", {"event": "checkpoint_saved", "step": step})
+    error = "OSError: [Errno 28] No space left on device"
+    body = {"event": "checkpoint_failed", "step": 300, "error": error, "last_checkpoint_step": 240}
+    feed.data("event.checkpoint_failed", body)
+    assert feed.sent[-1] == (
+        "⚠️ Checkpoint of step 300 NOT saved (OSError: [Errno 28] No space left on device); training "
+        "goes on. A crash now would resume from step 240."
+    )
+    feed.lang = "zh"
+    feed.data("event.checkpoint_failed", {**body, "last_checkpoint_step": None})
+    assert feed.sent[-1].startswith("⚠️ 第 300 步的检查点未能保存") and "将从头开始" in feed.sent[-1]
+
+
 def test_one_down_and_one_back_per_outage(feed: Harness) -> None:
     feed.handler.handle(TrainerDown(3.0))
     feed.handler.handle(TrainerDown(6.0))

@@ -98,6 +98,17 @@ def test_event_json_names_the_kind_and_carries_the_message_map() -> None:
             "FAILED at step 4: OOM: boom",
         ),
         (
+            data("event.failed", {"step": 4, "error": "CUDA out of memory"}),
+            "FAILED at step 4: CUDA out of memory",
+        ),
+        (
+            data(
+                "event.checkpoint_failed",
+                {"step": 30, "error": "OSError: disk full", "last_checkpoint_step": 20},
+            ),
+            "CHECKPOINT FAILED at step 30: OSError: disk full (last good: step 20)",
+        ),
+        (
             data("metrics.val", {"step": 10, "loss": 0.25, "accuracy": 0.9}),
             "val @ step 10: loss 0.25, accuracy 0.9",
         ),
