@@ -231,6 +231,7 @@ class Session:
         except Exception as exc:  # the requests were taken: nothing is left pending
             kinds = ", ".join(c.kind for c in commands)
             logger.exception("%s failed while idle", kinds)
+            self.controller.sync_params(trainer.params)  # status shows what is in use, not what failed
             self.publish("log", {"level": "error", "message": f"{kinds} failed: {exc}"})
 
     def _fail(self, exc: BaseException) -> None:

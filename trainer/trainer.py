@@ -422,18 +422,25 @@ class Trainer:
         """Apply already validated ``values`` (``validate_updates``) and tell the callbacks.
 
         ``reason`` is "set" for a change someone asked for, "restored" for values read back from a
-        checkpoint (not news to anyone: publishers do not announce them)."""
+        checkpoint (not news to anyone: publishers do not announce them). A module whose
+        ``params_changed`` raises keeps the values it had (the exception propagates)."""
         self.setup()  # the optimizer takes the learning rate, the module's variables the rest
         at_step = self.step + 1 if at_step is None else at_step
-        self.param_changes = []
         next_epoch = self.next_epoch_step if self.in_fit else None
-        for name, new in values.items():
-            if name == LEARNING_RATE:
-                self.optimizer.learning_rate.assign(float(new))
-            change = change_record(self.specs, name, self.params.get(name), new, at_step, next_epoch, reason)
-            self.param_changes.append(change)
-            self.params[name] = new
-        self.module.params_changed(self.params)
+        before = dict(self.params)
+        changes = [
+            change_record(self.specs, name, before.get(name), new, at_step, next_epoch, reason)
+            for name, new in values.items()
+        ]
+        self.params.update(values)
+        try:
+            self.module.params_changed(self.params)
+        except Exception:
+            self.params.clear()
+            self.params.update(before)
+            raise
+        self.param_changes = changes
+        self._assign_learning_rate()
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
         self.dispatch("on_params_changed", numeric)
 

@@ -192,3 +192,25 @@ def test_a_compiled_keras_model_trains_through_the_one_line_wrapper(tmp_path: Pa
     assert trainer.fit().outcome == "finished"
     assert trainer.step == 20
     assert trainer.test()["accuracy"] >= 0.9
+
+
+def test_a_module_that_refuses_a_param_change_keeps_the_values_it_had(tmp_path: Path) -> None:
+    class Picky(TinyModule):
+        def params_changed(self, params: dict[str, Any]) -> None:
+            if params["learning_rate"] > 0.1:
+                raise ValueError("this model diverges above 0.1")
+
+    heard: list[dict[str, Any]] = []
+
+    class Heard(Callback):
+        def on_params_changed(self, trainer: Trainer, logs: Any) -> None:
+            heard.extend(trainer.param_changes)
+
+    trainer = Trainer(Picky(synthetic=64), params={"bs": BATCH}, callbacks=[Heard()], run_dir=tmp_path)
+    with pytest.raises(ValueError, match="diverges"):
+        trainer.set_params({"learning_rate": 0.5, "display_step": 7})
+    assert trainer.params["learning_rate"] == 0.001 and trainer.params["display_step"] != 7
+    assert trainer.module.trainer_params["learning_rate"] == 0.001  # the module's view too
+    assert trainer.learning_rate() == pytest.approx(0.001) and heard == []
+    trainer.set_params({"learning_rate": 0.05})
+    assert trainer.learning_rate() == pytest.approx(0.05) and [c["new"] for c in heard] == [0.05]
