@@ -3,7 +3,10 @@
 Params travel as a JSON string in a ``tf.Variable`` so that one checkpoint is the whole truth of a
 run; the learning rate also lives in the optimizer's own variable. The callbacks' states
 (``Callback.state_dict``, by key) travel the same way, in a second one; a checkpoint written
-before they did (without that variable) restores as it always did, with no callback state.
+before they did (without that variable) restores as it always did, with no callback state. The
+position in the current epoch (batches done, their batch size) is a third: a resumed run skips
+the batches of its epoch already trained, so it sees the data an uninterrupted run would; one
+written before it was saved restores as at the start of an epoch.
 
 Saves are asynchronous: ``save`` copies the variables (``Snapshot``: the loop may go on changing
 them) and a background thread writes the copies through ``CheckpointManager``. A save asked for
@@ -47,6 +50,8 @@ MAX_TO_KEEP = 3
 TEMP_SUFFIX = "_temp"  # TensorFlow writes ckpt-N into ckpt-N_temp, then moves the files out
 PENDING_PARAMS_FILE = "pending_params.json"
 CALLBACKS_KEY = "callbacks"  # the tracked name of the callbacks' states in the checkpoint
+POSITION_KEY = "epoch_position"  # the tracked name of (batches done in the epoch, their batch size)
+EPOCH_START = (0, 0)  # the position of a checkpoint written before positions were saved
 MISMATCH_DETAIL_CHARS = 600
 
 
@@ -66,6 +71,7 @@ class Restored:
     samples_seen: int
     params: dict[str, Any]
     callbacks: dict[str, Any] = field(default_factory=dict)  # state by key (``callback_states``)
+    epoch_position: tuple[int, int] = EPOCH_START  # (batches of the epoch done, its batch size)
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:
@@ -146,6 +152,7 @@ class CheckpointStore:
         self._samples = tf.Variable(0, dtype=tf.int64, trainable=False, name="ct_samples")
         self._params = tf.Variable("{}", dtype=tf.string, trainable=False, name="ct_params")
         self._callbacks = tf.Variable("{}", dtype=tf.string, trainable=False, name="ct_callbacks")
+        self._position = tf.Variable(EPOCH_START, dtype=tf.int64, trainable=False, name="ct_epoch_position")
         legacy = {
             "step": self._step,
             "epoch": self._epoch,
@@ -153,9 +160,10 @@ class CheckpointStore:
             "params": self._params,
             **objects,
         }
-        tracked = {**legacy, CALLBACKS_KEY: self._callbacks}
+        self._later = {CALLBACKS_KEY: self._callbacks, POSITION_KEY: self._position}  # added since
+        tracked = {**legacy, **self._later}
         self._checkpoint = tf.train.Checkpoint(**tracked)
-        self._legacy_checkpoint = tf.train.Checkpoint(**legacy)  # reads one without callback state
+        self._legacy = legacy
         self._snapshot = Snapshot(tracked)
         self._manager = tf.train.CheckpointManager(
             self._snapshot.writer, str(self.directory), max_to_keep=max_to_keep
@@ -184,9 +192,11 @@ class CheckpointStore:
         samples_seen: int,
         params: Mapping[str, Any],
         callbacks: Mapping[str, Any] | None = None,
+        epoch_position: tuple[int, int] = EPOCH_START,
     ) -> str:
         """Snapshot now and write in the background; returns the path the files will have.
-        ``callbacks``: the callbacks' states by key, JSON-encodable (``callback_states``).
+        ``callbacks``: the callbacks' states by key, JSON-encodable (``callback_states``);
+        ``epoch_position``: the batches of the current epoch done and its batch size.
 
         Waits for the save in flight first. A second save of a step on disk is a no-op:
         rewriting ``ckpt-N`` in place could leave a torn latest checkpoint; one whose write
@@ -200,6 +210,7 @@ class CheckpointStore:
         self._samples.assign(samples_seen)
         self._params.assign(json.dumps(dict(params), sort_keys=True))
         self._callbacks.assign(json.dumps(dict(callbacks or {}), sort_keys=True))
+        self._position.assign(epoch_position)
         self._snapshot.take()
         # Not a daemon: the interpreter waits for a write in flight before it exits.
         self._writer = threading.Thread(target=self._write, args=(step,), name="checkpoint-writer")
@@ -271,9 +282,9 @@ class CheckpointStore:
         return None
 
     def _restore_one(self, path: str) -> Restored:
-        has_callbacks = _holds(path, CALLBACKS_KEY)
         self._callbacks.assign("{}")  # what an older checkpoint (without them) means
-        checkpoint = self._checkpoint if has_callbacks else self._legacy_checkpoint
+        self._position.assign(EPOCH_START)
+        checkpoint = self._reader(path)
         try:
             checkpoint.restore(path).assert_consumed()
         except (AssertionError, ValueError) as exc:
@@ -290,10 +301,19 @@ class CheckpointStore:
             samples_seen=int(self._samples.numpy()),
             params={**params, **self._pending_params(Path(path).parent, Path(path).name)},
             callbacks=json.loads(self._callbacks.numpy().decode("utf-8")),
+            epoch_position=(int(self._position[0].numpy()), int(self._position[1].numpy())),
         )
         self._saved_step = restored.step
         logger.info("restored step %d from %s", restored.step, path)
         return restored
+
+    def _reader(self, path: str) -> tf.train.Checkpoint:
+        """The checkpoint over what ``path`` holds: one written before a later variable was saved
+        lacks it, and ``assert_consumed`` would refuse the whole restore for it."""
+        held = {key: variable for key, variable in self._later.items() if _holds(path, key)}
+        if len(held) == len(self._later):
+            return self._checkpoint
+        return tf.train.Checkpoint(**self._legacy, **held)
 
     def _pending_params(self, directory: Path, checkpoint: str | None) -> dict[str, Any]:
         """The pending params beside ``directory``'s checkpoints, if set on top of ``checkpoint``."""

@@ -40,7 +40,6 @@ from trainer.lifecycle import (
     START,
     STARTABLE_STATES,
     STOP,
-    STOPPING,
     InvalidTransition,
     budget_refusal,
     next_state,
@@ -399,7 +398,9 @@ class Controller:
         if self._state == LOADING:
             return None  # applies when loaded: a restored run resumes at a step not known yet
         first = self._last_step_locked() + 1
-        if applies == "next_epoch" and self._state in (RUNNING, PAUSED, STOPPING):
+        # Idle too: the next start goes on with an epoch under way. Not after a failure: that start
+        # restores a checkpoint, whose place in its epoch is not known here.
+        if applies == "next_epoch" and self._state != FAILED:
             nxt = self._progress.next_epoch_step
             return max(first, nxt) if nxt is not None else first
         return first

@@ -15,6 +15,11 @@ Per call (``trainer.multistep`` says what the graph does)::
 The hooks' ``logs`` are plain floats from that one read; a stop, checkpoint or evaluation a
 callback requests while the rows are replayed takes effect at the boundary (the steps in the rows
 have run already).
+
+An epoch begun before (by a run that was stopped, or by the process a restored checkpoint came
+from: ``trainer.epoch_batches`` > 0) goes on where it was: same batch size, its trained batches
+skipped, so its steps, its end and every later epoch are those of an uninterrupted run (skipping
+reads those batches; it does not train them).
 """
 
 from __future__ import annotations
@@ -35,27 +40,35 @@ RATE_SMOOTHING = 0.2  # per step
 
 
 def run_epoch(trainer: Trainer) -> None:
-    trainer.batch_size = int(trainer.setting(BATCH_SIZE))
+    done = trainer.epoch_batches
+    if done == 0:  # a new epoch; one under way keeps the batch size it began with
+        trainer.batch_size = int(trainer.setting(BATCH_SIZE))
     trainer.module.epoch = trainer.epoch  # seeds this epoch's shuffle
     dataset = trainer.module.train_dataset(trainer.batch_size)
     call = trainer.compiled.train_call(dataset)
     cardinality = int(dataset.cardinality().numpy())  # < 1: not known (or infinite)
     trainer.steps_per_epoch = cardinality if cardinality > 0 else None
-    trainer.next_epoch_step = trainer.step + cardinality + 1 if cardinality > 0 else None
+    trainer.next_epoch_step = epoch_end(trainer.step - done, cardinality)
     trainer.dispatch("on_epoch_start", {})
     call.exhausted.assign(False)
-    iterator = trainer.compiled.iterate(dataset)
-    ran, ran_out = 0, False
+    # Skipped before distributing: every replica and worker skips the same global batches.
+    iterator = trainer.compiled.iterate(dataset.skip(done) if done else dataset)
+    ran_out = cardinality > 0 and done >= cardinality  # the data shrank since: the epoch is over
     while not trainer.done() and not ran_out:
-        remaining = cardinality - ran if cardinality > 0 else None
-        steps, ran_out = run_call(trainer, call, iterator, remaining)
-        ran += steps
-        ran_out = ran_out or (cardinality > 0 and ran >= cardinality)
-    if ran == 0 and ran_out:
+        remaining = cardinality - trainer.epoch_batches if cardinality > 0 else None
+        _, ran_out = run_call(trainer, call, iterator, remaining)
+        ran_out = ran_out or (cardinality > 0 and trainer.epoch_batches >= cardinality)
+    if trainer.epoch_batches == 0 and ran_out:
         raise ValueError(f"the training dataset yielded no batch (batch_size={trainer.batch_size})")
     if ran_out:
         trainer.epoch += 1  # ``epoch`` counts completed passes over the training data
+        trainer.epoch_batches = 0
     trainer.dispatch("on_epoch_end", {})
+
+
+def epoch_end(start_step: int, cardinality: int) -> int | None:
+    """The first step of the next epoch, for an epoch that began after ``start_step``."""
+    return start_step + cardinality + 1 if cardinality > 0 else None
 
 
 def call_limit(trainer: Trainer, remaining: int | None) -> int:
@@ -100,6 +113,7 @@ def _count_finished_steps(trainer: Trainer) -> None:
     """A step failed inside a call: the steps before it ran (their rows are lost with the call)."""
     finished = max(0, int(trainer.gate.count.numpy()) - 1 - trainer.step)  # the failed one was claimed
     trainer.step += finished
+    trainer.epoch_batches += finished
     trainer.samples_seen += finished * trainer.batch_size
 
 
@@ -112,6 +126,7 @@ def replay(trainer: Trainer, rows: Any, names: list[str], seconds: float) -> Non
         trainer.last_step_finite = bool(logs.pop(FINITE_OUTPUT))
         lr = logs.pop(LR_OUTPUT)
         trainer.step += 1
+        trainer.epoch_batches += 1
         trainer.samples_seen += trainer.batch_size
         trainer.steps_per_s = rate if trainer.steps_per_s == 0 else _smooth(trainer.steps_per_s, rate)
         logs["steps_per_s"] = trainer.steps_per_s

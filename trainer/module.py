@@ -8,7 +8,8 @@ The contract (what the trainer calls, in this order)::
     module.setup()                     # once: load data, build self.model
     module.configure_optimizers(params)  # -> a keras optimizer; params: every setting by name
     module.checkpoint_objects()        # -> {name: trackable} saved besides the optimizer
-    per epoch:  module.train_dataset(batch_size)    # a tf.data.Dataset of batches
+    per epoch:  module.train_dataset(batch_size)    # a tf.data.Dataset of batches (the same for
+                                                # the same self.epoch: a resumed epoch skips those done)
         per batch:  module.training_step(batch)     # inside tf.GradientTape and tf.function
     on evaluate / at the end:  module.val_dataset(batch_size), module.validation_step(batch)
                                module.test_dataset(batch_size), module.test_step(batch)

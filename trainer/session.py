@@ -162,6 +162,7 @@ class Session:
             total_steps=trainer.total_steps(),
             last_checkpoint_step=trainer.last_checkpoint_step,
             samples_seen=trainer.samples_seen,
+            next_epoch_step=trainer.next_epoch_step,  # known when the checkpoint is mid-epoch
         )
         intent = self.intent.intent
         # A multi-worker job runs once launched: its workers cannot wait for a start.
@@ -217,6 +218,7 @@ class Session:
             samples_seen=trainer.samples_seen,
             total_steps=trainer.total_steps(),
             last_checkpoint_step=trainer.last_checkpoint_step,
+            next_epoch_step=trainer.next_epoch_step,
         )
 
     def _serve_idle(self, commands: list[Command]) -> None:

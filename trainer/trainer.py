@@ -11,8 +11,10 @@ Hook order (pseudocode)::
         on_train_start                    # control drains commands for the first step
         act on requests: failure, peers, service_requests()   # as after on_boundary, below
         while not done:                   # done: a stop requested, training_iters or max_steps reached
-            batch_size = params.batch_size    # a new batch size takes effect here
-            on_epoch_start
+            batch_size = params.batch_size    # a new batch size takes effect here (not when the
+                                              # epoch is under way: begun before a stop or restart)
+            on_epoch_start                    # also for an epoch under way: it goes on after
+                                              # its trained batches (``epoch_batches``), skipped
             while the epoch has batches and not done:   # trainer.loop
                 rows = K steps in one compiled call   # trainer.multistep: stops early at a closed
                                                       # gate, a non-finite step, a step limit
@@ -40,7 +42,8 @@ Hook order (pseudocode)::
         on_train_end(test logs)           # trainer.ending() is "finished" or "stopped"
         peers.finished
     any exception in fit: on_exception (trainer.error_info), then it propagates
-    restore(): weights, optimizer, counters, params; then each callback's load_state_dict
+    restore(): weights, optimizer, counters, params, the position in the epoch; then each
+        callback's load_state_dict
     set_params(...) at any time: on_params_changed (details in trainer.param_changes)
     on_activity whenever trainer.activity changes: "step" during fit; "tracing" around the first
     train step, "evaluating" around validate/test, "checkpointing" around a save, then back
@@ -83,7 +86,7 @@ from trainer.lifecycle import (
     ACTIVITY_STEP,
     steps_left,
 )
-from trainer.loop import run_epoch
+from trainer.loop import epoch_end, run_epoch
 from trainer.module import Module
 from trainer.multistep import CallSizer, StepGate, resolve_jit
 from trainer.params import (
@@ -172,6 +175,7 @@ class Trainer:
         self.restore_dir = restore_dir
         self.peers = peers
         self.step = self.epoch = self.samples_seen = 0
+        self.epoch_batches = 0  # of the current epoch, trained: a resumed epoch goes on after them
         self.batch_size = int(self.setting(BATCH_SIZE))
         self.steps_per_epoch: int | None = None
         self.steps_per_s = 0.0
@@ -368,6 +372,7 @@ class Trainer:
                 samples_seen=self.samples_seen,
                 params=self.params,
                 callbacks=states,
+                epoch_position=(self.epoch_batches, self.batch_size),
             )
         if not wait:
             return path
@@ -394,8 +399,21 @@ class Trainer:
         callback its state from it (``load_state_dict``; one with none saved keeps its own)."""
         restored = self._restore()
         if restored is not None:
+            self._resume_epoch(*restored.epoch_position)
             load_callback_states(self.callbacks, restored.callbacks)
         return restored
+
+    def _resume_epoch(self, batches: int, batch_size: int) -> None:
+        """The restored step's place in its epoch, where the next fit goes on (``trainer.loop``).
+
+        Not on a rollback: its loop goes on with the epoch's iterator, already past the batch that
+        went non-finite."""
+        self.epoch_batches = batches if batch_size > 0 else 0  # (0, 0): an epoch's start
+        self.next_epoch_step = None
+        if self.epoch_batches > 0:
+            self.batch_size = batch_size  # the epoch's, even if a later one was set meanwhile
+            self.next_epoch_step = epoch_end(self.step - batches, self._epoch_length(batch_size) or 0)
+            logger.info("epoch %d goes on after its %d batches trained", self.epoch, batches)
 
     def _restore(self) -> Restored | None:
         restored = self.store.restore()
@@ -426,7 +444,10 @@ class Trainer:
         ``params_changed`` raises keeps the values it had (the exception propagates)."""
         self.setup()  # the optimizer takes the learning rate, the module's variables the rest
         at_step = self.step + 1 if at_step is None else at_step
-        next_epoch = self.next_epoch_step if self.in_fit else None
+        # Else the next fit begins an epoch (after a failure: restores a checkpoint first, as the
+        # controller's reply assumes).
+        under_way = self.in_fit or (self.epoch_batches > 0 and self.error_info is None)
+        next_epoch = self.next_epoch_step if under_way else None
         before = dict(self.params)
         changes = [
             change_record(self.specs, name, before.get(name), new, at_step, next_epoch, reason)

@@ -91,6 +91,14 @@ def test_set_params_acknowledges_the_step_each_change_applies_at() -> None:
     assert command.kind == "set_params" and command.params["batch_size"] == 64
 
 
+def test_a_batch_size_set_while_idle_mid_epoch_applies_where_the_resumed_epoch_ends() -> None:
+    controller, _ = make_controller("loading")
+    progress = Progress(step=11, next_epoch_step=17)  # restored 3 batches into an 8-batch epoch
+    controller.loaded(PARAM_SPECS, defaults(PARAM_SPECS), progress, autostart=False)
+    reply = controller.set_params({"params": {"bs": 64, "lr": "1e-3"}})
+    assert reply["applies_at_step"] == {"batch_size": 17, "learning_rate": 12}
+
+
 def test_while_loading_start_is_queued_and_checkpoint_is_not_ready() -> None:
     controller, published = make_controller("loading")
     assert controller.status({})["state"] == "loading"

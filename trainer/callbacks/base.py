@@ -53,7 +53,8 @@ class Callback:
         """After the final checkpoint and test; ``logs`` holds the test metrics."""
 
     def on_epoch_start(self, trainer: TrainerView, logs: Logs) -> None:
-        """Before the first step of an epoch (the batch size for it is fixed by now)."""
+        """Before the first step of an epoch, or of the rest of one under way (a stop or a restart
+        came between); the batch size for it is fixed by now."""
 
     def on_epoch_end(self, trainer: TrainerView, logs: Logs) -> None:
         """After the last step of an epoch (also when a stop ends it early)."""
