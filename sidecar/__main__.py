@@ -18,6 +18,7 @@ from sidecar.access import AccessPolicy
 from sidecar.app import Sidecar
 from sidecar.backend import ChatBackend
 from sidecar.config import Config, parse_config
+from sidecar.i18n import LanguagePreference
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ EXIT_USAGE = 2  # final: respawn does not retry it
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def make_ilink_backend(config: Config, access: AccessPolicy) -> ChatBackend:
+def make_ilink_backend(config: Config, access: AccessPolicy, language: LanguagePreference) -> ChatBackend:
     from sidecar.ilink import IlinkBackend
     from sidecar.ilink_api import DEFAULT_BASE_URL, DEFAULT_CDN_URL
     from sidecar.push import PushChannel
@@ -40,12 +41,15 @@ def make_ilink_backend(config: Config, access: AccessPolicy) -> ChatBackend:
         cdn_url=config.ilink_cdn_url or DEFAULT_CDN_URL,
         windows=windows,
         push=push,
+        language=language,
     )
 
 
-def make_backend(config: Config, access: AccessPolicy) -> ChatBackend:
+def make_backend(
+    config: Config, access: AccessPolicy, language: LanguagePreference | None = None
+) -> ChatBackend:
     if config.backend == "ilink":
-        return make_ilink_backend(config, access)
+        return make_ilink_backend(config, access, language or LanguagePreference(config.language))
     if config.backend == "console":
         from sidecar.console import ConsoleBackend
 
@@ -62,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # urllib3 logs request URLs at DEBUG: QR codes and webhook keys travel in them.
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLogger().level))
     access = AccessPolicy(config.allow)  # one policy: the backend resolves it, the app applies it
-    backend = make_backend(config, access)
-    app = Sidecar(config, backend, access=access)
+    language = LanguagePreference(config.language)  # one preference: the app sets it, the backend reads it
+    backend = make_backend(config, access, language)
+    app = Sidecar(config, backend, access=access, language=language)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("signal %d: stopping", signum)

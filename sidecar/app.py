@@ -50,6 +50,7 @@ class Sidecar:
         *,
         clock: Clock = time.monotonic,
         access: AccessPolicy | None = None,
+        language: LanguagePreference | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -58,7 +59,7 @@ class Sidecar:
         self.failure: str | None = None
         self.access = access or AccessPolicy(config.allow)  # the backend resolves it at login
         self._clock = clock
-        self.language = LanguagePreference(config.language)
+        self.language = language or LanguagePreference(config.language)  # shared with the backend
         self._client_options: dict[str, Any] = {
             "timeout_ms": config.request_timeout_ms,
             "retries": config.request_retries,

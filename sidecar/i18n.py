@@ -324,6 +324,39 @@ MESSAGES = MappingProxyType(
             EN: "No run chosen: name one with @name, or choose one: use NAME.",
             ZH: "尚未选定：用 @名称 指定，或先 使用 名称。",
         },
+        # -- the iLink backend (sidecar/ilink.py) and its reply window (sidecar/window.py) --
+        "ilink_text_only": {
+            EN: "I understand text only: please type the command (voice works when WeChat transcribes it).",
+            ZH: "我只看得懂文字：请输入命令（微信能转成文字的语音也可以）。",
+        },
+        "ilink_image_failed": {
+            EN: "(The plot could not be sent as an image: {error}. 'status' has the numbers.)",
+            ZH: "（曲线图未能以图片发送：{error}。发送 状态 可查看数值。）",
+        },
+        "ilink_plot_held": {EN: "(a plot: send 'plot' again)", ZH: "（一张曲线图：请再发送 曲线）"},
+        "window_notice": {
+            EN: "⏳ WeChat will soon stop delivering my updates ({why}). Send any message to keep receiving "
+            "updates.",
+            ZH: "⏳ 微信很快将不再转发我的通知（{why}）。发送任意消息即可继续接收。",
+        },
+        "window_left": {
+            EN: "only {count} more messages until you write",
+            ZH: "在您发消息之前只能再发 {count} 条",
+        },
+        "window_closing": {EN: "its window closes in about {duration}", ZH: "约 {duration} 后窗口关闭"},
+        "held_head_one": {
+            EN: "📬 1 update WeChat did not deliver while you were away:",
+            ZH: "📬 您不在时有 1 条更新微信未能送达：",
+        },
+        "held_head": {
+            EN: "📬 {count} updates WeChat did not deliver while you were away:",
+            ZH: "📬 您不在时有 {count} 条更新微信未能送达：",
+        },
+        "held_progress": {EN: "Last progress: {line}", ZH: "最近进度：{line}"},
+        "held_dropped": {
+            EN: "(and {count} older updates; see 'history')",
+            ZH: "（另有 {count} 条更早的更新；发送 历史 查看）",
+        },
         "help_head": {EN: "Commands:", ZH: "命令："},
         "help_aliases": {EN: "Aliases: {aliases}", ZH: "别名：{aliases}"},
         "help_values": {

@@ -1,26 +1,32 @@
 """iLink bot API calls (Tencent/openclaw-weixin docs/protocol.md): HTTP JSON over `requests`.
 
 One `IlinkApi` per base URL and token. Every call returns the response body as a dict or
-raises: `IlinkUnavailable` for transport failures (connection, timeout, HTTP status),
-`IlinkError` for a non-zero `ret` or `errcode` in an HTTP 200 (never a silent success),
-`SessionExpired` for errcode -14. Credentials never appear in an exception or a log line.
-Media: AES-128-ECB with PKCS#7 (`cryptography`), uploaded by POST to the CDN. Also the message
-model's two readings the backend needs: a message's id and its text.
+raises: `IlinkUnavailable` for transport failures (connection, timeout, HTTP status, an answer
+that is not a complete JSON object within the call's total deadline), `IlinkError` for a
+non-zero `ret` or `errcode` in an HTTP 200 (never a silent success), `SessionExpired` for
+errcode -14. Credentials never appear in an exception or a log line. Media: AES-128-ECB with
+PKCS#7 (`cryptography`), uploaded by POST to the CDN. What the answers say is read by
+ilink_messages.py.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from sidecar.ilink_messages import json_kind
 
 DEFAULT_BASE_URL = "https://ilinkai.weixin.qq.com"
 DEFAULT_CDN_URL = "https://novac2c.cdn.weixin.qq.com/c2c"
@@ -29,9 +35,10 @@ CHANNEL_VERSION = "0.1.0"  # chattrain's version
 CLIENT_VERSION = str(0x00000100)  # 0x00MMNNPP of CHANNEL_VERSION
 BOT_AGENT = "chattrain"
 REQUEST_TIMEOUT_S = 15.0
+READ_CHUNK_BYTES = 65536
 SESSION_EXPIRED = -14
 OUT_OF_WINDOW = -2  # sendmessage outside the reply window or over the per-inbound limit
-ITEM_TEXT, ITEM_IMAGE, ITEM_VOICE = 1, 2, 3
+ITEM_TEXT, ITEM_IMAGE = 1, 2
 MEDIA_IMAGE = 1
 MESSAGE_TYPE_BOT, MESSAGE_STATE_FINISH = 2, 2
 
@@ -82,10 +89,17 @@ class Uploaded:
 class IlinkApi:
     """The bot API at `base_url`, authenticated with `token` (None: login calls only)."""
 
-    def __init__(self, base_url: str, token: str | None = None, cdn_url: str = DEFAULT_CDN_URL) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        cdn_url: str = DEFAULT_CDN_URL,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.cdn_url = cdn_url.rstrip("/")
         self.token = token
+        self.request_timeout_s = request_timeout_s  # each call's total, getupdates' own aside
         self._http = requests.Session()
 
     def close(self) -> None:
@@ -118,14 +132,19 @@ class IlinkApi:
 
     # -- bot calls ------------------------------------------------------------------------
     def get_updates(self, cursor: str, timeout_s: float) -> dict[str, Any]:
-        """One long poll; a client-side timeout is normal and returns no messages."""
+        """One long poll; a client-side timeout is normal and returns no messages. Its `msgs` is a
+        list (or absent); anything else is an answer that cannot be read (IlinkUnavailable)."""
         body = {"get_updates_buf": cursor, "base_info": _base_info()}
         try:
-            return self._request("POST", "ilink/bot/getupdates", "get updates", body, timeout_s=timeout_s)
+            answer = self._request("POST", "ilink/bot/getupdates", "get updates", body, timeout_s=timeout_s)
         except IlinkUnavailable as error:
             if isinstance(error.__cause__, requests.Timeout):
                 return {"ret": 0, "msgs": [], "get_updates_buf": cursor}
             raise
+        msgs = answer.get("msgs")
+        if msgs is not None and not isinstance(msgs, list):
+            raise IlinkUnavailable(f"get updates: msgs is {json_kind(msgs)}, not a list")
+        return answer
 
     def notify(self, started: bool) -> None:
         """msg/notifystart when the client starts receiving, msg/notifystop when it stops."""
@@ -176,7 +195,7 @@ class IlinkApi:
                 url,
                 data=ciphertext,
                 headers={"Content-Type": "application/octet-stream"},
-                timeout=REQUEST_TIMEOUT_S,
+                timeout=self.request_timeout_s,
             )
         except requests.RequestException as error:
             raise IlinkUnavailable(f"CDN upload: {type(error).__name__}") from error
@@ -194,23 +213,49 @@ class IlinkApi:
         body: dict[str, Any] | None = None,
         *,
         base: str | None = None,
-        timeout_s: float = REQUEST_TIMEOUT_S,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         url = f"{base or self.base_url}/{path}"
+        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         try:
-            response = self._http.request(method, url, json=body, headers=self.headers(), timeout=timeout_s)
+            response = self._http.request(
+                method, url, json=body, headers=self.headers(), timeout=timeout_s, stream=True
+            )
         except requests.RequestException as error:
             raise IlinkUnavailable(f"{what}: {type(error).__name__}") from error
-        if response.status_code != 200:
-            raise IlinkUnavailable(f"{what}: HTTP {response.status_code}")
+        with response:  # closed, whatever happens: a call given up must not leave its socket open
+            if response.status_code != 200:
+                raise IlinkUnavailable(f"{what}: HTTP {response.status_code}")
+            content = _read_body(response, what, deadline, timeout_s)
         try:
-            answer = response.json()
-        except ValueError as error:
+            answer = json.loads(content)
+        except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
             raise IlinkUnavailable(f"{what}: the answer is not JSON") from error
         if not isinstance(answer, dict):
             raise IlinkUnavailable(f"{what}: the answer is not a JSON object")
         _check(what, answer)
         return answer
+
+
+def _read_body(response: requests.Response, what: str, deadline: float, timeout_s: float) -> bytes:
+    """The whole body, or IlinkUnavailable once `deadline` (time.monotonic()) has passed.
+
+    requests' `timeout` bounds each socket read, not the call: a server or proxy trickling a
+    byte now and then would hold it open for ever. `read1` returns what one read brings, so the
+    deadline is looked at between reads (a call ends at most one read timeout after it).
+    """
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise IlinkUnavailable(f"{what}: {type(error).__name__} reading the answer") from error
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise IlinkUnavailable(f"{what}: no complete answer within {timeout_s:.1f} s")
 
 
 def _check(what: str, answer: dict[str, Any]) -> None:
@@ -234,22 +279,3 @@ def _host_url(host: str) -> str:
 
 def _base_info() -> dict[str, str]:
     return {"channel_version": CHANNEL_VERSION, "bot_agent": BOT_AGENT}
-
-
-def message_id(message: dict[str, Any]) -> str:
-    """A WeixinMessage's id: message_id, else who, seq and time together."""
-    if message.get("message_id"):
-        return str(message["message_id"])
-    return f"{message.get('from_user_id')}:{message.get('seq')}:{message.get('create_time_ms')}"
-
-
-def message_text(items: list[Any]) -> str | None:
-    """The message's text (a voice message's transcript counts); None when it has none."""
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == ITEM_TEXT and (item.get("text_item") or {}).get("text"):
-            return str(item["text_item"]["text"])
-        if item.get("type") == ITEM_VOICE and (item.get("voice_item") or {}).get("text"):
-            return str(item["voice_item"]["text"])
-    return None

@@ -7,8 +7,9 @@ sends do not renew it. `ReplyWindows` counts per chat and decides per message:
 - alerts (failed, finished, stopped, trainer down/back) may spend the last message;
 - other events keep 2 in reserve, progress 3 (progress never spends the last of the budget);
 - once, when 2 are left or the window is about to close, the owner is told to write;
-- what is held is kept (alerts and events in order, progress latest only) and comes back as
-  ONE summary with the next inbound message. The state survives a restart (a JSON file).
+- what is held is kept (alerts and events in order, progress latest only, a reply whole) and
+  comes back as ONE summary with the next inbound message, in the sidecar's language. The
+  state survives a restart (a JSON file).
 Wall-clock time (the window outlives the process); the clock is injectable for tests.
 """
 
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.backend import Priority
+from sidecar.i18n import EN, duration, tr
 from sidecar.ilink_store import read_json, write_private_json
-from sidecar.render import duration
 
 WINDOW_FILE = "ilink_window.json"
 DEFAULT_WINDOW_S = 12 * 3600.0  # conservative: users see refusals after 11-15 h (openclaw-weixin #309)
@@ -33,9 +34,7 @@ NOTICE_AT_LEFT = 2  # the notice itself is sent when this many are left, keeping
 CLOSING_NOTICE_S = 3600.0
 MAX_HELD = 30
 SUMMARY_LINE_CHARS = 160
-NOTICE_TEXT = (
-    "⏳ WeChat will soon stop delivering my updates ({why}). Send any message to keep receiving updates."
-)
+SUMMARY_REPLY_CHARS = 2000  # a held reply comes whole (its first line alone would not answer)
 
 
 @dataclass
@@ -70,11 +69,11 @@ class ReplyWindows:
         with self._lock:
             return self._get(chat).context_token
 
-    def inbound(self, chat: str, context_token: str) -> str | None:
+    def inbound(self, chat: str, context_token: str, lang: str = EN) -> str | None:
         """The chat wrote: the window opens; returns the summary of what was held, if any."""
         with self._lock:
             window = self._get(chat)
-            summary = _summary(window)
+            summary = _summary(window, lang)
             self._chats[chat] = ChatWindow(
                 context_token=context_token or window.context_token, last_inbound=self._clock()
             )
@@ -113,7 +112,7 @@ class ReplyWindows:
                 window.held_dropped += 1
             self._save()
 
-    def take_notice(self, chat: str) -> str | None:
+    def take_notice(self, chat: str, lang: str = EN) -> str | None:
         """The one 'send any message' notice, when it is due (marks it said)."""
         with self._lock:
             window = self._get(chat)
@@ -121,14 +120,14 @@ class ReplyWindows:
                 return None
             left_s = window.last_inbound + self.window_s - self._clock()
             if self._left(window) <= NOTICE_AT_LEFT:
-                why = f"only {self._left(window)} more messages until you write"
+                why = tr(lang, "window_left", count=self._left(window))
             elif left_s <= CLOSING_NOTICE_S:
-                why = f"its window closes in about {duration(left_s)}"
+                why = tr(lang, "window_closing", duration=duration(left_s, lang))
             else:
                 return None
             window.noticed = True
             self._save()
-            return NOTICE_TEXT.format(why=why)
+            return tr(lang, "window_notice", why=why)
 
     def held(self, chat: str) -> list[tuple[int, str]]:
         with self._lock:
@@ -158,20 +157,23 @@ def _chat(data: Any) -> ChatWindow:
     return window
 
 
-def _summary(window: ChatWindow) -> str | None:
+def _summary(window: ChatWindow, lang: str) -> str | None:
     if not window.held:
         return None
-    lines = [_first_line(text) for priority, text in window.held if priority != Priority.PROGRESS]
+    lines = [_line(priority, text) for priority, text in window.held if priority != Priority.PROGRESS]
     progress = [text for priority, text in window.held if priority == Priority.PROGRESS]
     if progress:
-        lines.append("Last progress: " + _first_line(progress[-1]))
+        lines.append(tr(lang, "held_progress", line=_line(Priority.PROGRESS, progress[-1])))
     if window.held_dropped:
-        lines.append(f"(and {window.held_dropped} older updates; see 'history')")
+        lines.append(tr(lang, "held_dropped", count=window.held_dropped))
     count = len(window.held) + window.held_dropped
-    updates = "1 update" if count == 1 else f"{count} updates"
-    return f"📬 {updates} WeChat did not deliver while you were away:\n" + "\n".join(lines)
+    return tr(lang, "held_head_one" if count == 1 else "held_head", count=count) + "\n" + "\n".join(lines)
 
 
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= SUMMARY_LINE_CHARS else line[: SUMMARY_LINE_CHARS - 1] + "…"
+def _line(priority: int, text: str) -> str:
+    """What the summary says of one held message: a reply whole, anything else its first line."""
+    if priority == Priority.REPLY:
+        line, most = text.strip(), SUMMARY_REPLY_CHARS
+    else:
+        line, most = (text.strip().splitlines() or [""])[0], SUMMARY_LINE_CHARS
+    return line if len(line) <= most else line[: most - 1] + "…"

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from fakes.http import HttpServing
 
-from .state import SESSION_EXPIRED, FakeIlinkState
+from .state import SESSION_EXPIRED, FakeIlinkState, Raw
 
 REDIRECT_PREFIX = "/redirected"
 CDN_PREFIX = "/c2c"
@@ -70,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
         failure = self.fake.take_failure(path)
         if isinstance(failure, int):
             self._reply(failure, b"busy")
+            return
+        if isinstance(failure, Raw):
+            self._raw(failure)
             return
         if failure is not None:
             self._json(failure)
@@ -173,13 +176,27 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(200, b"", {"x-encrypted-param": download})
 
+    def _raw(self, answer: Raw) -> None:
+        if not answer.trickle_s:
+            self._reply(200, answer.body, {"Content-Type": "application/json"})
+            return
+        self._reply(200, b"", {"Content-Type": "application/json"}, length=len(answer.body))
+        for index in range(len(answer.body)):
+            self.wfile.write(answer.body[index : index + 1])  # a client that gave up: ConnectionError
+            with self.fake.changed:
+                if self.fake.changed.wait_for(lambda: self.fake.closed, answer.trickle_s):
+                    return
+
     def _json(self, value: Any) -> None:
         self._reply(200, json.dumps(value).encode(), {"Content-Type": "application/json"})
 
-    def _reply(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, status: int, payload: bytes, headers: dict[str, str] | None = None, length: int | None = None
+    ) -> None:
+        """`payload` after the headers; `length`: the Content-Length of a body the caller writes on."""
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(payload) if length is None else length))
         self.end_headers()
         self.wfile.write(payload)

@@ -1,7 +1,10 @@
 """What the fake iLink server knows: QR logins, users, their messages, the reply window, the CDN.
 
 Written from Tencent/openclaw-weixin docs/protocol.md. Tests drive it directly (push a user's
-message, script QR statuses, expire the session, fail a path) and wait on `changed`.
+message, script QR statuses, expire the session, fail a path) and wait on `changed`. What a
+broken server would send is scripted too: `push(..., item_list=5)` queues a malformed message
+(the real server serves it again until the cursor moves past it), `fail(path, Raw(b"..."))`
+answers raw bytes, trickled a byte at a time with `Raw(..., trickle_s=2.0)`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,28 @@ class Sent:
     image: bytes | None = None
 
 
+@dataclass(frozen=True)
+class Raw:
+    """An HTTP 200 answer of exactly `body`; with `trickle_s`, the headers at once and then one
+    byte every `trickle_s` seconds (a stalled server or proxy that never quite stops)."""
+
+    body: bytes
+    trickle_s: float = 0.0
+
+
+Answer = dict[str, Any] | int | Raw
+
+
 @dataclass
 class Window:
     last_inbound: float = float("-inf")
     since_inbound: int = 0
     tokens: list[str] = field(default_factory=list)
+
+
+def _position(cursor: str) -> int:
+    """How many inbound messages the cursor `cur-N` is past."""
+    return int(cursor[4:]) if cursor.startswith("cur-") and cursor[4:].isdigit() else 0
 
 
 def aes_ecb_decrypt(data: bytes, key: bytes) -> bytes:
@@ -79,7 +99,7 @@ class FakeIlinkState:
         self.hold_s = 1.0  # how long getupdates holds when there is nothing new
         self.suggest_ms: int | None = None  # longpolling_timeout_ms to suggest
         self.hang_next_poll_s = 0.0
-        self._failures: dict[str, list[dict[str, Any] | int]] = {}
+        self._failures: dict[str, list[Answer]] = {}
         self._uploads: dict[str, dict[str, Any]] = {}
         self._blobs: dict[str, bytes] = {}
         self.clock_offset_s = 0.0
@@ -94,8 +114,11 @@ class FakeIlinkState:
         with self.changed:
             self.clock_offset_s += seconds
 
-    def push(self, user: str, text: str | None = None, items: list[dict[str, Any]] | None = None) -> str:
-        """User `user` writes to the bot; returns the message's context_token."""
+    def push(
+        self, user: str, text: str | None = None, items: list[dict[str, Any]] | None = None, **fields: Any
+    ) -> str:
+        """User `user` writes to the bot; returns the message's context_token. `fields` replace the
+        message's own (`item_list=5`, `message_id=None`): what a malformed message looks like."""
         with self.changed:
             seq = len(self.inbound) + 1
             token = f"ctx-{seq}"
@@ -113,13 +136,14 @@ class FakeIlinkState:
                     "message_state": 2,
                     "context_token": token,
                     "item_list": items or [{"type": 1, "text_item": {"text": text or ""}}],
+                    **fields,
                 }
             )
             self.changed.notify_all()
             return token
 
-    def fail(self, path: str, answer: dict[str, Any] | int, times: int = 1) -> None:
-        """The next `times` calls of `path` answer `answer` (a JSON body, or an HTTP status)."""
+    def fail(self, path: str, answer: Answer, times: int = 1) -> None:
+        """The next `times` calls of `path` answer `answer` (a JSON body, an HTTP status, raw bytes)."""
         with self.changed:
             self._failures.setdefault(path, []).extend([answer] * times)
 
@@ -127,7 +151,7 @@ class FakeIlinkState:
         with self.changed:
             return len(self._failures.get(path, []))
 
-    def take_failure(self, path: str) -> dict[str, Any] | int | None:
+    def take_failure(self, path: str) -> Answer | None:
         with self.changed:
             queued = self._failures.get(path)
             self.changed.notify_all()
@@ -205,11 +229,11 @@ class FakeIlinkState:
     # -- bot API --------------------------------------------------------------------------
     def updates_after(self, cursor: str) -> list[dict[str, Any]]:
         with self.changed:
-            seq = int(cursor[4:]) if cursor.startswith("cur-") and cursor[4:].isdigit() else 0
-            return list(self.inbound[seq:])
+            return list(self.inbound[_position(cursor) :])
 
     def cursor_of(self, messages: list[dict[str, Any]], cursor: str) -> str:
-        return f"cur-{messages[-1]['seq']}" if messages else (cursor or "cur-0")
+        # By position, not the messages' `seq`: a test may have pushed one without it.
+        return f"cur-{_position(cursor) + len(messages)}" if messages else (cursor or "cur-0")
 
     def send(self, msg: dict[str, Any]) -> dict[str, Any]:
         with self.changed:

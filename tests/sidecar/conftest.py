@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fakes.ilink import FakeIlinkServer
 from fakes.processes import scratch_dir
 from fakes.wechat import FakeWeChatServer
 from sidecar.backend import IncomingText
@@ -35,6 +36,13 @@ def fake_wechat(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWeChatServer]:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     with FakeWeChatServer() as server:
         yield server
+
+
+@pytest.fixture
+def server() -> Iterator[FakeIlinkServer]:
+    """The iLink tests' fake iLink server on 127.0.0.1 (any free port; see `no_proxy`)."""
+    with FakeIlinkServer() as fake:
+        yield fake
 
 
 @pytest.fixture

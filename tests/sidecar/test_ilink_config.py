@@ -21,6 +21,7 @@ def test_ilink_options_come_from_the_environment_and_build_the_backend(tmp_path:
         "CHATTRAIN_ILINK_PER_INBOUND": "8",
         "CHATTRAIN_PUSH_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
         "CHATTRAIN_ALLOW": "id:a1@im.wechat=steer",
+        "CHATTRAIN_LANGUAGE": "zh",
     }
     config = parse_config([*ENDPOINTS, "--state-dir", str(tmp_path)], environ)
     assert (config.backend, config.ilink_window_s, config.ilink_per_inbound) == ("ilink", 6 * 3600.0, 8)
@@ -29,6 +30,7 @@ def test_ilink_options_come_from_the_environment_and_build_the_backend(tmp_path:
     assert backend.windows.window_s == 6 * 3600.0 and backend.windows.per_inbound == 8
     assert backend.push is not None and backend.push.wecom
     assert backend.access.allowed_ids() == {"a1@im.wechat"}
+    assert backend.language.current() == "zh"  # its own texts too (the summary, the notice)
 
 
 @pytest.mark.parametrize(

@@ -143,8 +143,9 @@ def test_with_the_window_closed_the_alert_is_pushed_and_summarised_with_the_next
     stack.webhook.wait_until(lambda w: any("⏹ " in t for t in w.texts()), REPLY_TIMEOUT_S)
     before = len(stack.ilink.texts())
     stack.ilink.push(OWNER, "status")
-    summary = stack.ilink.wait_text("WeChat did not deliver", REPLY_TIMEOUT_S, after=before)
-    assert "⏹ 已停止（第" in summary  # the owner's language: the last command was 开始
+    # The owner's language, the summary's own words too: the last command was 开始.
+    summary = stack.ilink.wait_text("条更新微信未能送达", REPLY_TIMEOUT_S, after=before)
+    assert "⏹ 已停止（第" in summary
     reply = stack.ilink.wait_text("State:", REPLY_TIMEOUT_S, after=before)
     assert not reply.startswith("State: running")
     assert stack.ilink.texts()[before:].index(summary) < stack.ilink.texts()[before:].index(reply)

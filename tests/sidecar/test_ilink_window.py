@@ -4,7 +4,6 @@ iLink backend against the fake server's ret -2 and the fake push webhook."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,12 +110,6 @@ def test_held_updates_are_bounded_and_alerts_are_kept_first(tmp_path: Path, cloc
 
 
 # -- the backend against the fake server ---------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[FakeIlinkServer]:
-    with FakeIlinkServer(per_inbound=10) as fake:
-        yield fake
 
 
 def test_progress_floods_within_the_budget_and_the_notice_asks_for_a_message(
