@@ -249,6 +249,8 @@ def _read_body(response: requests.Response, what: str, deadline: float, timeout_
     while True:
         try:
             chunk = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as error:  # silent for a read: as requests' timeout
+            raise IlinkUnavailable(f"{what}: timed out reading the answer") from requests.ReadTimeout(error)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise IlinkUnavailable(f"{what}: {type(error).__name__} reading the answer") from error
         if not chunk:

@@ -135,6 +135,16 @@ def test_a_trickling_sendmessage_answer_ends_at_the_request_deadline(server: Fak
     assert time.monotonic() - started < WAIT_S  # not the 200 s the server would take
 
 
+def test_a_long_poll_whose_body_stays_silent_past_its_timeout_is_an_empty_poll(
+    server: FakeIlinkServer,
+) -> None:
+    api = IlinkApi(server.url, "tok")
+    server.fail("getupdates", Raw(b"{}", trickle_s=60.0))  # the headers, then nothing for a minute
+    started = time.monotonic()
+    assert api.get_updates("cursor-1", timeout_s=1.0) == {"ret": 0, "msgs": [], "get_updates_buf": "cursor-1"}
+    assert time.monotonic() - started < WAIT_S
+
+
 # -- D4, D5: failed sends are held, alerts pushed, replies retried -----------------------------
 
 SEND_FAILURES = [{"ret": -1, "errmsg": "system busy"}, {"ret": 0, "errcode": -14, "errmsg": "expired"}, 500]
