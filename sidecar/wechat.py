@@ -40,6 +40,7 @@ from .wechat_util import REQUEST_TIMEOUT_S, SentLog, TimeoutAdapter, login_failu
 
 with contextlib.redirect_stdout(io.StringIO()):  # itchat writes a block character on import
     import itchat
+    import itchat.components.login
     import itchat.config
     import itchat.utils
 
@@ -59,7 +60,31 @@ def restore_html_unescape() -> None:
         parser.unescape = html.unescape
 
 
+def convert_messages_one_by_one() -> None:
+    """Make itchat's receive loop skip a message it cannot convert, not its whole batch
+    (idempotent). The loop advances its sync key before converting, and converts a batch in one
+    call: one malformed message (a null Content) lost every message of the batch, the owner's
+    commands included, for good."""
+    whole_batch = itchat.components.login.produce_msg
+    if getattr(whole_batch, "one_by_one", False):
+        return
+
+    def one_by_one(core: Any, messages: list[Any]) -> list[Any]:
+        produced: list[Any] = []
+        for message in messages:
+            try:
+                produced += whole_batch(core, [message])
+            except Exception as exc:  # itchat's own code, on the server's data
+                sender = message.get("FromUserName") if isinstance(message, dict) else None
+                logger.warning("dropped a message WeChat sent that cannot be read (from %s): %r", sender, exc)
+        return produced
+
+    one_by_one.one_by_one = True  # type: ignore[attr-defined]
+    itchat.components.login.produce_msg = one_by_one
+
+
 restore_html_unescape()
+convert_messages_one_by_one()
 
 
 class _LoginCancelled(Exception):
@@ -290,6 +315,8 @@ class WeChatBackend(ChatBackend):
                 result = send()
         except requests.RequestException as error:
             raise SendError(f"cannot {what}: {error}") from error
+        except (ValueError, AttributeError, TypeError, KeyError) as error:  # itchat reading an odd answer
+            raise SendError(f"WeChat gave an answer to {what} that cannot be read: {error!r}") from error
         if not result:
             raise SendError(f"WeChat refused to {what}: {result.get('BaseResponse')}")
         return result

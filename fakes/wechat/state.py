@@ -103,6 +103,7 @@ class FakeWeChatState:
         self.stalled: set[str] = set()  # paths answered only after release() (a hung server)
         self.failing: set[str] = set()  # paths answered 500 until recover() (an outage)
         self.failures = 0  # requests answered 500 so far
+        self.answers: dict[str, list[Any]] = {}  # path -> JSON answers to give next (answer_next)
         self._scanned: dict[str, int] = {}  # QR uuid -> login-check answers so far
         self._scan_requested = False
         self._waiting: list[dict[str, Any]] = []  # pushed while nobody was logged in
@@ -111,11 +112,23 @@ class FakeWeChatState:
         self._ids = itertools.count(1)
 
     # -- test API -------------------------------------------------------------------------------
-    def push_text(self, from_user: str, to_user: str, text: str) -> None:
-        """Queue a text for the next webwxsync: users by contact key or UserName."""
+    def push_text(self, from_user: str, to_user: str, text: str, **fields: Any) -> None:
+        """Queue a text for the next webwxsync: users by contact key or UserName. ``fields``
+        replace those of its AddMsgList entry (a malformed message: ``Content=None``)."""
         with self.changed:
-            self._pending().append({"from": from_user, "to": to_user, "text": text})
+            self._pending().append({"from": from_user, "to": to_user, "text": text, "fields": fields})
             self.changed.notify_all()
+
+    def answer_next(self, path: str, body: Any) -> None:
+        """The next request to `path` (e.g. '/webwxsendmsg') gets `body` as its JSON answer."""
+        with self.changed:
+            self.answers.setdefault(path, []).append(body)
+
+    def take_answer(self, path: str) -> tuple[bool, Any]:
+        """(True, the body) queued for `path` by `answer_next`, or (False, None)."""
+        with self.changed:
+            queued = self.answers.get(path)
+            return (True, queued.pop(0)) if queued else (False, None)
 
     def rename(self, key: str, nick_name: str) -> None:
         """Contact `key` changes his own profile's NickName (the remark, the owner's, stays);
@@ -304,7 +317,7 @@ class FakeWeChatState:
     def _add_msg(self, session: Session, queued: dict[str, Any]) -> dict[str, Any]:
         msg_id = queued.get("msg_id") or str(next(self._ids) + 10**17)
         sender, to = self._resolve(session, queued["from"]), self._resolve(session, queued["to"])
-        return text_message(msg_id, sender, to, queued["text"])
+        return {**text_message(msg_id, sender, to, queued["text"]), **queued.get("fields", {})}
 
     def _pending(self) -> list[dict[str, Any]]:
         if self.current is None or self.current.ended:

@@ -167,6 +167,29 @@ def test_handler_exception_is_logged_and_the_backend_keeps_delivering(
     assert "handler bug" in caplog.text
 
 
+def test_a_message_itchat_cannot_read_loses_only_itself_not_its_batch(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = start_wechat_backend()
+    with fake_wechat.changed:  # one webwxsync answer holds both
+        fake_wechat.push_text("owner", "filehelper", "unreadable", Content=None)
+        fake_wechat.push_text("owner", "filehelper", "status")
+    assert running.inbox.wait_for(lambda m: True).text == "status"
+    assert "dropped a message WeChat sent that cannot be read" in caplog.text
+
+
+@pytest.mark.parametrize("answer", [{"BaseResponse": None}, [1, 2], "x"], ids=["null", "list", "text"])
+def test_a_send_answer_that_cannot_be_read_is_a_send_error(
+    start_wechat_backend: StartBackend, fake_wechat: FakeWeChatServer, answer: object
+) -> None:
+    running = start_wechat_backend()
+    fake_wechat.answer_next("/webwxsendmsg", answer)
+    with pytest.raises(SendError, match="cannot be read"):
+        running.backend.send_text("State: idle")
+    running.backend.send_text("State: idle")  # the next answer is a normal one
+    assert [t.text for t in fake_wechat.sent_texts] == ["State: idle"]
+
+
 def test_session_ended_by_wechat_logs_in_again_with_a_new_qr(
     start_wechat_backend: StartBackend,
     fake_wechat: FakeWeChatServer,
