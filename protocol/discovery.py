@@ -52,19 +52,37 @@ def read_run(path: Path, *, name: str | None = None, insecure_no_curve: bool = F
     return FoundRun(name or path.name.removesuffix(".json"), path, connection, _pid(path))
 
 
-def find_runs(runtime_dir: Path | None = None, *, insecure_no_curve: bool = False) -> list[FoundRun]:
-    """Every readable connection file in the runtime directory, by name (unreadable ones are
-    skipped: a trainer may be writing one right now)."""
+@dataclass(frozen=True)
+class UnreadableRun:
+    """A connection file that cannot be read (corrupt, not ours): its run cannot be reached."""
+
+    name: str
+    path: Path
+    error: str
+
+
+def scan_runs(
+    runtime_dir: Path | None = None, *, insecure_no_curve: bool = False
+) -> tuple[list[FoundRun], list[UnreadableRun]]:
+    """The connection files in the runtime directory, by name: the readable ones as runs, and
+    those that cannot be read, which the caller says (a trainer writes its file atomically, so
+    one that cannot be read stays so: skipping it in silence would hide its run for good)."""
     directory = runtime_dir or default_runtime_dir()
-    found = []
+    found, unreadable = [], []
     for path in sorted(directory.glob("*.json")):
-        if not RUN_NAME.match(path.name.removesuffix(".json")):
+        name = path.name.removesuffix(".json")
+        if not RUN_NAME.match(name):
             continue
         try:
             found.append(read_run(path, insecure_no_curve=insecure_no_curve))
         except (ConnectionConfigError, OSError) as exc:
-            logger.debug("skipped connection file %s: %s", path, exc)
-    return found
+            unreadable.append(UnreadableRun(name, path, " ".join(str(exc).split())[:200]))
+    return found, unreadable
+
+
+def find_runs(runtime_dir: Path | None = None, *, insecure_no_curve: bool = False) -> list[FoundRun]:
+    """The runs of the readable connection files (``scan_runs``)."""
+    return scan_runs(runtime_dir, insecure_no_curve=insecure_no_curve)[0]
 
 
 def run_process_gone(path: Path) -> bool:

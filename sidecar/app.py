@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from protocol import UnsafeDirectory, check_private_dir
@@ -78,6 +79,7 @@ class Sidecar:
         self._stopping = threading.Event()
         scan = guarded_thread("sidecar-runs", self._scan, self._stopping, self._thread_died)
         self._scanner = threading.Thread(target=scan, name="sidecar-runs", daemon=True)
+        self._unreadable_said: set[Path] = set()  # connection files already said to be unreadable
 
     @property
     def series(self) -> MetricSeries | None:
@@ -143,8 +145,14 @@ class Sidecar:
         if self.config.runtime_dir is None:
             return
         try:
-            found = discover(self.config.runtime_dir, insecure_no_curve=self.config.insecure_no_curve)
+            found, unreadable = discover(
+                self.config.runtime_dir, insecure_no_curve=self.config.insecure_no_curve
+            )
             self.runs.add(found, start=start)
+            for bad in unreadable:
+                if bad.path not in self._unreadable_said:  # said once, not at every rescan
+                    logger.warning("run %s cannot be followed: %s: %s", bad.name, bad.path, bad.error)
+                    self._unreadable_said.add(bad.path)
         except Exception:
             logger.exception("looking for runs failed; trying again")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import Connection
-from protocol.discovery import find_runs, read_run, run_process_gone
+from protocol.discovery import UnreadableRun, read_run, run_process_gone, scan_runs
 from protocol.serving import ThreadDeath
 from sidecar.commands import COMMANDS, CommandContext
 from sidecar.dispatch import Dispatcher
@@ -57,12 +57,12 @@ def source_from_file(path: Path, *, name: str | None = None, insecure_no_curve: 
     return RunSource(found.name, found.connection, path=path)
 
 
-def discover(runtime_dir: Path, *, insecure_no_curve: bool = False) -> list[RunSource]:
-    """Every readable connection file in `runtime_dir`, by name."""
-    return [
-        RunSource(found.name, found.connection, path=found.path)
-        for found in find_runs(runtime_dir, insecure_no_curve=insecure_no_curve)
-    ]
+def discover(
+    runtime_dir: Path, *, insecure_no_curve: bool = False
+) -> tuple[list[RunSource], list[UnreadableRun]]:
+    """The runs of the readable connection files in `runtime_dir`, by name, and the unreadable files."""
+    found, unreadable = scan_runs(runtime_dir, insecure_no_curve=insecure_no_curve)
+    return [RunSource(run.name, run.connection, path=run.path) for run in found], unreadable
 
 
 class Run:

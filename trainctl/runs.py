@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from protocol import ControlClient, FeedEvent, ProtocolError, RemoteError, Subscriber, TrainerUnavailable
-from protocol.discovery import FoundRun, find_runs
+from protocol.discovery import FoundRun, find_runs, scan_runs
 from trainctl import exit_codes, render
 from trainctl.watch import REFRESH_PER_S, WATCH_POLL_MS, WatchOptions
 from trainctl.watch_state import WatchState
@@ -32,7 +32,10 @@ EVENTS_PER_RUN = 4
 
 def run_ls(json_output: bool, timeout_ms: int, out: Console) -> int:
     """List the runs; exit 0 (none found is an answer too)."""
-    rows = [_ls_row(run, timeout_ms) for run in find_runs()]
+    found, unreadable = scan_runs()
+    rows = [_ls_row(run, timeout_ms) for run in found]
+    rows += [{"name": u.name, "path": str(u.path), "pid": None, "state": "unreadable", "error": u.error}
+             for u in unreadable]  # fmt: skip
     if json_output:
         print(json.dumps(render.to_jsonable(rows)), flush=True)
         return exit_codes.OK
@@ -45,7 +48,7 @@ def run_ls(json_output: bool, timeout_ms: int, out: Console) -> int:
         table.add_row(
             row["name"], row["state"], f"{render.format_value(row.get('step'))}{total}",
             render.format_value(row.get("loss")), render.format_duration(row.get("eta_s")),
-            str(row.get("pid") or "?"), row["path"],
+            str(row.get("pid") or "?"), row["path"] + (f" ({row['error']})" if row.get("error") else ""),
         )  # fmt: skip
     out.print(table)
     return exit_codes.OK

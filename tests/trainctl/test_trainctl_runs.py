@@ -87,3 +87,16 @@ def test_ls_with_no_runs_says_so(cli: Callable[..., CliResult]) -> None:
     result = cli("ls", connect=False)
     assert result.code == 0 and "no runs" in result.out
     assert cli("--json", "ls", connect=False).json() == []
+
+
+def test_ls_shows_a_connection_file_it_cannot_read_instead_of_hiding_its_run(
+    cli: Callable[..., CliResult], ipc_dir: Path
+) -> None:
+    broken = ipc_dir / "broken.json"
+    broken.write_text('{"control": "ipc:///x", ')  # cut short: never what a trainer writes
+    broken.chmod(0o600)
+    [row] = cli("--json", "ls", connect=False).json()
+    assert (row["name"], row["state"], row["path"]) == ("broken", "unreadable", str(broken))
+    assert row["error"]
+    table = cli("ls", connect=False)
+    assert table.code == 0 and "unreadable" in table.out and "no runs" not in table.out
